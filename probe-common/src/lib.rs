@@ -1,0 +1,148 @@
+//! Records shared by the kernel programs (probe-ebpf) and the loader (probe-user).
+//!
+//! Every type here is `#[repr(C)]` with no implicit padding, so both sides agree on the
+//! layout byte for byte and userspace can read map values without guessing. Flags are `u32`,
+//! never `bool`.
+#![no_std]
+
+/// Deepest stack (in frames) recorded per side of a sample. The kernel's own limit for
+/// `bpf_get_stack` is `PERF_MAX_STACK_DEPTH` = 127.
+pub const MAX_STACK_DEPTH: usize = 127;
+
+/// Most processes `--pid` can name.
+pub const MAX_TARGET_PIDS: u32 = 1024;
+
+/// Threads whose scheduler statistics are kept during one window.
+pub const MAX_THREADS: u32 = 32_768;
+
+/// (thread, syscall number) pairs counted during one window.
+pub const MAX_SYSCALL_KEYS: u32 = 131_072;
+
+/// Size of the ring buffer carrying stack samples to userspace (bytes, power of two).
+pub const SAMPLE_RING_BYTES: u32 = 4 << 20;
+
+/// Names of the maps and programs, so the two sides cannot drift apart.
+pub mod names {
+    pub const SAMPLES: &str = "SAMPLES";
+    pub const THREAD_STATS: &str = "THREAD_STATS";
+    pub const SYSCALL_COUNTS: &str = "SYSCALL_COUNTS";
+    pub const CPU_STATE: &str = "CPU_STATE";
+    pub const COUNTERS: &str = "COUNTERS";
+    pub const TARGET_PIDS: &str = "TARGET_PIDS";
+
+    pub const PROG_SAMPLE: &str = "sample_stack";
+    pub const PROG_SCHED_SWITCH: &str = "sched_switch";
+    pub const PROG_PROCESS_EXIT: &str = "sched_process_exit";
+    pub const PROG_SYS_ENTER: &str = "sys_enter";
+
+    /// Load-time globals (`EbpfLoader::set_global`).
+    pub const GLOBAL_FILTER_PIDS: &str = "FILTER_PIDS";
+    pub const GLOBAL_WINDOW_START_NS: &str = "WINDOW_START_NS";
+}
+
+/// `SampleEvent::flags`: `bpf_get_stack` failed for the user stack (the sample has none).
+pub const SAMPLE_USER_STACK_ERROR: u32 = 1 << 0;
+/// `SampleEvent::flags`: `bpf_get_stack` failed for the kernel stack.
+pub const SAMPLE_KERNEL_STACK_ERROR: u32 = 1 << 1;
+
+/// One on-CPU stack sample, sent through the `SAMPLES` ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SampleEvent {
+    pub tgid: u32,
+    pub tid: u32,
+    pub cpu: u32,
+    pub flags: u32,
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) at the sample.
+    pub ktime_ns: u64,
+    /// Valid frames in `user_stack`, innermost first.
+    pub user_frames: u32,
+    /// Valid frames in `kernel_stack`, innermost first. Zero when the sample hit user mode.
+    pub kernel_frames: u32,
+    pub user_stack: [u64; MAX_STACK_DEPTH],
+    pub kernel_stack: [u64; MAX_STACK_DEPTH],
+}
+
+/// Per-thread scheduler statistics (`THREAD_STATS`, keyed by tid).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadStats {
+    /// Nanoseconds on CPU, from completed runs that ended with a `sched_switch`.
+    pub on_cpu_ns: u64,
+    /// Switched out while not runnable (it blocked or slept).
+    pub voluntary_switches: u64,
+    /// Switched out while still runnable (preempted).
+    pub involuntary_switches: u64,
+    pub tgid: u32,
+    /// Non-zero once `sched_process_exit` fired for this thread.
+    pub exited: u32,
+    /// `comm` of the thread the first time it was seen (NUL padded).
+    pub comm: [u8; 16],
+}
+
+/// Key of `SYSCALL_COUNTS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SyscallKey {
+    pub tid: u32,
+    pub nr: u32,
+}
+
+/// Per-CPU bookkeeping (`CPU_STATE`): lets userspace account the run that is still in
+/// progress when the window closes, without reading any kernel struct field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuState {
+    /// Time of the latest `sched_switch` on this CPU (0: none yet).
+    pub last_switch_ns: u64,
+    /// Time of the latest stack sample on this CPU (0: none yet).
+    pub last_sample_ns: u64,
+    /// Thread running at that sample (0: idle).
+    pub last_sample_tid: u32,
+    pub last_sample_tgid: u32,
+}
+
+/// Indexes into the per-CPU `COUNTERS` array: events the kernel side had to drop or saw.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Stack samples taken (of non-idle, in-scope threads).
+    Samples = 0,
+    /// Samples lost because the ring buffer was full.
+    SamplesLost = 1,
+    /// Threads whose scheduler statistics could not be stored (map full).
+    ThreadsDropped = 2,
+    /// Syscalls not counted because the (tid, nr) map was full.
+    SyscallsDropped = 3,
+}
+
+impl Counter {
+    pub const COUNT: u32 = 4;
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are `#[repr(C)]`, `Copy`, made only of integers and integer
+    // arrays with no implicit padding, so every bit pattern is a valid value.
+    unsafe impl aya::Pod for super::SampleEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ThreadStats {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SyscallKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CpuState {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn records_have_no_padding() {
+        assert_eq!(size_of::<SampleEvent>(), 32 + 2 * 8 * MAX_STACK_DEPTH);
+        assert_eq!(size_of::<ThreadStats>(), 8 * 3 + 4 * 2 + 16);
+        assert_eq!(size_of::<SyscallKey>(), 8);
+        assert_eq!(size_of::<CpuState>(), 24);
+    }
+}

@@ -1,0 +1,267 @@
+//! probe's kernel programs. Each one filters first and returns early; everything it
+//! learns goes into bounded maps that the loader drains. No kernel struct field is read, so
+//! nothing here depends on one kernel's layout.
+#![no_std]
+#![no_main]
+
+use core::{ffi::c_void, mem::size_of, ptr::addr_of_mut};
+
+use aya_ebpf::{
+    bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id,
+        generated::{bpf_get_stack, bpf_ktime_get_ns},
+    },
+    macros::{btf_tracepoint, map, perf_event},
+    maps::{HashMap, PerCpuArray, RingBuf},
+    programs::{BtfTracePointContext, PerfEventContext},
+    EbpfContext,
+};
+use probe_common::{
+    Counter, CpuState, SampleEvent, SyscallKey, ThreadStats, MAX_STACK_DEPTH, MAX_SYSCALL_KEYS,
+    MAX_TARGET_PIDS, MAX_THREADS, SAMPLE_KERNEL_STACK_ERROR, SAMPLE_RING_BYTES,
+    SAMPLE_USER_STACK_ERROR,
+};
+
+/// Non-zero: only processes in `TARGET_PIDS` are observed. Set at load time.
+#[no_mangle]
+static FILTER_PIDS: u32 = 0;
+
+/// CLOCK_MONOTONIC when the window opened; the first run on each CPU is counted from here.
+#[no_mangle]
+static WINDOW_START_NS: u64 = 0;
+
+#[map]
+static SAMPLES: RingBuf = RingBuf::with_byte_size(SAMPLE_RING_BYTES, 0);
+
+#[map]
+static THREAD_STATS: HashMap<u32, ThreadStats> = HashMap::with_max_entries(MAX_THREADS, 0);
+
+#[map]
+static SYSCALL_COUNTS: HashMap<SyscallKey, u64> = HashMap::with_max_entries(MAX_SYSCALL_KEYS, 0);
+
+#[map]
+static CPU_STATE: PerCpuArray<CpuState> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
+
+#[map]
+static TARGET_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TARGET_PIDS, 0);
+
+const TASK_RUNNING: u32 = 0;
+const STACK_BYTES: u32 = (MAX_STACK_DEPTH * size_of::<u64>()) as u32;
+
+#[inline(always)]
+fn filter_pids() -> bool {
+    // SAFETY: a plain read of a load-time constant; volatile so the compiler does not fold
+    // the zero it was compiled with.
+    unsafe { core::ptr::read_volatile(&FILTER_PIDS) != 0 }
+}
+
+#[inline(always)]
+fn window_start_ns() -> u64 {
+    // SAFETY: as in `filter_pids`.
+    unsafe { core::ptr::read_volatile(&WINDOW_START_NS) }
+}
+
+/// Whether the process `tgid` is in scope.
+#[inline(always)]
+fn in_scope(tgid: u32) -> bool {
+    !filter_pids() || TARGET_PIDS.get_ptr(tgid).is_some()
+}
+
+#[inline(always)]
+fn now_ns() -> u64 {
+    // SAFETY: the helper has no preconditions.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+#[inline(always)]
+fn bump(counter: Counter) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
+        // SAFETY: per-CPU slot; programs on one CPU don't run concurrently with each other
+        // for the hooks used here (all run with preemption disabled).
+        unsafe { *slot += 1 };
+    }
+}
+
+/// On-CPU sampler, attached to a software CPU_CLOCK perf event on every CPU.
+#[perf_event]
+pub fn sample_stack(ctx: PerfEventContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    let tgid = (pid_tgid >> 32) as u32;
+    let now = now_ns();
+    if let Some(state) = CPU_STATE.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, see `bump`.
+        unsafe {
+            (*state).last_sample_ns = now;
+            (*state).last_sample_tid = tid;
+            (*state).last_sample_tgid = tgid;
+        }
+    }
+    if tid == 0 || !in_scope(tgid) {
+        return 0;
+    }
+    bump(Counter::Samples);
+    let Some(mut entry) = SAMPLES.reserve::<SampleEvent>(0) else {
+        bump(Counter::SamplesLost);
+        return 0;
+    };
+    let event = entry.as_mut_ptr();
+    // SAFETY: `event` points at a reserved ring-buffer record of the right size that only
+    // this program writes until it is submitted; the stack buffers are written by the helper
+    // with their exact size.
+    unsafe {
+        (*event).tgid = tgid;
+        (*event).tid = tid;
+        (*event).cpu = bpf_get_smp_processor_id();
+        (*event).ktime_ns = now;
+        let mut flags = 0;
+        let kernel = bpf_get_stack(
+            ctx.as_ptr(),
+            addr_of_mut!((*event).kernel_stack).cast::<c_void>(),
+            STACK_BYTES,
+            0,
+        );
+        (*event).kernel_frames = frames(kernel);
+        if kernel < 0 {
+            flags |= SAMPLE_KERNEL_STACK_ERROR;
+        }
+        let user = bpf_get_stack(
+            ctx.as_ptr(),
+            addr_of_mut!((*event).user_stack).cast::<c_void>(),
+            STACK_BYTES,
+            BPF_F_USER_STACK as u64,
+        );
+        (*event).user_frames = frames(user);
+        if user < 0 {
+            flags |= SAMPLE_USER_STACK_ERROR;
+        }
+        (*event).flags = flags;
+    }
+    entry.submit(0);
+    0
+}
+
+#[inline(always)]
+fn frames(bytes: i64) -> u32 {
+    if bytes <= 0 {
+        0
+    } else {
+        (bytes as u32 / size_of::<u64>() as u32).min(MAX_STACK_DEPTH as u32)
+    }
+}
+
+/// Per-thread on-CPU time and context switches. The thread that ran on this CPU since the
+/// previous switch is `prev`, which is still `current` here, so no task_struct field is read.
+#[btf_tracepoint(function = "sched_switch")]
+pub fn sched_switch(ctx: BtfTracePointContext) -> u32 {
+    let now = now_ns();
+    let Some(state) = CPU_STATE.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: per-CPU slot, see `bump`.
+    let since = unsafe {
+        let since = (*state).last_switch_ns;
+        (*state).last_switch_ns = now;
+        since
+    };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    let tgid = (pid_tgid >> 32) as u32;
+    if tid == 0 || !in_scope(tgid) {
+        return 0;
+    }
+    let since = if since == 0 { window_start_ns() } else { since };
+    let ran_ns = now.saturating_sub(since);
+    // sched_switch(bool preempt, task_struct *prev, task_struct *next, unsigned int prev_state)
+    let prev_state: u32 = ctx.arg(3);
+    let involuntary = prev_state == TASK_RUNNING;
+    let Some(stats) = thread_stats(tid, tgid) else {
+        return 0;
+    };
+    // SAFETY: `stats` points into a map value owned by thread `tid`, which is only updated
+    // from `tid`'s own context (it is `current`), so there is no concurrent writer.
+    unsafe {
+        (*stats).on_cpu_ns += ran_ns;
+        if involuntary {
+            (*stats).involuntary_switches += 1;
+        } else {
+            (*stats).voluntary_switches += 1;
+        }
+    }
+    0
+}
+
+/// Marks a thread as exited so the report can say so even after its tid is reused.
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn sched_process_exit(_ctx: BtfTracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    let tgid = (pid_tgid >> 32) as u32;
+    if !in_scope(tgid) {
+        return 0;
+    }
+    if let Some(stats) = thread_stats(tid, tgid) {
+        // SAFETY: see `sched_switch`.
+        unsafe { (*stats).exited = 1 };
+    }
+    0
+}
+
+/// The stats slot of the current thread, created on first use.
+#[inline(always)]
+fn thread_stats(tid: u32, tgid: u32) -> Option<*mut ThreadStats> {
+    if let Some(stats) = THREAD_STATS.get_ptr_mut(tid) {
+        return Some(stats);
+    }
+    let fresh = ThreadStats {
+        tgid,
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        ..ThreadStats::default()
+    };
+    if THREAD_STATS.insert(tid, fresh, BPF_NOEXIST as u64).is_err()
+        && THREAD_STATS.get_ptr(tid).is_none()
+    {
+        bump(Counter::ThreadsDropped);
+        return None;
+    }
+    THREAD_STATS.get_ptr_mut(tid)
+}
+
+/// Counts syscalls per (thread, number). Runs for every syscall on the machine, so it does
+/// one hash lookup on the hot path and nothing else.
+#[btf_tracepoint(function = "sys_enter")]
+pub fn sys_enter(ctx: BtfTracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if filter_pids() && TARGET_PIDS.get_ptr((pid_tgid >> 32) as u32).is_none() {
+        return 0;
+    }
+    // sys_enter(struct pt_regs *regs, long id)
+    let nr: i64 = ctx.arg(1);
+    let key = SyscallKey {
+        tid: pid_tgid as u32,
+        nr: nr as u32,
+    };
+    if let Some(count) = SYSCALL_COUNTS.get_ptr_mut(key) {
+        // SAFETY: the key holds the current tid, so only this thread ever writes this value.
+        unsafe { *count += 1 };
+        return 0;
+    }
+    if SYSCALL_COUNTS.insert(key, 1, BPF_NOEXIST as u64).is_err() {
+        bump(Counter::SyscallsDropped);
+    }
+    0
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[link_section = "license"]
+#[no_mangle]
+static LICENSE: [u8; 4] = *b"GPL\0";

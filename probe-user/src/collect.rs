@@ -1,0 +1,463 @@
+//! Drains the kernel's maps and ring buffer into a [`Recording`] over one window.
+//!
+//! During the window only the ring buffer is drained (10 times a second) and processes are
+//! snapshotted when first seen, so their names and memory maps survive if they exit. The
+//! aggregated maps are read once, after the programs are detached.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fs,
+    io::{IsTerminal, Write},
+    time::{Duration, Instant},
+};
+
+use probe_common::{
+    Counter, CpuState, SampleEvent, ThreadStats, SAMPLE_KERNEL_STACK_ERROR, SAMPLE_USER_STACK_ERROR,
+};
+
+use crate::{
+    loader::{monotonic_ns, LoadError, Probe},
+    model::{LossCounters, ProcessInfo, RawStack, Recording, ThreadRecord, Window},
+    procmaps::{ProcMapsError, ProcessMaps},
+};
+
+/// How often the ring buffer is drained during the window.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
+/// A process whose samples miss its known mappings gets its maps re-read at most this often
+/// (libraries loaded with dlopen after the first snapshot).
+const MAPS_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How the window ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowEnd {
+    Elapsed,
+    Interrupted,
+}
+
+/// Accumulates samples and process snapshots; pure apart from the /proc reads in
+/// [`Accumulator::observe_process`], so aggregation is unit-tested on recorded events.
+#[derive(Default)]
+pub struct Accumulator {
+    threads: BTreeMap<u32, ThreadRecord>,
+    processes: BTreeMap<u32, ProcessInfo>,
+    process_maps: BTreeMap<u32, ProcessMaps>,
+    maps_refreshed: HashMap<u32, Instant>,
+    notices: Vec<String>,
+}
+
+impl Accumulator {
+    /// Adds one sample from the ring buffer.
+    pub fn add_sample(&mut self, event: &SampleEvent) {
+        let user_frames = (event.user_frames as usize).min(event.user_stack.len());
+        let kernel_frames = (event.kernel_frames as usize).min(event.kernel_stack.len());
+        let stack = RawStack {
+            user: event.user_stack[..user_frames].to_vec(),
+            kernel: event.kernel_stack[..kernel_frames].to_vec(),
+            user_error: event.flags & SAMPLE_USER_STACK_ERROR != 0,
+        };
+        let thread = self.thread(event.tid, event.tgid);
+        if kernel_frames > 0 || event.flags & SAMPLE_KERNEL_STACK_ERROR != 0 {
+            thread.kernel_samples += 1;
+        } else {
+            thread.user_samples += 1;
+        }
+        *thread.stacks.entry(stack).or_insert(0) += 1;
+    }
+
+    fn thread(&mut self, tid: u32, pid: u32) -> &mut ThreadRecord {
+        self.threads.entry(tid).or_insert_with(|| ThreadRecord {
+            tid,
+            pid,
+            ..ThreadRecord::default()
+        })
+    }
+
+    /// Snapshots a process the first time it shows up (name, command line, memory maps),
+    /// and re-reads its maps when a sample points outside them.
+    fn observe_process(&mut self, pid: u32, user_leaf: Option<u64>) {
+        if !self.processes.contains_key(&pid) {
+            self.processes.insert(pid, read_process_info(pid));
+            self.capture_maps(pid);
+            return;
+        }
+        let Some(maps) = self.process_maps.get_mut(&pid) else {
+            return;
+        };
+        if user_leaf.is_some_and(|leaf| !maps.covers(leaf)) {
+            let due = self
+                .maps_refreshed
+                .get(&pid)
+                .is_none_or(|at| at.elapsed() >= MAPS_REFRESH_INTERVAL);
+            if due {
+                self.maps_refreshed.insert(pid, Instant::now());
+                // The process may have exited meanwhile; the old snapshot stays valid.
+                let _ = maps.refresh(pid);
+            }
+        }
+    }
+
+    fn capture_maps(&mut self, pid: u32) {
+        match ProcessMaps::capture(pid) {
+            Ok(maps) => {
+                self.process_maps.insert(pid, maps);
+            }
+            Err(ProcMapsError::Gone { .. }) => {}
+            Err(err) => self
+                .notices
+                .push(format!("pid {pid}: cannot read its memory maps ({err}); user frames unnamed")),
+        }
+    }
+
+    /// Adds the scheduler statistics of one thread.
+    pub fn add_thread_stats(&mut self, tid: u32, stats: &ThreadStats) {
+        let thread = self.thread(tid, stats.tgid);
+        thread.on_cpu_ns += stats.on_cpu_ns;
+        thread.voluntary_switches += stats.voluntary_switches;
+        thread.involuntary_switches += stats.involuntary_switches;
+        thread.exited |= stats.exited != 0;
+        if thread.name.is_empty() {
+            thread.name = comm_to_string(&stats.comm);
+        }
+    }
+
+    /// Adds a syscall count for a thread. A thread seen only here (it made syscalls but was
+    /// never switched out or sampled) is unknown to the other maps; its pid is looked up.
+    pub fn add_syscalls(&mut self, tid: u32, nr: u32, count: u64) {
+        let pid = match self.threads.get(&tid) {
+            Some(thread) => thread.pid,
+            None => tgid_of(tid).unwrap_or(tid),
+        };
+        *self.thread(tid, pid).syscalls.entry(nr).or_insert(0) += count;
+    }
+
+    /// Credits the run still in progress on each CPU at the window's end: the thread seen by
+    /// the latest sample has been running since the latest switch, if that sample came after
+    /// the switch. (No sample since the switch means the run is shorter than one sampling
+    /// period and is left out.)
+    pub fn add_running(&mut self, cpus: &[CpuState], window_start_ns: u64, end_ns: u64) {
+        for cpu in cpus {
+            let since = if cpu.last_switch_ns == 0 {
+                window_start_ns
+            } else {
+                cpu.last_switch_ns
+            };
+            if cpu.last_sample_tid == 0 || cpu.last_sample_ns < since {
+                continue;
+            }
+            let thread = self.thread(cpu.last_sample_tid, cpu.last_sample_tgid);
+            thread.on_cpu_ns += end_ns.saturating_sub(since);
+        }
+    }
+
+    /// Fills names and exit marks from /proc and returns the recording.
+    pub fn finish(mut self, mut recording: Recording) -> Recording {
+        let pids: Vec<u32> = self.threads.values().map(|thread| thread.pid).collect();
+        for pid in pids {
+            self.processes
+                .entry(pid)
+                .or_insert_with(|| read_process_info(pid));
+        }
+        for process in self.processes.values_mut() {
+            process.exited = !proc_path(process.pid, None).exists();
+        }
+        for thread in self.threads.values_mut() {
+            let alive = proc_path(thread.pid, Some(thread.tid)).exists();
+            thread.exited |= !alive;
+            if thread.name.is_empty() {
+                thread.name = read_trimmed(&proc_path(thread.pid, Some(thread.tid)).join("comm"))
+                    .unwrap_or_default();
+            }
+            if let Some(process) = self.processes.get_mut(&thread.pid) {
+                if process.name.is_empty() && thread.tid == thread.pid {
+                    process.name = thread.name.clone();
+                }
+            }
+        }
+        recording.threads = self.threads;
+        recording.processes = self.processes;
+        recording.process_maps = self.process_maps;
+        recording.notices.append(&mut self.notices);
+        recording
+    }
+}
+
+fn proc_path(pid: u32, tid: Option<u32>) -> std::path::PathBuf {
+    match tid {
+        Some(tid) => format!("/proc/{pid}/task/{tid}").into(),
+        None => format!("/proc/{pid}").into(),
+    }
+}
+
+fn read_trimmed(path: &std::path::Path) -> Option<String> {
+    let bytes = fs::read(path).ok()?;
+    Some(String::from_utf8_lossy(&bytes).trim_end_matches('\n').to_owned())
+}
+
+fn read_process_info(pid: u32) -> ProcessInfo {
+    let cmdline = fs::read(proc_path(pid, None).join("cmdline"))
+        .map(|bytes| {
+            bytes
+                .split(|&b| b == 0)
+                .filter(|arg| !arg.is_empty())
+                .map(|arg| String::from_utf8_lossy(arg).into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    ProcessInfo {
+        pid,
+        name: read_trimmed(&proc_path(pid, None).join("comm")).unwrap_or_default(),
+        cmdline,
+        exited: false,
+    }
+}
+
+/// The process a thread belongs to, from /proc/TID/status (works for any tid).
+fn tgid_of(tid: u32) -> Option<u32> {
+    let status = fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Tgid:"))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+fn comm_to_string(comm: &[u8; 16]) -> String {
+    let len = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+    String::from_utf8_lossy(&comm[..len]).into_owned()
+}
+
+/// Observes until `duration` elapses or `stop` resolves, then reads everything back.
+pub async fn record(
+    probe: &mut Probe,
+    duration: Duration,
+    frequency_hz: u64,
+    target_pids: &[u32],
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<Recording, LoadError> {
+    let mut accumulator = Accumulator::default();
+    let countdown = Countdown::new(duration);
+    let deadline = tokio::time::Instant::now() + duration;
+    let mut tick = tokio::time::interval(DRAIN_INTERVAL);
+    tokio::pin!(stop);
+    let end = loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break WindowEnd::Elapsed,
+            _ = &mut stop => break WindowEnd::Interrupted,
+            _ = tick.tick() => {
+                drain_samples(probe, &mut accumulator)?;
+                countdown.show();
+            }
+        }
+    };
+    let end_ns = monotonic_ns();
+    probe.detach_all();
+    countdown.clear();
+    drain_samples(probe, &mut accumulator)?;
+    read_aggregates(probe, &mut accumulator, end_ns)?;
+    let recording = Recording {
+        window: Window {
+            requested_ns: duration.as_nanos() as u64,
+            duration_ns: end_ns.saturating_sub(probe.window_start_ns),
+            interrupted: end == WindowEnd::Interrupted,
+        },
+        frequency_hz,
+        online_cpus: probe.online_cpus.len() as u32,
+        target_pids: target_pids.to_vec(),
+        loss: read_counters(probe)?,
+        ..Recording::default()
+    };
+    Ok(accumulator.finish(recording))
+}
+
+fn drain_samples(probe: &mut Probe, accumulator: &mut Accumulator) -> Result<(), LoadError> {
+    let mut ring = probe.samples()?;
+    while let Some(item) = ring.next() {
+        let Some(event) = read_sample(&item) else {
+            continue;
+        };
+        let user_leaf = (event.user_frames > 0).then_some(event.user_stack[0]);
+        accumulator.observe_process(event.tgid, user_leaf);
+        accumulator.add_sample(&event);
+    }
+    Ok(())
+}
+
+/// Copies a ring-buffer record into an aligned `SampleEvent` (the record bytes are only
+/// 8-byte aligned by the kernel's ring buffer, and are never cast in place).
+fn read_sample(bytes: &[u8]) -> Option<SampleEvent> {
+    if bytes.len() < std::mem::size_of::<SampleEvent>() {
+        return None;
+    }
+    // SAFETY: the length was checked above; `SampleEvent` is plain old data (any bit
+    // pattern is valid) and `read_unaligned` makes no alignment assumption.
+    let event = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<SampleEvent>()) };
+    Some(event)
+}
+
+fn read_aggregates(
+    probe: &Probe,
+    accumulator: &mut Accumulator,
+    end_ns: u64,
+) -> Result<(), LoadError> {
+    for entry in probe.thread_stats()?.iter() {
+        let (tid, stats) = entry.map_err(|err| LoadError::Other(format!("read thread stats: {err}")))?;
+        accumulator.add_thread_stats(tid, &stats);
+    }
+    for entry in probe.syscall_counts()?.iter() {
+        let (key, count) =
+            entry.map_err(|err| LoadError::Other(format!("read syscall counts: {err}")))?;
+        accumulator.add_syscalls(key.tid, key.nr, count);
+    }
+    let cpus = probe
+        .cpu_state()?
+        .get(&0, 0)
+        .map_err(|err| LoadError::Other(format!("read per-CPU state: {err}")))?;
+    accumulator.add_running(&cpus, probe.window_start_ns, end_ns);
+    Ok(())
+}
+
+fn read_counters(probe: &Probe) -> Result<LossCounters, LoadError> {
+    let counters = probe.counters()?;
+    let total = |counter: Counter| -> Result<u64, LoadError> {
+        let values = counters
+            .get(&(counter as u32), 0)
+            .map_err(|err| LoadError::Other(format!("read counters: {err}")))?;
+        Ok(values.iter().sum())
+    };
+    Ok(LossCounters {
+        samples: total(Counter::Samples)?,
+        samples_lost: total(Counter::SamplesLost)?,
+        threads_dropped: total(Counter::ThreadsDropped)?,
+        syscalls_dropped: total(Counter::SyscallsDropped)?,
+    })
+}
+
+/// A one-line countdown on stderr, only when stderr is a terminal.
+struct Countdown {
+    started: Instant,
+    duration: Duration,
+    enabled: bool,
+}
+
+impl Countdown {
+    fn new(duration: Duration) -> Self {
+        Self {
+            started: Instant::now(),
+            duration,
+            enabled: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn show(&self) {
+        if !self.enabled {
+            return;
+        }
+        let left = self.duration.saturating_sub(self.started.elapsed());
+        let mut stderr = std::io::stderr().lock();
+        // A failed write to the terminal only loses the countdown.
+        let _ = write!(
+            stderr,
+            "\r\x1b[Kprobe: observing, {:.0} s left (Ctrl-C reports early)",
+            left.as_secs_f64().ceil()
+        );
+        let _ = stderr.flush();
+    }
+
+    fn clear(&self) {
+        if self.enabled {
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[K");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use probe_common::MAX_STACK_DEPTH;
+
+    fn sample(tid: u32, user: &[u64], kernel: &[u64]) -> SampleEvent {
+        let mut event = SampleEvent {
+            tgid: 100,
+            tid,
+            cpu: 0,
+            flags: 0,
+            ktime_ns: 0,
+            user_frames: user.len() as u32,
+            kernel_frames: kernel.len() as u32,
+            user_stack: [0; MAX_STACK_DEPTH],
+            kernel_stack: [0; MAX_STACK_DEPTH],
+        };
+        event.user_stack[..user.len()].copy_from_slice(user);
+        event.kernel_stack[..kernel.len()].copy_from_slice(kernel);
+        event
+    }
+
+    #[test]
+    fn aggregates_identical_stacks_and_splits_user_kernel() {
+        let mut acc = Accumulator::default();
+        acc.add_sample(&sample(101, &[1, 2, 3], &[]));
+        acc.add_sample(&sample(101, &[1, 2, 3], &[]));
+        acc.add_sample(&sample(101, &[1, 2, 3], &[9]));
+        let thread = &acc.threads[&101];
+        assert_eq!(thread.user_samples, 2);
+        assert_eq!(thread.kernel_samples, 1);
+        assert_eq!(thread.stacks.len(), 2);
+        let user_only = RawStack {
+            user: vec![1, 2, 3],
+            ..RawStack::default()
+        };
+        assert_eq!(thread.stacks[&user_only], 2);
+    }
+
+    #[test]
+    fn frame_counts_beyond_the_buffer_are_clamped() {
+        let mut acc = Accumulator::default();
+        let mut event = sample(5, &[7], &[]);
+        event.user_frames = 10_000;
+        acc.add_sample(&event);
+        let stack = acc.threads[&5].stacks.keys().next().unwrap();
+        assert_eq!(stack.user.len(), MAX_STACK_DEPTH);
+    }
+
+    #[test]
+    fn running_thread_is_credited_only_after_a_sample_since_the_last_switch() {
+        let mut acc = Accumulator::default();
+        let cpus = [
+            // Never switched, sampled: running since the window start.
+            CpuState { last_switch_ns: 0, last_sample_ns: 50, last_sample_tid: 7, last_sample_tgid: 7 },
+            // Switched after its last sample: the sampled thread is no longer there.
+            CpuState { last_switch_ns: 80, last_sample_ns: 60, last_sample_tid: 8, last_sample_tgid: 8 },
+            // Sampled after the switch: running since the switch.
+            CpuState { last_switch_ns: 70, last_sample_ns: 90, last_sample_tid: 9, last_sample_tgid: 9 },
+            // Idle at the last sample.
+            CpuState { last_switch_ns: 10, last_sample_ns: 90, last_sample_tid: 0, last_sample_tgid: 0 },
+        ];
+        acc.add_running(&cpus, 20, 100);
+        assert_eq!(acc.threads[&7].on_cpu_ns, 80);
+        assert!(!acc.threads.contains_key(&8));
+        assert_eq!(acc.threads[&9].on_cpu_ns, 30);
+        assert_eq!(acc.threads.len(), 2);
+    }
+
+    #[test]
+    fn thread_stats_add_up_and_keep_the_first_name() {
+        let mut acc = Accumulator::default();
+        let mut stats = ThreadStats {
+            on_cpu_ns: 5,
+            voluntary_switches: 1,
+            involuntary_switches: 2,
+            tgid: 40,
+            exited: 1,
+            comm: [0; 16],
+        };
+        stats.comm[..4].copy_from_slice(b"wrk\x1b");
+        acc.add_thread_stats(41, &stats);
+        let thread = &acc.threads[&41];
+        assert_eq!((thread.pid, thread.on_cpu_ns, thread.exited), (40, 5, true));
+        assert_eq!(thread.name, "wrk\x1b");
+    }
+
+    #[test]
+    fn short_records_are_ignored() {
+        assert!(read_sample(&[0u8; 16]).is_none());
+    }
+}

@@ -1,0 +1,15 @@
+//! probe: find the threads burning CPU and show what they are doing.
+//!
+//! Data flows one way: the kernel programs fill maps and a ring buffer; [`collect`] drains
+//! them into a [`model::Recording`]; [`symbolize`] names the frames ([`model::Profile`]);
+//! [`report`] turns that into the spin report (text or JSON).
+
+pub mod cli;
+pub mod collect;
+pub mod loader;
+pub mod model;
+pub mod preflight;
+pub mod procmaps;
+pub mod report;
+pub mod symbolize;
+pub mod syscall_names;

@@ -1,0 +1,279 @@
+//! Loads and attaches the kernel programs and owns their maps. Dropping a [`Probe`] (on
+//! every exit path, including Ctrl-C and errors) closes the links, which detaches them.
+
+use aya::{
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    programs::{
+        perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
+        BtfTracePoint, PerfEvent, ProgramError,
+    },
+    util::online_cpus,
+    Btf, Ebpf, EbpfError, EbpfLoader,
+};
+use probe_common::{names, CpuState, SyscallKey, ThreadStats};
+use thiserror::Error;
+
+/// The compiled kernel programs, built by build.rs for bpfel-unknown-none.
+static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probe"));
+
+/// Why the kernel side could not be set up. Callers branch on permission problems.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error(
+        "permission denied by the kernel while {action}: run probe as root \
+         (or give it CAP_BPF and CAP_PERFMON)"
+    )]
+    Permission { action: String },
+    #[error("kernel BTF is unavailable ({0}); probe needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
+    Btf(String),
+    #[error("failed to load the eBPF object: {0}")]
+    Object(#[source] EbpfError),
+    #[error("the kernel rejected program `{program}`: {source}")]
+    Program {
+        program: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("failed to {0}")]
+    Other(String),
+}
+
+/// What to load: the scope is decided in the kernel, at load time.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Processes to observe; empty = every process.
+    pub pids: Vec<u32>,
+    pub frequency_hz: u64,
+}
+
+/// The loaded, attached programs and the maps they fill.
+pub struct Probe {
+    ebpf: Ebpf,
+    /// CLOCK_MONOTONIC nanoseconds at which accounting starts.
+    pub window_start_ns: u64,
+    pub online_cpus: Vec<u32>,
+}
+
+/// The program names, in the order they are attached: accounting first, then sampling, so
+/// every sample has its thread's run time accounted.
+const PROGRAMS_IN_ORDER: [&str; 4] = [
+    names::PROG_SCHED_SWITCH,
+    names::PROG_PROCESS_EXIT,
+    names::PROG_SYS_ENTER,
+    names::PROG_SAMPLE,
+];
+
+/// CLOCK_MONOTONIC now, in nanoseconds: the clock `bpf_ktime_get_ns` reads.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl Probe {
+    /// Loads every program, fills the pid filter and attaches everything.
+    pub fn load(options: &LoadOptions) -> Result<Self, LoadError> {
+        if PROGRAMS.is_empty() {
+            return Err(LoadError::Other(
+                "load the kernel programs: this probe was built with AYA_BUILD_SKIP set, \
+                 without them; rebuild without it"
+                    .to_owned(),
+            ));
+        }
+        raise_memlock_limit();
+        let btf = Btf::from_sys_fs().map_err(|err| LoadError::Btf(err.to_string()))?;
+        let filter: u32 = (!options.pids.is_empty()).into();
+        let window_start_ns = monotonic_ns();
+        let ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
+            .override_global(names::GLOBAL_FILTER_PIDS, &filter, true)
+            .override_global(names::GLOBAL_WINDOW_START_NS, &window_start_ns, true)
+            .load(PROGRAMS)
+            .map_err(classify_object_error)?;
+        let online_cpus = online_cpus()
+            .map_err(|(path, err)| LoadError::Other(format!("read {path}: {err}")))?;
+        let mut probe = Self {
+            ebpf,
+            window_start_ns,
+            online_cpus,
+        };
+        probe.fill_pid_filter(&options.pids)?;
+        probe.attach_tracepoints(&btf)?;
+        probe.attach_sampler(options.frequency_hz)?;
+        Ok(probe)
+    }
+
+    fn fill_pid_filter(&mut self, pids: &[u32]) -> Result<(), LoadError> {
+        let map = self.ebpf_map(names::TARGET_PIDS)?;
+        let mut targets: BpfHashMap<_, u32, u8> = BpfHashMap::try_from(map)
+            .map_err(|err| LoadError::Other(format!("open the pid filter map: {err}")))?;
+        for &pid in pids {
+            targets
+                .insert(pid, 1, 0)
+                .map_err(|err| LoadError::Other(format!("add pid {pid} to the filter: {err}")))?;
+        }
+        Ok(())
+    }
+
+    fn attach_tracepoints(&mut self, btf: &Btf) -> Result<(), LoadError> {
+        for name in [names::PROG_SCHED_SWITCH, names::PROG_PROCESS_EXIT, names::PROG_SYS_ENTER] {
+            let program: &mut BtfTracePoint = self.program(name)?;
+            program
+                .load(name, btf)
+                .map_err(|source| program_error(name, source))?;
+            program
+                .attach()
+                .map_err(|source| program_error(name, source))?;
+        }
+        Ok(())
+    }
+
+    fn attach_sampler(&mut self, frequency_hz: u64) -> Result<(), LoadError> {
+        let cpus = self.online_cpus.clone();
+        let name = names::PROG_SAMPLE;
+        let program: &mut PerfEvent = self.program(name)?;
+        program.load().map_err(|source| program_error(name, source))?;
+        for cpu in cpus {
+            program
+                .attach(
+                    PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                    PerfEventScope::AllProcessesOneCpu { cpu },
+                    SamplePolicy::Frequency(frequency_hz),
+                    false,
+                )
+                .map_err(|source| program_error(name, source))?;
+        }
+        Ok(())
+    }
+
+    fn program<'a, T>(&'a mut self, name: &'static str) -> Result<&'a mut T, LoadError>
+    where
+        &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+    {
+        let program = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| LoadError::Other(format!("find program `{name}` in the object")))?;
+        program
+            .try_into()
+            .map_err(|source| program_error(name, source))
+    }
+
+    fn ebpf_map(&mut self, name: &str) -> Result<&mut aya::maps::Map, LoadError> {
+        self.ebpf
+            .map_mut(name)
+            .ok_or_else(|| LoadError::Other(format!("find map `{name}` in the object")))
+    }
+
+    /// Detaches every program (the maps stay readable), so the final reads see a frozen
+    /// state. Idempotent.
+    pub fn detach_all(&mut self) {
+        for name in PROGRAMS_IN_ORDER.iter().rev() {
+            // An error here means it was never loaded: nothing to detach.
+            let _ = match self.ebpf.program_mut(name) {
+                Some(aya::programs::Program::PerfEvent(program)) => program.unload(),
+                Some(aya::programs::Program::BtfTracePoint(program)) => program.unload(),
+                _ => Ok(()),
+            };
+        }
+    }
+
+    /// Per-program kernel statistics (needs `kernel.bpf_stats_enabled=1` to be non-zero):
+    /// (name, run time in ns, run count).
+    pub fn program_stats(&self) -> Vec<(&'static str, u64, u64)> {
+        PROGRAMS_IN_ORDER
+            .iter()
+            .filter_map(|name| {
+                let info = self.ebpf.program(name)?.info().ok()?;
+                let run_time = info.run_time().as_nanos() as u64;
+                Some((*name, run_time, info.run_count()))
+            })
+            .collect()
+    }
+
+    /// The ring buffer of stack samples.
+    pub fn samples(&mut self) -> Result<RingBuf<&mut MapData>, LoadError> {
+        let map = self.ebpf_map(names::SAMPLES)?;
+        RingBuf::try_from(map).map_err(|err| LoadError::Other(format!("open samples: {err}")))
+    }
+
+    pub fn thread_stats(&self) -> Result<BpfHashMap<&MapData, u32, ThreadStats>, LoadError> {
+        self.read_map(names::THREAD_STATS, BpfHashMap::try_from)
+    }
+
+    pub fn syscall_counts(&self) -> Result<BpfHashMap<&MapData, SyscallKey, u64>, LoadError> {
+        self.read_map(names::SYSCALL_COUNTS, BpfHashMap::try_from)
+    }
+
+    pub fn cpu_state(&self) -> Result<PerCpuArray<&MapData, CpuState>, LoadError> {
+        self.read_map(names::CPU_STATE, PerCpuArray::try_from)
+    }
+
+    pub fn counters(&self) -> Result<PerCpuArray<&MapData, u64>, LoadError> {
+        self.read_map(names::COUNTERS, PerCpuArray::try_from)
+    }
+
+    fn read_map<'a, M, E: std::fmt::Display>(
+        &'a self,
+        name: &str,
+        open: impl FnOnce(&'a aya::maps::Map) -> Result<M, E>,
+    ) -> Result<M, LoadError> {
+        let map = self
+            .ebpf
+            .map(name)
+            .ok_or_else(|| LoadError::Other(format!("find map `{name}` in the object")))?;
+        open(map).map_err(|err| LoadError::Other(format!("open map `{name}`: {err}")))
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.detach_all();
+    }
+}
+
+fn program_error(program: &'static str, source: ProgramError) -> LoadError {
+    if is_permission_error(&source) {
+        return LoadError::Permission {
+            action: format!("loading or attaching `{program}`"),
+        };
+    }
+    LoadError::Program { program, source }
+}
+
+fn classify_object_error(err: EbpfError) -> LoadError {
+    if is_permission_error(&err) {
+        return LoadError::Permission {
+            action: "creating BPF maps".to_owned(),
+        };
+    }
+    LoadError::Object(err)
+}
+
+/// Whether an error chain bottoms out in EPERM / EACCES.
+fn is_permission_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(err) = current {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(io.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) {
+                return true;
+            }
+        }
+        current = err.source();
+    }
+    false
+}
+
+/// Kernels >= 5.11 charge BPF memory to the cgroup, so a memlock limit that can't be raised
+/// (CAP_SYS_RESOURCE dropped, as in containers) is not an error; older kernels would fail to
+/// create maps, and that failure is reported where it happens.
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: `unlimited` is a valid rlimit; failure is reported through the return value.
+    let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
+}
+

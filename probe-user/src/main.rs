@@ -1,0 +1,87 @@
+//! The `probe` command line: parse, check, load, observe, symbolize, report.
+
+use std::{io::Write, process::ExitCode};
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use probe_user::{
+    cli::{Cli, Command, SpinOptions},
+    collect,
+    loader::{LoadOptions, Probe},
+    preflight, report, symbolize,
+};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Spin(args) => spin(&SpinOptions::from(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line: the context chain joined, so scripts and people both get the cause.
+            eprintln!("probe: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn spin(options: &SpinOptions) -> anyhow::Result<()> {
+    preflight::check(&options.pids)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    let recording = runtime.block_on(async {
+        let mut probe = Probe::load(&LoadOptions {
+            pids: options.pids.clone(),
+            frequency_hz: options.frequency_hz,
+        })?;
+        let recording = collect::record(
+            &mut probe,
+            options.duration,
+            options.frequency_hz,
+            &options.pids,
+            stop_signal(),
+        )
+        .await?;
+        drop(probe);
+        anyhow::Ok(recording)
+    })?;
+    let profile = symbolize::symbolize(recording);
+    let report = report::analyze(
+        &profile,
+        &report::SpinOptions {
+            threshold_pct: options.threshold_pct,
+            top: options.top,
+        },
+    );
+    let text = if options.json {
+        report::render_json(&report)
+    } else {
+        report::render_text(&report)
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("failed to write the report to stdout")
+}
+
+/// Resolves on Ctrl-C or SIGTERM: the window ends early and the report still prints.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let terminate = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    match (terminate, interrupt) {
+        (Ok(mut terminate), Ok(mut interrupt)) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        }
+        // Without signal handlers the default action (exit) applies; the kernel closes the
+        // program links with the process, so nothing stays attached.
+        _ => std::future::pending().await,
+    }
+}

@@ -1,0 +1,117 @@
+//! Checks made before anything is loaded, so the common mistakes get one clear line with
+//! the fix instead of a kernel error code.
+
+use std::{fs, path::Path};
+
+use thiserror::Error;
+
+const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PreflightError {
+    #[error(
+        "probe needs root or the capabilities {missing} (missing): run it with sudo, \
+         or grant them with `setcap cap_bpf,cap_perfmon,cap_sys_ptrace,cap_syslog+ep probe`"
+    )]
+    MissingCapabilities { missing: String },
+    #[error(
+        "kernel BTF not found at {BTF_PATH}: probe needs a kernel built with \
+         CONFIG_DEBUG_INFO_BTF=y (most distribution kernels since 2020 are)"
+    )]
+    MissingBtf,
+    #[error("no process with PID {0} (check the number with `ps -p {0}`)")]
+    NoSuchPid(u32),
+    #[error("{tid} is a thread of process {pid}, not a process: pass -p {pid}")]
+    ThreadNotProcess { tid: u32, pid: u32 },
+}
+
+/// Everything that must hold before loading the programs.
+pub fn check(pids: &[u32]) -> Result<(), PreflightError> {
+    check_capabilities(&fs::read_to_string("/proc/self/status").unwrap_or_default())?;
+    if !Path::new(BTF_PATH).exists() {
+        return Err(PreflightError::MissingBtf);
+    }
+    pids.iter().try_for_each(|&pid| check_pid(pid))
+}
+
+/// CAP_BPF and CAP_PERFMON (Linux >= 5.8) are enough to load and attach the programs; root
+/// has them. Read from the effective set in /proc/self/status.
+fn check_capabilities(status: &str) -> Result<(), PreflightError> {
+    let effective = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    let missing: Vec<&str> = [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")]
+        .into_iter()
+        .filter(|(bit, _)| effective & (1 << bit) == 0)
+        .map(|(_, name)| name)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(PreflightError::MissingCapabilities {
+            missing: missing.join(" and "),
+        })
+    }
+}
+
+fn check_pid(pid: u32) -> Result<(), PreflightError> {
+    // /proc/TID exists for threads too (hidden from listings), so compare with its Tgid.
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|_| PreflightError::NoSuchPid(pid))?;
+    let tgid = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Tgid:"))
+        .and_then(|value| value.trim().parse::<u32>().ok())
+        .ok_or(PreflightError::NoSuchPid(pid))?;
+    if tgid != pid {
+        return Err(PreflightError::ThreadNotProcess { tid: pid, pid: tgid });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_from_status() {
+        let root = "Name:\tx\nCapEff:\t000001ffffffffff\n";
+        assert_eq!(check_capabilities(root), Ok(()));
+        let none = "CapEff:\t0000000000000000\n";
+        assert_eq!(
+            check_capabilities(none),
+            Err(PreflightError::MissingCapabilities {
+                missing: "CAP_BPF and CAP_PERFMON".into()
+            })
+        );
+        let bpf_only = format!("CapEff:\t{:016x}\n", 1u64 << CAP_BPF);
+        assert_eq!(
+            check_capabilities(&bpf_only),
+            Err(PreflightError::MissingCapabilities {
+                missing: "CAP_PERFMON".into()
+            })
+        );
+    }
+
+    #[test]
+    fn pids() {
+        assert_eq!(check_pid(std::process::id()), Ok(()));
+        assert_eq!(check_pid(u32::MAX), Err(PreflightError::NoSuchPid(u32::MAX)));
+        let pid = std::process::id();
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tid_tx.send(unsafe { libc::gettid() } as u32).unwrap();
+            done_rx.recv().unwrap();
+        });
+        let tid = tid_rx.recv().unwrap();
+        assert_eq!(check_pid(tid), Err(PreflightError::ThreadNotProcess { tid, pid }));
+        done_tx.send(()).unwrap();
+        thread.join().unwrap();
+    }
+}

@@ -1,0 +1,115 @@
+//! `cargo xtask`: the project's entry points. It orchestrates (toolchain setup, the README's
+//! run and test commands, lint, bench); the build itself stays a plain `cargo build`.
+
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "probe's setup, run, test and bench commands")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the kernel-side toolchain when it is missing (idempotent; needs root for apt).
+    Setup,
+    /// Set up, build (release) and run `probe spin` on this machine; extra arguments go to
+    /// `probe spin`, e.g. `cargo xtask spin -- -d 10 --json`.
+    Spin {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, then run every check: rustfmt, clippy, unit tests and the integration tests
+    /// (real eBPF, real workloads; root needed, and required when CI=true).
+    Test,
+    /// rustfmt --check and clippy -D warnings (user side and eBPF side).
+    Lint,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Task::Setup => setup::ensure_toolchain(),
+        Task::Spin { args } => spin(&args),
+        Task::Test => test(),
+        Task::Lint => setup::ensure_toolchain().and_then(|()| lint()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Runs a command in the workspace root, failing with the command line on a non-zero exit.
+pub fn run(command: &mut Command) -> Result<()> {
+    let status = command
+        .current_dir(workspace_root())
+        .status()
+        .with_context(|| format!("failed to start {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed ({status})");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn spin(args: &[String]) -> Result<()> {
+    setup::ensure_toolchain()?;
+    run(cargo().args(["build", "--release", "--package", "probe-user", "--bin", "probe"]))?;
+    let probe = workspace_root().join("target/release/probe");
+    let status = Command::new(&probe)
+        .arg("spin")
+        .args(args)
+        .status()
+        .with_context(|| format!("failed to start {}", probe.display()))?;
+    if !status.success() {
+        // probe already printed its one-line error.
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    Ok(())
+}
+
+fn lint() -> Result<()> {
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args(["clippy", "--workspace", "--exclude", "probe-ebpf", "--all-targets", "--", "-D", "warnings"]))?;
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    setup::ensure_toolchain()?;
+    lint()?;
+    // Unit tests: no root needed (default members leave out the eBPF crate and the
+    // integration tests).
+    run(cargo().args(["test"]))?;
+    run(cargo().args(["build", "--package", "probe-user", "--bin", "probe"]))?;
+    let probe = workspace_root().join("target/debug/probe");
+    // The integration tests share the machine's two CPUs: one at a time, so a spinning
+    // workload gets its CPU and the thresholds mean what they say.
+    run(cargo()
+        .args(["test", "--package", "probe-tests", "--", "--test-threads=1"])
+        .env("PROBE_BIN", probe))?;
+    Ok(())
+}
