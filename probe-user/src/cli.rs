@@ -47,6 +47,11 @@ pub struct SpinArgs {
     /// busiest threads when nothing spins.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub top: u64,
+
+    /// Print probe's own costs as one JSON line on stderr (for `cargo xtask bench`):
+    /// time to attach, and each kernel program's run time and count.
+    #[arg(long, hide = true)]
+    pub self_stats: bool,
 }
 
 /// What `probe spin` was asked to do, free of clap.
@@ -58,6 +63,7 @@ pub struct SpinOptions {
     pub frequency_hz: u64,
     pub json: bool,
     pub top: usize,
+    pub self_stats: bool,
 }
 
 impl From<&SpinArgs> for SpinOptions {
@@ -72,6 +78,7 @@ impl From<&SpinArgs> for SpinOptions {
             frequency_hz: args.frequency,
             json: args.json,
             top: args.top as usize,
+            self_stats: args.self_stats,
         }
     }
 }
@@ -81,7 +88,9 @@ fn parse_duration_secs(text: &str) -> Result<f64, String> {
         .parse()
         .map_err(|_| format!("`{text}` is not a number of seconds"))?;
     if !(secs > 0.0 && secs <= 86_400.0) {
-        return Err(format!("duration must be > 0 and <= 86400 seconds, got {text}"));
+        return Err(format!(
+            "duration must be > 0 and <= 86400 seconds, got {text}"
+        ));
     }
     Ok(secs)
 }
@@ -91,7 +100,9 @@ fn parse_threshold(text: &str) -> Result<f64, String> {
         .parse()
         .map_err(|_| format!("`{text}` is not a percentage"))?;
     if !(pct > 0.0 && pct <= 100.0) {
-        return Err(format!("threshold must be > 0 and <= 100 (percent of one CPU), got {text}"));
+        return Err(format!(
+            "threshold must be > 0 and <= 100 (percent of one CPU), got {text}"
+        ));
     }
     Ok(pct)
 }

@@ -75,8 +75,8 @@ impl Accumulator {
     /// Snapshots a process the first time it shows up (name, command line, memory maps),
     /// and re-reads its maps when a sample points outside them.
     fn observe_process(&mut self, pid: u32, user_leaf: Option<u64>) {
-        if !self.processes.contains_key(&pid) {
-            self.processes.insert(pid, read_process_info(pid));
+        if let std::collections::btree_map::Entry::Vacant(entry) = self.processes.entry(pid) {
+            entry.insert(read_process_info(pid));
             self.capture_maps(pid);
             return;
         }
@@ -102,9 +102,9 @@ impl Accumulator {
                 self.process_maps.insert(pid, maps);
             }
             Err(ProcMapsError::Gone { .. }) => {}
-            Err(err) => self
-                .notices
-                .push(format!("pid {pid}: cannot read its memory maps ({err}); user frames unnamed")),
+            Err(err) => self.notices.push(format!(
+                "pid {pid}: cannot read its memory maps ({err}); user frames unnamed"
+            )),
         }
     }
 
@@ -190,7 +190,11 @@ fn proc_path(pid: u32, tid: Option<u32>) -> std::path::PathBuf {
 
 fn read_trimmed(path: &std::path::Path) -> Option<String> {
     let bytes = fs::read(path).ok()?;
-    Some(String::from_utf8_lossy(&bytes).trim_end_matches('\n').to_owned())
+    Some(
+        String::from_utf8_lossy(&bytes)
+            .trim_end_matches('\n')
+            .to_owned(),
+    )
 }
 
 fn read_process_info(pid: u32) -> ProcessInfo {
@@ -249,6 +253,7 @@ pub async fn record(
         }
     };
     let end_ns = monotonic_ns();
+    let program_stats = probe.program_stats();
     probe.detach_all();
     countdown.clear();
     drain_samples(probe, &mut accumulator)?;
@@ -263,6 +268,7 @@ pub async fn record(
         online_cpus: probe.online_cpus.len() as u32,
         target_pids: target_pids.to_vec(),
         loss: read_counters(probe)?,
+        program_stats,
         ..Recording::default()
     };
     Ok(accumulator.finish(recording))
@@ -299,7 +305,8 @@ fn read_aggregates(
     end_ns: u64,
 ) -> Result<(), LoadError> {
     for entry in probe.thread_stats()?.iter() {
-        let (tid, stats) = entry.map_err(|err| LoadError::Other(format!("read thread stats: {err}")))?;
+        let (tid, stats) =
+            entry.map_err(|err| LoadError::Other(format!("read thread stats: {err}")))?;
         accumulator.add_thread_stats(tid, &stats);
     }
     for entry in probe.syscall_counts()?.iter() {
@@ -423,13 +430,33 @@ mod tests {
         let mut acc = Accumulator::default();
         let cpus = [
             // Never switched, sampled: running since the window start.
-            CpuState { last_switch_ns: 0, last_sample_ns: 50, last_sample_tid: 7, last_sample_tgid: 7 },
+            CpuState {
+                last_switch_ns: 0,
+                last_sample_ns: 50,
+                last_sample_tid: 7,
+                last_sample_tgid: 7,
+            },
             // Switched after its last sample: the sampled thread is no longer there.
-            CpuState { last_switch_ns: 80, last_sample_ns: 60, last_sample_tid: 8, last_sample_tgid: 8 },
+            CpuState {
+                last_switch_ns: 80,
+                last_sample_ns: 60,
+                last_sample_tid: 8,
+                last_sample_tgid: 8,
+            },
             // Sampled after the switch: running since the switch.
-            CpuState { last_switch_ns: 70, last_sample_ns: 90, last_sample_tid: 9, last_sample_tgid: 9 },
+            CpuState {
+                last_switch_ns: 70,
+                last_sample_ns: 90,
+                last_sample_tid: 9,
+                last_sample_tgid: 9,
+            },
             // Idle at the last sample.
-            CpuState { last_switch_ns: 10, last_sample_ns: 90, last_sample_tid: 0, last_sample_tgid: 0 },
+            CpuState {
+                last_switch_ns: 10,
+                last_sample_ns: 90,
+                last_sample_tid: 0,
+                last_sample_tgid: 0,
+            },
         ];
         acc.add_running(&cpus, 20, 100);
         assert_eq!(acc.threads[&7].on_cpu_ns, 80);

@@ -13,6 +13,8 @@ use aya::{
 use probe_common::{names, CpuState, SyscallKey, ThreadStats};
 use thiserror::Error;
 
+use crate::model::ProgramStats;
+
 /// The compiled kernel programs, built by build.rs for bpfel-unknown-none.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probe"));
 
@@ -24,7 +26,9 @@ pub enum LoadError {
          (or give it CAP_BPF and CAP_PERFMON)"
     )]
     Permission { action: String },
-    #[error("kernel BTF is unavailable ({0}); probe needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
+    #[error(
+        "kernel BTF is unavailable ({0}); probe needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+    )]
     Btf(String),
     #[error("failed to load the eBPF object: {0}")]
     Object(#[source] EbpfError),
@@ -65,7 +69,10 @@ const PROGRAMS_IN_ORDER: [&str; 4] = [
 
 /// CLOCK_MONOTONIC now, in nanoseconds: the clock `bpf_ktime_get_ns` reads.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -91,8 +98,8 @@ impl Probe {
             .override_global(names::GLOBAL_WINDOW_START_NS, &window_start_ns, true)
             .load(PROGRAMS)
             .map_err(classify_object_error)?;
-        let online_cpus = online_cpus()
-            .map_err(|(path, err)| LoadError::Other(format!("read {path}: {err}")))?;
+        let online_cpus =
+            online_cpus().map_err(|(path, err)| LoadError::Other(format!("read {path}: {err}")))?;
         let mut probe = Self {
             ebpf,
             window_start_ns,
@@ -117,7 +124,11 @@ impl Probe {
     }
 
     fn attach_tracepoints(&mut self, btf: &Btf) -> Result<(), LoadError> {
-        for name in [names::PROG_SCHED_SWITCH, names::PROG_PROCESS_EXIT, names::PROG_SYS_ENTER] {
+        for name in [
+            names::PROG_SCHED_SWITCH,
+            names::PROG_PROCESS_EXIT,
+            names::PROG_SYS_ENTER,
+        ] {
             let program: &mut BtfTracePoint = self.program(name)?;
             program
                 .load(name, btf)
@@ -133,7 +144,9 @@ impl Probe {
         let cpus = self.online_cpus.clone();
         let name = names::PROG_SAMPLE;
         let program: &mut PerfEvent = self.program(name)?;
-        program.load().map_err(|source| program_error(name, source))?;
+        program
+            .load()
+            .map_err(|source| program_error(name, source))?;
         for cpu in cpus {
             program
                 .attach(
@@ -179,15 +192,17 @@ impl Probe {
         }
     }
 
-    /// Per-program kernel statistics (needs `kernel.bpf_stats_enabled=1` to be non-zero):
-    /// (name, run time in ns, run count).
-    pub fn program_stats(&self) -> Vec<(&'static str, u64, u64)> {
+    /// Per-program kernel statistics (needs `kernel.bpf_stats_enabled=1` to be non-zero).
+    pub fn program_stats(&self) -> Vec<ProgramStats> {
         PROGRAMS_IN_ORDER
             .iter()
             .filter_map(|name| {
                 let info = self.ebpf.program(name)?.info().ok()?;
-                let run_time = info.run_time().as_nanos() as u64;
-                Some((*name, run_time, info.run_count()))
+                Some(ProgramStats {
+                    program: (*name).to_owned(),
+                    run_time_ns: info.run_time().as_nanos() as u64,
+                    run_count: info.run_count(),
+                })
             })
             .collect()
     }
@@ -276,4 +291,3 @@ fn raise_memlock_limit() {
     // SAFETY: `unlimited` is a valid rlimit; failure is reported through the return value.
     let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
 }
-

@@ -1,6 +1,6 @@
 //! The `probe` command line: parse, check, load, observe, symbolize, report.
 
-use std::{io::Write, process::ExitCode};
+use std::{io::Write, process::ExitCode, time::Instant};
 
 use anyhow::Context as _;
 use clap::Parser as _;
@@ -12,9 +12,10 @@ use probe_user::{
 };
 
 fn main() -> ExitCode {
+    let started = Instant::now();
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Spin(args) => spin(&SpinOptions::from(args)),
+        Command::Spin(args) => spin(&SpinOptions::from(args), started),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -26,7 +27,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn spin(options: &SpinOptions) -> anyhow::Result<()> {
+fn spin(options: &SpinOptions, started: Instant) -> anyhow::Result<()> {
     preflight::check(&options.pids)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -37,6 +38,7 @@ fn spin(options: &SpinOptions) -> anyhow::Result<()> {
             pids: options.pids.clone(),
             frequency_hz: options.frequency_hz,
         })?;
+        let attached = started.elapsed();
         let recording = collect::record(
             &mut probe,
             options.duration,
@@ -46,8 +48,16 @@ fn spin(options: &SpinOptions) -> anyhow::Result<()> {
         )
         .await?;
         drop(probe);
-        anyhow::Ok(recording)
+        anyhow::Ok((recording, attached))
     })?;
+    let (recording, attached) = recording;
+    if options.self_stats {
+        let stats = serde_json::json!({
+            "attach_secs": attached.as_secs_f64(),
+            "programs": recording.program_stats,
+        });
+        eprintln!("{stats}");
+    }
     let profile = symbolize::symbolize(recording);
     let report = report::analyze(
         &profile,

@@ -31,6 +31,15 @@ pub struct LossCounters {
     pub syscalls_dropped: u64,
 }
 
+/// What one kernel program cost over the window, from the kernel's BPF statistics
+/// (all zero unless `kernel.bpf_stats_enabled` is 1).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProgramStats {
+    pub program: String,
+    pub run_time_ns: u64,
+    pub run_count: u64,
+}
+
 /// What is known about a process in scope (read from /proc when first seen).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ProcessInfo {
@@ -88,6 +97,8 @@ pub struct Recording {
     /// mapped files held open so symbolization works after it exits or its binary is
     /// replaced.
     pub process_maps: BTreeMap<u32, crate::procmaps::ProcessMaps>,
+    /// Cost of each kernel program, read just before detaching.
+    pub program_stats: Vec<ProgramStats>,
 }
 
 /// Which side of the system call boundary a frame belongs to.

@@ -68,7 +68,10 @@ fn check_pid(pid: u32) -> Result<(), PreflightError> {
         .and_then(|value| value.trim().parse::<u32>().ok())
         .ok_or(PreflightError::NoSuchPid(pid))?;
     if tgid != pid {
-        return Err(PreflightError::ThreadNotProcess { tid: pid, pid: tgid });
+        return Err(PreflightError::ThreadNotProcess {
+            tid: pid,
+            pid: tgid,
+        });
     }
     Ok(())
 }
@@ -100,7 +103,10 @@ mod tests {
     #[test]
     fn pids() {
         assert_eq!(check_pid(std::process::id()), Ok(()));
-        assert_eq!(check_pid(u32::MAX), Err(PreflightError::NoSuchPid(u32::MAX)));
+        assert_eq!(
+            check_pid(u32::MAX),
+            Err(PreflightError::NoSuchPid(u32::MAX))
+        );
         let pid = std::process::id();
         let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
@@ -110,7 +116,10 @@ mod tests {
             done_rx.recv().unwrap();
         });
         let tid = tid_rx.recv().unwrap();
-        assert_eq!(check_pid(tid), Err(PreflightError::ThreadNotProcess { tid, pid }));
+        assert_eq!(
+            check_pid(tid),
+            Err(PreflightError::ThreadNotProcess { tid, pid })
+        );
         done_tx.send(()).unwrap();
         thread.join().unwrap();
     }

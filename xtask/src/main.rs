@@ -78,7 +78,14 @@ fn cargo() -> Command {
 
 fn spin(args: &[String]) -> Result<()> {
     setup::ensure_toolchain()?;
-    run(cargo().args(["build", "--release", "--package", "probe-user", "--bin", "probe"]))?;
+    run(cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "probe-user",
+        "--bin",
+        "probe",
+    ]))?;
     let probe = workspace_root().join("target/release/probe");
     let status = Command::new(&probe)
         .arg("spin")
@@ -94,7 +101,16 @@ fn spin(args: &[String]) -> Result<()> {
 
 fn lint() -> Result<()> {
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
-    run(cargo().args(["clippy", "--workspace", "--exclude", "probe-ebpf", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "probe-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     Ok(())
 }
 

@@ -56,7 +56,10 @@ fn ensure_apt_packages() -> Result<()> {
             APT_PACKAGES.join(" ")
         );
     }
-    eprintln!("xtask: installing the eBPF toolchain: {}", APT_PACKAGES.join(" "));
+    eprintln!(
+        "xtask: installing the eBPF toolchain: {}",
+        APT_PACKAGES.join(" ")
+    );
     run(Command::new("apt-get").args(["update", "-q"]))?;
     run(Command::new("apt-get")
         .args(["install", "-y", "-q", "--no-install-recommends"])
@@ -71,7 +74,13 @@ fn ensure_bpf_linker() -> Result<()> {
     eprintln!("xtask: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about a minute)");
     // bpf-linker is a build tool: use the default toolchain, never this workspace's target dir.
     run(Command::new("cargo")
-        .args(["install", "bpf-linker", "--locked", "--version", BPF_LINKER_VERSION])
+        .args([
+            "install",
+            "bpf-linker",
+            "--locked",
+            "--version",
+            BPF_LINKER_VERSION,
+        ])
         .args(["--no-default-features", "--features", "llvm-22"])
         .env("LLVM_PREFIX", LLVM_PREFIX)
         .env("LLVM_SYS_221_PREFIX", LLVM_PREFIX)
@@ -89,7 +98,10 @@ fn ensure_rustup_toolchain() -> Result<()> {
         return Ok(());
     }
     let dir = toolchain_dir()?;
-    eprintln!("xtask: linking Debian's rustc as rustup toolchain `{BPF_TOOLCHAIN}` ({})", dir.display());
+    eprintln!(
+        "xtask: linking Debian's rustc as rustup toolchain `{BPF_TOOLCHAIN}` ({})",
+        dir.display()
+    );
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).with_context(|| format!("failed to create {}", bin.display()))?;
     for (link, target) in [
@@ -99,7 +111,9 @@ fn ensure_rustup_toolchain() -> Result<()> {
     ] {
         replace_symlink(Path::new(target), &link)?;
     }
-    run(Command::new("rustup").args(["toolchain", "link", BPF_TOOLCHAIN]).arg(&dir))
+    run(Command::new("rustup")
+        .args(["toolchain", "link", BPF_TOOLCHAIN])
+        .arg(&dir))
 }
 
 fn toolchain_dir() -> Result<PathBuf> {
@@ -109,7 +123,8 @@ fn toolchain_dir() -> Result<PathBuf> {
 
 fn replace_symlink(target: &Path, link: &Path) -> Result<()> {
     if link.symlink_metadata().is_ok() {
-        std::fs::remove_file(link).with_context(|| format!("failed to replace {}", link.display()))?;
+        std::fs::remove_file(link)
+            .with_context(|| format!("failed to replace {}", link.display()))?;
     }
     std::os::unix::fs::symlink(target, link)
         .with_context(|| format!("failed to link {} -> {}", link.display(), target.display()))

@@ -1,0 +1,75 @@
+//! One stack frame on one line of text.
+
+use std::fmt::{self, Display, Formatter};
+
+use super::human::Escaped;
+use super::schema::{LoopIn, StackFrame};
+use crate::model::FrameKind;
+
+/// `[k] ` before kernel frames; as wide in spaces before user frames so names line up.
+pub(super) fn kind_mark(kind: FrameKind) -> &'static str {
+    match kind {
+        FrameKind::Kernel => "[k] ",
+        FrameKind::User => "    ",
+    }
+}
+
+/// One frame on one line: `spin_inner (spin_loop) at spin.c:12`, `libfoo.so+0x1a2b`, or
+/// for kernel code `do_syscall_64`, with the module only when it is a kernel module.
+pub(super) struct FrameText<'a> {
+    kind: FrameKind,
+    function: Option<&'a str>,
+    module: &'a str,
+    module_offset: u64,
+    file: Option<&'a str>,
+    line: Option<u32>,
+}
+
+impl<'a> From<&'a StackFrame> for FrameText<'a> {
+    fn from(frame: &'a StackFrame) -> Self {
+        Self {
+            kind: frame.kind,
+            function: frame.function.as_deref(),
+            module: &frame.module,
+            module_offset: frame.module_offset,
+            file: frame.file.as_deref(),
+            line: frame.line,
+        }
+    }
+}
+
+impl<'a> From<&'a LoopIn> for FrameText<'a> {
+    fn from(frame: &'a LoopIn) -> Self {
+        Self {
+            kind: frame.kind,
+            function: frame.function.as_deref(),
+            module: &frame.module,
+            module_offset: frame.module_offset,
+            file: frame.file.as_deref(),
+            line: frame.line,
+        }
+    }
+}
+
+/// The kernel image's module name: not worth repeating on every kernel frame.
+const KERNEL_MODULE: &str = "[kernel]";
+
+impl Display for FrameText<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let module = Escaped(self.module);
+        match self.function {
+            None => write!(f, "{module}+{:#x}", self.module_offset)?,
+            Some(function) if self.kind == FrameKind::Kernel && self.module == KERNEL_MODULE => {
+                write!(f, "{}", Escaped(function))?
+            }
+            Some(function) => write!(f, "{} ({module})", Escaped(function))?,
+        }
+        if let Some(file) = self.file {
+            write!(f, " at {}", Escaped(file))?;
+            if let Some(line) = self.line {
+                write!(f, ":{line}")?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,210 @@
+//! From a [`Profile`] to a [`SpinReport`]: which threads spin, and the facts about each.
+
+use super::classify::{classify, fraction, Facts};
+use super::frames::{hottest_first, loop_in, top_stacks};
+use super::schema::{
+    Loss, Scope, SpinReport, SyscallRate, ThreadReport, WindowInfo, SCHEMA_VERSION,
+};
+use super::SpinOptions;
+use crate::model::{ProcessInfo, Profile, ThreadProfile};
+use crate::syscall_names;
+
+/// Decimals kept for percentages and rates: finer than anyone reads, and short decimals
+/// survive a JSON round trip exactly.
+const PCT_DECIMALS: i32 = 2;
+
+/// Decimals kept for window lengths: milliseconds.
+const SECS_DECIMALS: i32 = 3;
+
+const NS_PER_SEC: f64 = 1e9;
+
+/// Builds the spin report: every thread at or above the threshold, or, when none is, the
+/// busiest ones below it.
+pub fn analyze(profile: &Profile, options: &SpinOptions) -> SpinReport {
+    let ranked = rank_by_cpu(profile);
+    let (spinning, below): (Vec<_>, Vec<_>) = ranked
+        .into_iter()
+        .partition(|(cpu_pct, _)| *cpu_pct >= options.threshold_pct);
+    let busiest = if spinning.is_empty() {
+        below
+            .into_iter()
+            .filter(|(_, thread)| thread.on_cpu_ns > 0)
+            .take(options.top)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let describe = |threads: Vec<(f64, &ThreadProfile)>| -> Vec<ThreadReport> {
+        threads
+            .into_iter()
+            .map(|(cpu_pct, thread)| thread_report(profile, thread, cpu_pct, options.top))
+            .collect()
+    };
+    SpinReport {
+        schema_version: SCHEMA_VERSION,
+        command: "spin".to_owned(),
+        window: window_info(profile),
+        frequency_hz: profile.frequency_hz,
+        online_cpus: profile.online_cpus,
+        scope: Scope {
+            pids: profile.target_pids.clone(),
+        },
+        threshold_pct: options.threshold_pct,
+        loss: Loss::from(&profile.loss),
+        notices: profile.notices.clone(),
+        spinning: describe(spinning),
+        busiest: describe(busiest),
+    }
+}
+
+/// Threads with their unrounded CPU share, busiest first, then by tid.
+fn rank_by_cpu(profile: &Profile) -> Vec<(f64, &ThreadProfile)> {
+    let window_ns = profile.window.duration_ns;
+    let mut ranked: Vec<_> = profile
+        .threads
+        .iter()
+        .map(|thread| (cpu_pct(thread.on_cpu_ns, window_ns), thread))
+        .collect();
+    ranked.sort_by(|(pct_a, a), (pct_b, b)| {
+        pct_b
+            .total_cmp(pct_a)
+            .then_with(|| a.tid.cmp(&b.tid))
+            .then_with(|| a.pid.cmp(&b.pid))
+    });
+    ranked
+}
+
+/// On-CPU time as a percentage of one CPU over the window; 0 for an empty window.
+fn cpu_pct(on_cpu_ns: u64, window_ns: u64) -> f64 {
+    if window_ns == 0 {
+        return 0.0;
+    }
+    // Multiplying first keeps a share that is exactly the threshold exactly equal to it.
+    on_cpu_ns as f64 * 100.0 / window_ns as f64
+}
+
+fn window_info(profile: &Profile) -> WindowInfo {
+    let secs = |ns: u64| round_to(ns as f64 / NS_PER_SEC, SECS_DECIMALS);
+    WindowInfo {
+        requested_secs: secs(profile.window.requested_ns),
+        duration_secs: secs(profile.window.duration_ns),
+        interrupted: profile.window.interrupted,
+    }
+}
+
+fn thread_report(
+    profile: &Profile,
+    thread: &ThreadProfile,
+    cpu_pct: f64,
+    top: usize,
+) -> ThreadReport {
+    let process = profile.processes.get(&thread.pid);
+    let window_secs = profile.window.duration_ns as f64 / NS_PER_SEC;
+    let syscalls = ranked_syscalls(thread, window_secs);
+    let syscalls_per_sec = per_sec(total(&syscalls), window_secs);
+    let kernel_share = kernel_share(thread);
+    let classification = classify(&facts(&syscalls, syscalls_per_sec, kernel_share));
+    let samples = samples(thread);
+    let stacks = hottest_first(&thread.stacks);
+    ThreadReport {
+        pid: thread.pid,
+        tid: thread.tid,
+        process_name: process_name(process, thread),
+        cmdline: process.map(|p| p.cmdline.clone()).unwrap_or_default(),
+        thread_name: thread.name.clone(),
+        exited: thread.exited || process.is_some_and(|p| p.exited),
+        cpu_pct: round_to(cpu_pct, PCT_DECIMALS),
+        user_pct: kernel_share.map(|k| round_to(cpu_pct * (1.0 - k), PCT_DECIMALS)),
+        kernel_pct: kernel_share.map(|k| round_to(cpu_pct * k, PCT_DECIMALS)),
+        voluntary_switches: thread.voluntary_switches,
+        involuntary_switches: thread.involuntary_switches,
+        syscalls_per_sec: round_to(syscalls_per_sec, PCT_DECIMALS),
+        syscalls: syscalls.into_iter().take(top).collect(),
+        classification,
+        loop_in: loop_in(&stacks, samples),
+        samples,
+        stacks: top_stacks(&stacks, samples, top),
+    }
+}
+
+/// The process's `comm`; the thread's own when the process was never seen (it exited
+/// before /proc could be read) or has none.
+fn process_name(process: Option<&ProcessInfo>, thread: &ThreadProfile) -> String {
+    process
+        .map(|p| p.name.as_str())
+        .filter(|name| !name.is_empty())
+        .unwrap_or(&thread.name)
+        .to_owned()
+}
+
+/// What the classification rules look at. `syscalls` is ranked, most frequent first.
+fn facts(syscalls: &[SyscallRate], per_sec: f64, kernel_share: Option<f64>) -> Facts<'_> {
+    Facts {
+        syscalls_per_sec: per_sec,
+        total_syscalls: total(syscalls),
+        poll_syscalls: poll_total(syscalls),
+        ranked: syscalls,
+        kernel_share,
+    }
+}
+
+/// Samples of the thread. Usually the user + kernel counts equal the stack counts; when a
+/// sample lost its stack (or the reverse) the larger count is used so that no share is
+/// ever overstated.
+fn samples(thread: &ThreadProfile) -> u64 {
+    let by_mode = thread.user_samples + thread.kernel_samples;
+    let by_stack = thread.stacks.iter().map(|s| s.count).sum();
+    by_mode.max(by_stack)
+}
+
+/// Fraction of samples that hit kernel mode; `None` when there are none to tell.
+fn kernel_share(thread: &ThreadProfile) -> Option<f64> {
+    let total = thread.user_samples + thread.kernel_samples;
+    (total > 0).then(|| fraction(thread.kernel_samples, total))
+}
+
+/// Every syscall of the thread, most frequent first (then by number).
+fn ranked_syscalls(thread: &ThreadProfile, window_secs: f64) -> Vec<SyscallRate> {
+    let mut counts: Vec<(u32, u64)> = thread.syscalls.clone();
+    counts.sort_by(|(nr_a, a), (nr_b, b)| b.cmp(a).then_with(|| nr_a.cmp(nr_b)));
+    counts
+        .into_iter()
+        .map(|(nr, count)| SyscallRate {
+            name: syscall_names::name(nr).into_owned(),
+            nr,
+            count,
+            per_sec: round_to(per_sec(count, window_secs), PCT_DECIMALS),
+        })
+        .collect()
+}
+
+fn total(syscalls: &[SyscallRate]) -> u64 {
+    syscalls.iter().map(|s| s.count).sum()
+}
+
+fn poll_total(syscalls: &[SyscallRate]) -> u64 {
+    syscalls
+        .iter()
+        .filter(|s| syscall_names::is_poll_family(s.nr))
+        .map(|s| s.count)
+        .sum()
+}
+
+fn per_sec(count: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        count as f64 / secs
+    } else {
+        0.0
+    }
+}
+
+/// Rounds to `decimals` places; non-finite values (which JSON cannot carry) become 0.
+pub(super) fn round_to(value: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    let rounded = (value * scale).round() / scale;
+    if rounded.is_finite() {
+        rounded
+    } else {
+        0.0
+    }
+}

@@ -1,0 +1,202 @@
+//! Where the loop is, and the hottest stacks.
+
+use super::*;
+use crate::report::{LoopIn, SpinOptions};
+
+fn loop_in(thread: ThreadBuilder) -> Option<LoopIn> {
+    let report = profile().thread(thread).report();
+    only_spinning(&report).loop_in.clone()
+}
+
+fn function(loop_in: &Option<LoopIn>) -> Option<&str> {
+    loop_in.as_ref().and_then(|l| l.function.as_deref())
+}
+
+#[test]
+fn loop_is_in_the_innermost_user_function_common_to_most_samples() {
+    let (main, outer, inner) = (
+        user("main", "app"),
+        user("outer", "app"),
+        user("inner", "app"),
+    );
+    let thread = thread(1, 10)
+        .cpu(100)
+        .samples(100, 0)
+        .stack(40, vec![user("leaf_a", "app"), outer.clone(), main.clone()])
+        .stack(
+            30,
+            vec![
+                user("leaf_b", "app"),
+                inner.clone(),
+                outer.clone(),
+                main.clone(),
+            ],
+        )
+        .stack(30, vec![user("leaf_c", "app"), inner.clone(), outer, main]);
+    let found = loop_in(thread).expect("a common frame");
+    // `inner` is in 60% of samples and inside `outer`/`main` wherever they meet, although
+    // the hottest stack does not contain it.
+    assert_eq!(found.function.as_deref(), Some("inner"));
+    assert_eq!(found.share, 0.6);
+    assert_eq!(found.module, "app");
+}
+
+#[test]
+fn different_lines_of_one_function_count_as_one_and_the_hottest_line_is_shown() {
+    let spin = user("spin_inner", "spin_loop");
+    let thread = thread(1, 10)
+        .cpu(100)
+        .samples(100, 0)
+        .stack(
+            30,
+            vec![at(spin.clone(), "spin.c", 11), user("main", "spin_loop")],
+        )
+        .stack(
+            68,
+            vec![at(spin.clone(), "spin.c", 12), user("main", "spin_loop")],
+        )
+        .stack(2, vec![user("main", "spin_loop")]);
+    let found = loop_in(thread).expect("a common frame");
+    assert_eq!(found.function.as_deref(), Some("spin_inner"));
+    assert_eq!(
+        (found.file.as_deref(), found.line),
+        (Some("spin.c"), Some(12))
+    );
+    assert_eq!(found.share, 0.98);
+}
+
+#[test]
+fn truncated_stacks_still_find_the_inner_function() {
+    let (work, helper) = (user("work", "app"), user("helper", "app"));
+    let thread = thread(1, 10)
+        .cpu(100)
+        .samples(100, 0)
+        .truncated_stack(50, vec![helper.clone(), work.clone()])
+        .truncated_stack(30, vec![helper.clone(), work.clone(), user("run", "app")])
+        .stack(20, vec![work, user("run", "app"), user("main", "app")]);
+    assert_eq!(function(&loop_in(thread)), Some("helper"));
+}
+
+#[test]
+fn exactly_half_of_the_samples_is_enough() {
+    let thread = thread(1, 10)
+        .cpu(100)
+        .samples(100, 0)
+        .stack(50, vec![user("hot", "app")])
+        .stack(50, vec![user("cold", "lib")]);
+    let found = loop_in(thread).expect("a common frame");
+    assert_eq!(found.share, 0.5);
+    // A tie goes to the function seen first in the stacks' fixed order: same every run.
+    assert_eq!(found.function.as_deref(), Some("cold"));
+}
+
+#[test]
+fn unnamed_frames_are_told_apart_by_offset() {
+    let thread = thread(1, 10)
+        .cpu(100)
+        .samples(100, 0)
+        .stack(
+            40,
+            vec![unnamed("libx.so", 0x10), unnamed("libx.so", 0x500)],
+        )
+        .stack(
+            40,
+            vec![unnamed("libx.so", 0x20), unnamed("libx.so", 0x500)],
+        )
+        .stack(20, vec![unnamed("libx.so", 0x30)]);
+    let found = loop_in(thread).expect("a common frame");
+    assert_eq!((found.function, found.module_offset), (None, 0x500));
+    assert_eq!(found.share, 0.8);
+}
+
+#[test]
+fn the_kernel_frame_is_used_when_no_user_frame_is_common() {
+    let thread = thread(1, 10)
+        .cpu(100)
+        .samples(10, 90)
+        .stack(
+            45,
+            vec![kernel("copy_page"), kernel("do_fault"), user("a", "app")],
+        )
+        .stack(
+            45,
+            vec![kernel("zero_page"), kernel("do_fault"), user("b", "app")],
+        )
+        .stack(10, vec![user("c", "app")]);
+    let found = loop_in(thread).expect("a common frame");
+    assert_eq!(found.function.as_deref(), Some("do_fault"));
+    assert_eq!(found.kind, crate::model::FrameKind::Kernel);
+}
+
+#[test]
+fn no_loop_without_a_common_frame_or_without_samples() {
+    let scattered = thread(1, 10)
+        .cpu(100)
+        .samples(100, 0)
+        .stack(40, vec![user("a", "app")])
+        .stack(30, vec![user("b", "app")])
+        .stack(30, vec![user("c", "app")]);
+    assert_eq!(loop_in(scattered), None);
+    assert_eq!(loop_in(thread(1, 10).cpu(100)), None);
+}
+
+#[test]
+fn recursion_counts_a_sample_once() {
+    let rec = user("recurse", "app");
+    let thread = thread(1, 10)
+        .cpu(100)
+        .samples(100, 0)
+        .stack(40, vec![rec.clone(), rec.clone(), rec.clone()])
+        .stack(60, vec![user("other", "app")]);
+    assert_eq!(function(&loop_in(thread)), Some("other"));
+}
+
+#[test]
+fn stacks_are_the_hottest_top_with_their_share() {
+    let profile = profile()
+        .thread(
+            thread(1, 10)
+                .cpu(100)
+                .samples(150, 50)
+                .stack(20, vec![user("c", "app")])
+                .stack(100, vec![user("a", "app")])
+                .truncated_stack(60, vec![kernel("k"), user("b", "app")])
+                .stack(20, vec![user("d", "app")]),
+        )
+        .build();
+    let options = SpinOptions {
+        threshold_pct: 90.0,
+        top: 3,
+    };
+    let report = analyze(&profile, &options);
+    let stacks = &only_spinning(&report).stacks;
+    let summary: Vec<(u64, f64, bool, usize)> = stacks
+        .iter()
+        .map(|s| (s.count, s.share, s.truncated, s.frames.len()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (100, 0.5, false, 1),
+            (60, 0.3, true, 2),
+            (20, 0.1, false, 1)
+        ]
+    );
+    // Equal counts are ordered by their frames, not by input order.
+    assert_eq!(stacks[2].frames[0].function.as_deref(), Some("c"));
+}
+
+#[test]
+fn shares_never_exceed_one_when_stack_counts_outnumber_mode_samples() {
+    let report = profile()
+        .thread(
+            thread(1, 10)
+                .cpu(100)
+                .samples(5, 0)
+                .stack(10, vec![user("a", "app")]),
+        )
+        .report();
+    let thread = only_spinning(&report);
+    assert_eq!(thread.samples, 10);
+    assert_eq!(thread.stacks[0].share, 1.0);
+}
