@@ -18,7 +18,7 @@ use probe_common::{
 use crate::{
     loader::{monotonic_ns, LoadError, Probe},
     model::{LossCounters, ProcessInfo, RawStack, Recording, ThreadRecord, Window},
-    procmaps::{ProcMapsError, ProcessMaps},
+    procmaps::ProcessMaps,
 };
 
 /// How often the ring buffer is drained during the window.
@@ -42,7 +42,6 @@ pub struct Accumulator {
     processes: BTreeMap<u32, ProcessInfo>,
     process_maps: BTreeMap<u32, ProcessMaps>,
     maps_refreshed: HashMap<u32, Instant>,
-    notices: Vec<String>,
 }
 
 impl Accumulator {
@@ -97,14 +96,10 @@ impl Accumulator {
     }
 
     fn capture_maps(&mut self, pid: u32) {
-        match ProcessMaps::capture(pid) {
-            Ok(maps) => {
-                self.process_maps.insert(pid, maps);
-            }
-            Err(ProcMapsError::Gone { .. }) => {}
-            Err(err) => self.notices.push(format!(
-                "pid {pid}: cannot read its memory maps ({err}); user frames unnamed"
-            )),
+        // On failure symbolization tries once more after the window and, if the maps are
+        // still unreadable, says so in one notice.
+        if let Ok(maps) = ProcessMaps::capture(pid) {
+            self.process_maps.insert(pid, maps);
         }
     }
 
@@ -176,7 +171,6 @@ impl Accumulator {
         recording.threads = self.threads;
         recording.processes = self.processes;
         recording.process_maps = self.process_maps;
-        recording.notices.append(&mut self.notices);
         recording
     }
 }

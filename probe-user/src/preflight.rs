@@ -12,8 +12,8 @@ const CAP_BPF: u32 = 39;
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum PreflightError {
     #[error(
-        "probe needs root or the capabilities {missing} (missing): run it with sudo, \
-         or grant them with `setcap cap_bpf,cap_perfmon,cap_sys_ptrace,cap_syslog+ep probe`"
+        "probe needs root (missing {missing}): run it with sudo, or grant the capabilities \
+         with `setcap cap_bpf,cap_perfmon,cap_sys_ptrace,cap_syslog+ep probe`"
     )]
     MissingCapabilities { missing: String },
     #[error(

@@ -1,0 +1,550 @@
+//! Snapshots of `/proc/PID/maps` that keep the mapped code files open.
+//!
+//! Symbolization runs after the observation window, when a sampled process may have exited
+//! or had its binary replaced (a redeploy, a package upgrade). So when a process's first sample
+//! arrives, the collector calls [`ProcessMaps::capture`], which records every executable
+//! mapping and opens each mapped file through `/proc/PID/map_files/START-END`: that link
+//! reaches the exact inode the process mapped, even when the file was deleted, replaced, or
+//! lives in another mount namespace. The open file descriptor keeps the inode readable until
+//! the snapshot is dropped. Capturing parses no ELF: it costs one read of the maps file plus
+//! one `open` per mapped file not already held open.
+//!
+//! Open files are shared between snapshots of all processes (keyed by device and inode), so
+//! watching a whole machine holds libc open once, not once per process: file descriptors
+//! are a limited resource (`RLIMIT_NOFILE`, often 1024).
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io;
+use std::ops::Range;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
+
+/// Why a snapshot of a process's mappings could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcMapsError {
+    /// The process exited (or is a zombie whose memory is already gone).
+    #[error("process {pid} is gone")]
+    Gone { pid: u32 },
+    /// Reading another user's process needs privileges.
+    #[error(
+        "permission denied reading /proc/{pid}/maps: run probe as root (or with CAP_SYS_PTRACE)"
+    )]
+    PermissionDenied { pid: u32 },
+    /// Any other failure to read the maps file.
+    #[error("failed to read /proc/{pid}/maps")]
+    Io {
+        pid: u32,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Identity of an open file (`st_dev`, `st_ino` of the opened inode). The same library
+/// mapped by many processes has one identity, so it is symbolized once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileId {
+    /// `st_dev`.
+    pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
+}
+
+/// A mapped file held open.
+#[derive(Debug)]
+pub struct MappedFile {
+    file: File,
+    id: FileId,
+}
+
+impl MappedFile {
+    /// Identity of the opened inode.
+    pub fn id(&self) -> FileId {
+        self.id
+    }
+
+    /// A path that reopens exactly this inode while `self` lives (`/proc/self/fd/N`), for
+    /// libraries that want a path rather than a file descriptor.
+    pub fn proc_path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
+    }
+}
+
+/// What backs an executable mapping.
+#[derive(Debug)]
+pub enum Backing {
+    /// A file, open when opening it worked (the error text otherwise).
+    File(Result<Arc<MappedFile>, String>),
+    /// The kernel's vDSO: the same image in every (64-bit) process of this kernel.
+    Vdso,
+    /// Anonymous or special memory (JIT code, `[vsyscall]`, `[uprobes]`): no symbols.
+    Anonymous,
+}
+
+/// The object behind an executable mapping.
+#[derive(Debug)]
+pub struct Module {
+    name: Arc<str>,
+    backing: Backing,
+}
+
+impl Module {
+    /// Display name: the file name (`libc.so.6`) without ` (deleted)`, or the bracketed
+    /// pseudo-name of special mappings (`[vdso]`, `[anon]`).
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// What backs the mapping.
+    pub fn backing(&self) -> &Backing {
+        &self.backing
+    }
+}
+
+/// Where an address lies.
+#[derive(Clone, Copy, Debug)]
+pub struct Location<'a> {
+    /// The object mapped there.
+    pub module: &'a Arc<Module>,
+    /// File offset for file-backed modules; offset from the mapping start otherwise (for the
+    /// vDSO that is the offset into its image).
+    pub offset: u64,
+}
+
+/// One executable mapping.
+#[derive(Debug)]
+struct Mapping {
+    range: Range<u64>,
+    /// File offset of `range.start` (0 for non-file mappings).
+    file_offset: u64,
+    module: Arc<Module>,
+}
+
+/// The executable mappings of one process, with their files held open.
+#[derive(Debug, Default)]
+pub struct ProcessMaps {
+    /// Sorted by start address, non-overlapping.
+    mappings: Vec<Mapping>,
+    /// Opened modules by the (device, inode) that maps reports, so one file is opened once.
+    files: HashMap<(u64, u64), Arc<Module>>,
+}
+
+impl ProcessMaps {
+    /// Snapshot the executable mappings of `pid` and open their files.
+    pub fn capture(pid: u32) -> Result<ProcessMaps, ProcMapsError> {
+        let mut maps = ProcessMaps::default();
+        maps.refresh(pid)?;
+        Ok(maps)
+    }
+
+    /// Re-read the mappings to pick up libraries loaded since the last capture (`dlopen`).
+    /// Files already open are reused; mappings that disappeared but do not overlap a current
+    /// one are kept, so addresses sampled before a `dlclose` still resolve. On error `self`
+    /// is unchanged.
+    pub fn refresh(&mut self, pid: u32) -> Result<(), ProcMapsError> {
+        let text = read_maps(pid)?;
+        let mut fresh = Vec::new();
+        for line in text.lines().filter_map(MapsLine::parse) {
+            if line.exec {
+                fresh.push(self.mapping_for(pid, &line));
+            }
+        }
+        self.mappings = merge_mappings(fresh, std::mem::take(&mut self.mappings));
+        Ok(())
+    }
+
+    /// Whether `addr` lies in an executable mapping (including the vDSO): a plausible
+    /// instruction or return address.
+    pub fn covers(&self, addr: u64) -> bool {
+        self.find(addr).is_some()
+    }
+
+    /// The module containing `addr` and the offset of `addr` in it.
+    pub fn lookup(&self, addr: u64) -> Option<Location<'_>> {
+        let mapping = self.find(addr)?;
+        Some(Location {
+            module: &mapping.module,
+            offset: addr - mapping.range.start + mapping.file_offset,
+        })
+    }
+
+    /// Whether no executable mapping is known (kernel threads, or an empty snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.mappings.is_empty()
+    }
+
+    fn find(&self, addr: u64) -> Option<&Mapping> {
+        let idx = self.mappings.partition_point(|m| m.range.start <= addr);
+        let mapping = self.mappings.get(idx.checked_sub(1)?)?;
+        (addr < mapping.range.end).then_some(mapping)
+    }
+
+    fn mapping_for(&mut self, pid: u32, line: &MapsLine<'_>) -> Mapping {
+        let (module, file_offset) = if line.path.starts_with('/') {
+            (self.file_module(pid, line), line.offset)
+        } else {
+            (Arc::new(special_module(line.path)), 0)
+        };
+        Mapping {
+            range: line.start..line.end,
+            file_offset,
+            module,
+        }
+    }
+
+    fn file_module(&mut self, pid: u32, line: &MapsLine<'_>) -> Arc<Module> {
+        let key = (line.dev, line.inode);
+        let module = self.files.entry(key).or_insert_with(|| {
+            Arc::new(Module {
+                name: display_name(line.path).into(),
+                backing: Backing::File(open_mapped(pid, line)),
+            })
+        });
+        Arc::clone(module)
+    }
+}
+
+#[cfg(test)]
+impl ProcessMaps {
+    /// A snapshot of made-up mappings: (range, file offset of its start, module).
+    pub(crate) fn from_mappings(mappings: Vec<(Range<u64>, u64, Module)>) -> ProcessMaps {
+        let mut mappings: Vec<Mapping> = mappings
+            .into_iter()
+            .map(|(range, file_offset, module)| Mapping {
+                range,
+                file_offset,
+                module: Arc::new(module),
+            })
+            .collect();
+        mappings.sort_by_key(|m| m.range.start);
+        ProcessMaps {
+            mappings,
+            files: HashMap::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+impl Module {
+    pub(crate) fn new(name: &str, backing: Backing) -> Module {
+        Module {
+            name: name.into(),
+            backing,
+        }
+    }
+}
+
+#[cfg(test)]
+impl MappedFile {
+    pub(crate) fn open(path: &Path) -> io::Result<MappedFile> {
+        open_with_id(path)
+    }
+}
+
+/// Start address of this process's own vDSO. Every 64-bit process of a kernel maps the same
+/// vDSO image, so an offset into another process's vDSO can be symbolized against ours.
+pub fn own_vdso_start() -> Option<u64> {
+    let text = fs::read_to_string("/proc/self/maps").ok()?;
+    let vdso = text
+        .lines()
+        .filter_map(MapsLine::parse)
+        .find(|line| line.path == "[vdso]")?;
+    Some(vdso.start)
+}
+
+/// `fresh` plus those of `old` that overlap none of `fresh`, sorted by start.
+fn merge_mappings(fresh: Vec<Mapping>, old: Vec<Mapping>) -> Vec<Mapping> {
+    let overlaps_fresh = |m: &Mapping| {
+        fresh
+            .iter()
+            .any(|f| f.range.start < m.range.end && m.range.start < f.range.end)
+    };
+    let kept: Vec<Mapping> = old.into_iter().filter(|m| !overlaps_fresh(m)).collect();
+    let mut all = fresh;
+    all.extend(kept);
+    all.sort_by_key(|m| m.range.start);
+    all
+}
+
+fn read_maps(pid: u32) -> Result<String, ProcMapsError> {
+    match fs::read_to_string(format!("/proc/{pid}/maps")) {
+        // A zombie (or a kernel thread) has no memory map; only the former is "gone".
+        Ok(text) if text.is_empty() && is_zombie(pid) => Err(ProcMapsError::Gone { pid }),
+        Ok(text) => Ok(text),
+        Err(err) => Err(classify(pid, err)),
+    }
+}
+
+fn classify(pid: u32, err: io::Error) -> ProcMapsError {
+    // ESRCH: the process exited between opening and reading the file.
+    if err.kind() == io::ErrorKind::NotFound || err.raw_os_error() == Some(libc::ESRCH) {
+        ProcMapsError::Gone { pid }
+    } else if err.kind() == io::ErrorKind::PermissionDenied {
+        ProcMapsError::PermissionDenied { pid }
+    } else {
+        ProcMapsError::Io { pid, source: err }
+    }
+}
+
+/// A process that cannot be inspected counts as a zombie: it has no memory to read either.
+fn is_zombie(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    // The state follows the parenthesised comm, which may itself contain spaces and ')'.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    matches!(state, Some('Z' | 'X') | None)
+}
+
+/// The file behind a mapping: the one another snapshot holds open, or newly opened.
+fn open_mapped(pid: u32, line: &MapsLine<'_>) -> Result<Arc<MappedFile>, String> {
+    let key = (line.dev, line.inode);
+    if let Some(file) = shared_files().get(&key).and_then(Weak::upgrade) {
+        return Ok(file);
+    }
+    let file = Arc::new(open_mapped_file(pid, line)?);
+    let mut shared = shared_files();
+    // Forget closed files now and then, so the table stays as small as what is open.
+    if shared.len() >= 256 && shared.len().is_power_of_two() {
+        shared.retain(|_, file| file.strong_count() > 0);
+    }
+    shared.insert(key, Arc::downgrade(&file));
+    Ok(file)
+}
+
+/// Files held open by any snapshot, by the (device, inode) that maps reports. An entry
+/// cannot name a different file later: the inode stays allocated while it is open.
+type SharedFiles = HashMap<(u64, u64), Weak<MappedFile>>;
+
+fn shared_files() -> MutexGuard<'static, SharedFiles> {
+    static SHARED: LazyLock<Mutex<SharedFiles>> = LazyLock::new(Mutex::default);
+    // A panic elsewhere while holding the lock leaves the map consistent: keep using it.
+    SHARED.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Open the file behind a mapping: through `map_files` (exact inode, any mount namespace,
+/// works for deleted files; needs CAP_SYS_ADMIN), else by path inside the process's root,
+/// accepted only when it is still the inode that was mapped.
+fn open_mapped_file(pid: u32, line: &MapsLine<'_>) -> Result<MappedFile, String> {
+    let link = format!("/proc/{pid}/map_files/{:x}-{:x}", line.start, line.end);
+    if let Ok(file) = open_with_id(Path::new(&link)) {
+        return Ok(file);
+    }
+    let path = line.path.strip_suffix(" (deleted)").unwrap_or(line.path);
+    let rooted = format!("/proc/{pid}/root{path}");
+    let file = open_with_id(Path::new(&rooted)).map_err(|err| format!("{path}: {err}"))?;
+    if file.id.ino != line.inode {
+        return Err(format!("{path}: replaced since it was mapped"));
+    }
+    Ok(file)
+}
+
+fn open_with_id(path: &Path) -> io::Result<MappedFile> {
+    let file = File::open(path)?;
+    let meta = file.metadata()?;
+    let id = FileId {
+        dev: meta.dev(),
+        ino: meta.ino(),
+    };
+    Ok(MappedFile { file, id })
+}
+
+fn special_module(path: &str) -> Module {
+    let (name, backing) = match path {
+        "[vdso]" => ("[vdso]", Backing::Vdso),
+        "" => ("[anon]", Backing::Anonymous),
+        other => (other, Backing::Anonymous),
+    };
+    Module {
+        name: name.into(),
+        backing,
+    }
+}
+
+/// `libc.so.6` for `/usr/lib/x86_64-linux-gnu/libc.so.6 (deleted)`.
+fn display_name(path: &str) -> &str {
+    let path = path.strip_suffix(" (deleted)").unwrap_or(path);
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// One line of `/proc/PID/maps`:
+/// `start-end perms offset major:minor inode    path`.
+#[derive(Debug, PartialEq, Eq)]
+struct MapsLine<'a> {
+    start: u64,
+    end: u64,
+    exec: bool,
+    offset: u64,
+    /// `major << 32 | minor`: only used to tell files apart.
+    dev: u64,
+    inode: u64,
+    /// Empty for anonymous memory; may contain spaces and end in ` (deleted)`.
+    path: &'a str,
+}
+
+impl<'a> MapsLine<'a> {
+    /// `None` for a malformed line (skipped rather than failing the whole snapshot).
+    fn parse(line: &'a str) -> Option<MapsLine<'a>> {
+        let mut rest = line;
+        let mut field = || {
+            let trimmed = rest.trim_start();
+            let end = trimmed.find(' ').unwrap_or(trimmed.len());
+            let (field, tail) = trimmed.split_at(end);
+            rest = tail;
+            field
+        };
+        let (start, end) = field().split_once('-')?;
+        let perms = field();
+        let offset = field();
+        let (major, minor) = field().split_once(':')?;
+        let inode = field();
+        Some(MapsLine {
+            start: hex(start)?,
+            end: hex(end)?,
+            exec: perms.as_bytes().get(2) == Some(&b'x'),
+            offset: hex(offset)?,
+            dev: hex(major)? << 32 | hex(minor)?,
+            inode: inode.parse().ok()?,
+            path: rest.trim_start(),
+        })
+    }
+}
+
+fn hex(text: &str) -> Option<u64> {
+    u64::from_str_radix(text, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Recorded from a real process (one path has a space, one was deleted).
+    const MAPS: &str = "\
+55d0c4a00000-55d0c4a01000 r--p 00000000 fd:01 1051042                    /opt/spin loop/spin_loop
+55d0c4a01000-55d0c4a02000 r-xp 00001000 fd:01 1051042                    /opt/spin loop/spin_loop
+55d0c5c0e000-55d0c5c2f000 rw-p 00000000 00:00 0                          [heap]
+7f3e1c400000-7f3e1c428000 r--p 00000000 fd:01 1835189                    /usr/lib/x86_64-linux-gnu/libc.so.6
+7f3e1c428000-7f3e1c59d000 r-xp 00028000 fd:01 1835189                    /usr/lib/x86_64-linux-gnu/libc.so.6
+7f3e1c600000-7f3e1c700000 r-xp 00000000 00:00 0 
+7f3e1c800000-7f3e1c801000 r-xp 00002000 fd:01 99                         /tmp/libgone.so (deleted)
+7ffd6a5f2000-7ffd6a5f4000 r-xp 00000000 00:00 0                          [vdso]
+ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]
+";
+
+    #[test]
+    fn parses_maps_lines() {
+        let lines: Vec<MapsLine<'_>> = MAPS.lines().filter_map(MapsLine::parse).collect();
+        assert_eq!(lines.len(), 9);
+        assert_eq!(
+            lines[1],
+            MapsLine {
+                start: 0x55d0c4a01000,
+                end: 0x55d0c4a02000,
+                exec: true,
+                offset: 0x1000,
+                dev: 0xfd << 32 | 1,
+                inode: 1051042,
+                path: "/opt/spin loop/spin_loop",
+            }
+        );
+        assert!(!lines[2].exec);
+        assert_eq!(lines[5].path, "");
+        assert_eq!(display_name(lines[6].path), "libgone.so");
+        assert_eq!(display_name(lines[4].path), "libc.so.6");
+        assert_eq!(display_name(lines[1].path), "spin_loop");
+    }
+
+    #[test]
+    fn malformed_lines_are_skipped() {
+        assert_eq!(MapsLine::parse(""), None);
+        assert_eq!(MapsLine::parse("zz-10 r-xp 0 fd:01 1 /x"), None);
+    }
+
+    fn fn_in_test_binary() -> u64 {
+        std::hint::black_box(7)
+    }
+
+    #[test]
+    fn capture_of_self_covers_own_code() {
+        let maps = ProcessMaps::capture(std::process::id()).expect("capture self");
+        let addr = fn_in_test_binary as fn() -> u64 as usize as u64;
+        assert!(maps.covers(addr));
+        assert!(!maps.covers(0x10));
+        let location = maps.lookup(addr).expect("lookup");
+        let exe = std::env::current_exe().expect("current_exe");
+        let exe_name = exe.file_name().and_then(|n| n.to_str()).expect("exe name");
+        assert_eq!(&**location.module.name(), exe_name);
+        let Backing::File(Ok(file)) = location.module.backing() else {
+            panic!("test binary not opened: {:?}", location.module.backing());
+        };
+        let meta = fs::metadata(&exe).expect("stat exe");
+        assert_eq!(file.id().ino, meta.ino());
+        assert!(fs::metadata(file.proc_path()).is_ok());
+    }
+
+    #[test]
+    fn capture_of_self_sees_vdso() {
+        let maps = ProcessMaps::capture(std::process::id()).expect("capture self");
+        let text = fs::read_to_string("/proc/self/maps").expect("read maps");
+        let vdso = text
+            .lines()
+            .filter_map(MapsLine::parse)
+            .find(|l| l.path == "[vdso]");
+        if let Some(vdso) = vdso {
+            let location = maps.lookup(vdso.start + 0x10).expect("vdso covered");
+            assert!(matches!(location.module.backing(), Backing::Vdso));
+            assert_eq!(location.offset, 0x10);
+        }
+    }
+
+    #[test]
+    fn refresh_reuses_open_files() {
+        let pid = std::process::id();
+        let mut maps = ProcessMaps::capture(pid).expect("capture self");
+        let before: Vec<*const Module> = maps.files.values().map(Arc::as_ptr).collect();
+        maps.refresh(pid).expect("refresh");
+        for ptr in before {
+            assert!(maps.files.values().any(|m| Arc::as_ptr(m) == ptr));
+        }
+    }
+
+    #[test]
+    fn snapshots_share_open_files() {
+        let pid = std::process::id();
+        let (a, b) = (ProcessMaps::capture(pid), ProcessMaps::capture(pid));
+        let (a, b) = (a.expect("capture self"), b.expect("capture self"));
+        let addr = fn_in_test_binary as fn() -> u64 as usize as u64;
+        let file = |maps: &ProcessMaps| match maps.lookup(addr).map(|l| l.module.backing()) {
+            Some(Backing::File(Ok(file))) => Arc::clone(file),
+            other => panic!("test binary not opened: {other:?}"),
+        };
+        assert!(Arc::ptr_eq(&file(&a), &file(&b)));
+    }
+
+    #[test]
+    fn vanished_process_is_gone() {
+        // PIDs above pid_max (at most 2^22) never exist.
+        let err = ProcessMaps::capture(u32::MAX - 1).expect_err("no such process");
+        assert!(matches!(err, ProcMapsError::Gone { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn merge_keeps_unmapped_old_code() {
+        let module = Arc::new(special_module(""));
+        let mapping = |start: u64, end: u64| Mapping {
+            range: start..end,
+            file_offset: 0,
+            module: Arc::clone(&module),
+        };
+        let merged = merge_mappings(
+            vec![mapping(0x3000, 0x4000), mapping(0x1000, 0x2000)],
+            vec![mapping(0x1800, 0x2800), mapping(0x5000, 0x6000)],
+        );
+        let ranges: Vec<_> = merged.iter().map(|m| m.range.clone()).collect();
+        assert_eq!(ranges, vec![0x1000..0x2000, 0x3000..0x4000, 0x5000..0x6000]);
+    }
+}

@@ -1,0 +1,630 @@
+//! Naming the frames of a [`Recording`]: raw addresses in, a [`Profile`] out.
+//!
+//! User addresses are translated to (file, file offset) through the [`ProcessMaps`] captured
+//! while each process was alive, and symbolized from the held-open file with blazesym's ELF
+//! source, so a process that exited, or whose binary was replaced, still gets names. Kernel
+//! addresses are named from /proc/kallsyms alone: a vmlinux is rarely installed, and kallsyms
+//! has every function name.
+//!
+//! The work is batched: every distinct (file, offset) of all threads and processes is
+//! symbolized once, in one blazesym call per file, by one `Symbolizer` whose caches of parsed
+//! ELF/DWARF data live for the whole run.
+//!
+//! The stacks come from a frame-pointer walk, which goes astray in code built without frame
+//! pointers. A user address outside every executable mapping is the sign: the stack stops
+//! there and is marked truncated. No frame is ever invented.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use blazesym::symbolize::source::{Elf, Kernel, Process, Source};
+use blazesym::symbolize::{CodeInfo, Input, Sym, Symbolized, Symbolizer};
+use blazesym::{MaybeDefault, Pid};
+use probe_common::MAX_STACK_DEPTH;
+
+use crate::model::{
+    Frame, FrameKind, ProcessInfo, Profile, RawStack, Recording, StackCount, ThreadProfile,
+    ThreadRecord,
+};
+use crate::procmaps::{self, Backing, FileId, Location, ProcMapsError, ProcessMaps};
+
+/// Module of user frames whose process's mappings are unknown.
+const UNKNOWN_MODULE: &str = "[unknown]";
+/// Module of kernel frames outside every loadable kernel module.
+const KERNEL_MODULE: &str = "[kernel]";
+
+/// Symbolize every thread's stacks and copy everything else across.
+///
+/// Takes the recording by value: names and syscall maps move into the profile without
+/// copies, processes whose mappings were never captured get captured into it (if still
+/// alive), and the files the [`ProcessMaps`] held open are closed when it is dropped here.
+/// Never fails: what cannot be named becomes unnamed frames plus a line in
+/// [`Profile::notices`].
+pub fn symbolize(mut recording: Recording) -> Profile {
+    let mut notices = std::mem::take(&mut recording.notices);
+    capture_missing_maps(&mut recording, &mut notices);
+    let symbolizer = Symbolizer::new();
+    let resolved = Resolved::new(&symbolizer, &recording, &mut notices);
+    let threads = std::mem::take(&mut recording.threads)
+        .into_values()
+        .map(|thread| thread_profile(thread, &recording.process_maps, &resolved))
+        .collect();
+    Profile {
+        window: recording.window,
+        frequency_hz: recording.frequency_hz,
+        online_cpus: recording.online_cpus,
+        target_pids: recording.target_pids,
+        threads,
+        processes: recording.processes,
+        loss: recording.loss,
+        notices,
+    }
+}
+
+/// The collector captures maps at a process's first sample; if that failed or was skipped,
+/// try now, while the process may still be alive.
+fn capture_missing_maps(recording: &mut Recording, notices: &mut Vec<String>) {
+    let missing: BTreeSet<u32> = recording
+        .threads
+        .values()
+        .filter(|thread| thread.stacks.keys().any(|stack| !stack.user.is_empty()))
+        .map(|thread| thread.pid)
+        .filter(|pid| !recording.process_maps.contains_key(pid))
+        .collect();
+    for pid in missing {
+        let info = recording.processes.get(&pid);
+        match capture_late(pid, info) {
+            Ok(maps) => {
+                recording.process_maps.insert(pid, maps);
+            }
+            Err(reason) => notices.push(format!(
+                "user frames of process {pid}{} are unnamed: {reason}",
+                info.map(|i| format!(" ({})", i.name)).unwrap_or_default()
+            )),
+        }
+    }
+}
+
+fn capture_late(pid: u32, info: Option<&ProcessInfo>) -> Result<ProcessMaps, String> {
+    const GONE: &str = "it exited before its memory maps were read";
+    // Its PID may already belong to another program, whose maps would give wrong names.
+    if info.is_some_and(|info| info.exited) {
+        return Err(GONE.to_owned());
+    }
+    ProcessMaps::capture(pid).map_err(|err| match err {
+        ProcMapsError::Gone { .. } => GONE.to_owned(),
+        other => other.to_string(),
+    })
+}
+
+/// One function at an address (several per address where calls were inlined).
+#[derive(Clone, Debug)]
+struct SymFrame {
+    function: Arc<str>,
+    file: Option<Arc<str>>,
+    line: Option<u32>,
+}
+
+/// The functions at one address, innermost (inlined) first; empty when unnamed.
+type Names = Arc<[SymFrame]>;
+
+/// What blazesym symbolizes in one batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Target {
+    File(FileId),
+    Vdso,
+}
+
+/// Where a user frame lies.
+struct Site<'m> {
+    /// Of the address looked up (one before a return address).
+    location: Location<'m>,
+    /// Offset of the real address, reported as `module_offset`.
+    offset: u64,
+}
+
+/// Return addresses point after the call, possibly at the next function or past the end of
+/// a `noreturn` callee's caller: look up the byte before, except for the innermost frame,
+/// whose address is where the thread actually was.
+fn lookup_addr(depth: usize, addr: u64) -> u64 {
+    if depth == 0 {
+        addr
+    } else {
+        addr.saturating_sub(1)
+    }
+}
+
+/// Where each user frame lies, innermost first; `None` for an address outside every
+/// executable mapping (the walk went astray there).
+fn user_sites<'m>(
+    maps: &'m ProcessMaps,
+    user: &'m [u64],
+) -> impl Iterator<Item = Option<Site<'m>>> + 'm {
+    user.iter().enumerate().map(move |(depth, &addr)| {
+        let probe = lookup_addr(depth, addr);
+        let location = maps.lookup(probe)?;
+        let offset = location.offset + (addr - probe);
+        Some(Site { location, offset })
+    })
+}
+
+fn target(location: &Location<'_>) -> Option<Target> {
+    match location.module.backing() {
+        Backing::File(Ok(file)) => Some(Target::File(file.id())),
+        Backing::Vdso => Some(Target::Vdso),
+        Backing::File(Err(_)) | Backing::Anonymous => None,
+    }
+}
+
+/// Every distinct thing to look up, gathered before asking blazesym.
+#[derive(Default)]
+struct Plan {
+    offsets: BTreeMap<Target, BTreeSet<u64>>,
+    /// A path that opens each file, and its display name (for notices).
+    files: HashMap<FileId, (PathBuf, Arc<str>)>,
+    /// Files that could not be opened: display name -> why.
+    unopened: BTreeMap<Arc<str>, String>,
+    kernel: BTreeSet<u64>,
+}
+
+impl Plan {
+    fn new(recording: &Recording) -> Plan {
+        let mut plan = Plan::default();
+        for thread in recording.threads.values() {
+            let maps = recording.process_maps.get(&thread.pid);
+            for stack in thread.stacks.keys() {
+                plan.add_kernel(&stack.kernel);
+                if let Some(maps) = maps {
+                    plan.add_user(maps, &stack.user);
+                }
+            }
+        }
+        plan
+    }
+
+    fn add_kernel(&mut self, kernel: &[u64]) {
+        let addrs = kernel.iter().enumerate();
+        self.kernel
+            .extend(addrs.map(|(depth, &addr)| lookup_addr(depth, addr)));
+    }
+
+    fn add_user(&mut self, maps: &ProcessMaps, user: &[u64]) {
+        for site in user_sites(maps, user).map_while(|site| site) {
+            let module = site.location.module;
+            match module.backing() {
+                Backing::File(Err(why)) => {
+                    let name = Arc::clone(module.name());
+                    self.unopened.entry(name).or_insert_with(|| why.clone());
+                }
+                Backing::File(Ok(file)) => {
+                    let path_and_name = || (file.proc_path(), Arc::clone(module.name()));
+                    self.files.entry(file.id()).or_insert_with(path_and_name);
+                }
+                Backing::Vdso | Backing::Anonymous => {}
+            }
+            if let Some(target) = target(&site.location) {
+                let offsets = self.offsets.entry(target).or_default();
+                offsets.insert(site.location.offset);
+            }
+        }
+    }
+}
+
+/// A loaded kernel module's text range, from /proc/modules.
+struct KernelModule {
+    range: Range<u64>,
+    name: Arc<str>,
+}
+
+/// Everything known about the recording's addresses, consulted while building stacks.
+struct Resolved {
+    user: HashMap<(Target, u64), Names>,
+    kernel: HashMap<u64, Names>,
+    /// Sorted by start address.
+    kernel_modules: Vec<KernelModule>,
+    unknown: Arc<str>,
+    kernel_core: Arc<str>,
+}
+
+impl Resolved {
+    fn new(symbolizer: &Symbolizer, recording: &Recording, notices: &mut Vec<String>) -> Self {
+        let plan = Plan::new(recording);
+        notices.extend(
+            plan.unopened
+                .iter()
+                .map(|(name, why)| format!("could not open {name}, its frames are unnamed: {why}")),
+        );
+        let mut user = HashMap::new();
+        for (target, offsets) in &plan.offsets {
+            let offsets: Vec<u64> = offsets.iter().copied().collect();
+            match symbolize_target(symbolizer, &plan, *target, &offsets) {
+                Ok(names) => user.extend(offsets.iter().map(|&o| (*target, o)).zip(names)),
+                Err(notice) => notices.push(notice),
+            }
+        }
+        let kernel = symbolize_kernel(symbolizer, &plan.kernel, notices);
+        let kernel_modules = if plan.kernel.is_empty() {
+            Vec::new()
+        } else {
+            read_kernel_modules()
+        };
+        Resolved {
+            user,
+            kernel,
+            kernel_modules,
+            unknown: UNKNOWN_MODULE.into(),
+            kernel_core: KERNEL_MODULE.into(),
+        }
+    }
+
+    /// The kernel module containing `addr` and the offset in it; `[kernel]` and the address
+    /// itself for the core kernel (as kallsyms and `perf` show it).
+    fn kernel_module(&self, addr: u64) -> (Arc<str>, u64) {
+        let idx = self
+            .kernel_modules
+            .partition_point(|m| m.range.start <= addr);
+        match idx.checked_sub(1).and_then(|i| self.kernel_modules.get(i)) {
+            Some(m) if addr < m.range.end => (Arc::clone(&m.name), addr - m.range.start),
+            _ => (Arc::clone(&self.kernel_core), addr),
+        }
+    }
+}
+
+/// Names for `offsets` (sorted, distinct) of one target, in the same order; or the notice
+/// to show when the whole file could not be read.
+fn symbolize_target(
+    symbolizer: &Symbolizer,
+    plan: &Plan,
+    target: Target,
+    offsets: &[u64],
+) -> Result<Vec<Names>, String> {
+    match target {
+        Target::File(id) => {
+            let Some((path, name)) = plan.files.get(&id) else {
+                return Err(format!("internal: no path for file {id:?}"));
+            };
+            let source = Source::Elf(Elf::new(path));
+            let found = symbolizer.symbolize(&source, Input::FileOffset(offsets));
+            let found = found.map_err(|err| {
+                format!("could not read symbols of {name}, its frames are unnamed: {err:#}")
+            })?;
+            Ok(found.iter().map(names_of).collect())
+        }
+        Target::Vdso => symbolize_vdso(symbolizer, offsets),
+    }
+}
+
+/// The vDSO has no file: symbolize the offsets against this process's own copy of it, which
+/// is the same image (32-bit processes, which map another one, are not handled).
+fn symbolize_vdso(symbolizer: &Symbolizer, offsets: &[u64]) -> Result<Vec<Names>, String> {
+    let start = procmaps::own_vdso_start()
+        .ok_or_else(|| "vDSO frames are unnamed: this process has no vDSO".to_owned())?;
+    let addrs: Vec<u64> = offsets.iter().map(|offset| start + offset).collect();
+    let source = Source::Process(Process {
+        map_files: false,
+        perf_map: false,
+        ..Process::new(Pid::Slf)
+    });
+    let found = symbolizer
+        .symbolize(&source, Input::AbsAddr(&addrs))
+        .map_err(|err| format!("vDSO frames are unnamed: {err:#}"))?;
+    Ok(found.iter().map(names_of).collect())
+}
+
+/// The functions at a symbolized address, inlined callees first: blazesym lists inlined
+/// functions outermost first, and gives each the source location inside it.
+fn names_of(found: &Symbolized<'_>) -> Names {
+    let Symbolized::Sym(sym) = found else {
+        return Arc::from([]);
+    };
+    let inlined = sym.inlined.iter().rev().map(|inlined| SymFrame {
+        function: Arc::from(&*inlined.name),
+        file: inlined.code_info.as_ref().map(file_of),
+        line: inlined.code_info.as_ref().and_then(|info| info.line),
+    });
+    inlined.chain(std::iter::once(outer_frame(sym))).collect()
+}
+
+fn outer_frame(sym: &Sym<'_>) -> SymFrame {
+    let info = sym.code_info.as_deref();
+    SymFrame {
+        function: Arc::from(&*sym.name),
+        file: info.map(file_of),
+        line: info.and_then(|info| info.line),
+    }
+}
+
+fn file_of(info: &CodeInfo<'_>) -> Arc<str> {
+    Arc::from(info.to_path().to_string_lossy().as_ref())
+}
+
+/// Kernel function names by (lookup) address; empty, with a notice, when unavailable.
+fn symbolize_kernel(
+    symbolizer: &Symbolizer,
+    addrs: &BTreeSet<u64>,
+    notices: &mut Vec<String>,
+) -> HashMap<u64, Names> {
+    if addrs.is_empty() {
+        return HashMap::new();
+    }
+    if !kallsyms_has_addresses() {
+        notices.push(
+            "kernel frames are unnamed: /proc/kallsyms shows no addresses \
+             (probe needs to run as root, with CAP_SYSLOG)"
+                .to_owned(),
+        );
+        return HashMap::new();
+    }
+    // No vmlinux: it is rarely installed, and looking for one costs time.
+    let source = Source::Kernel(Kernel {
+        vmlinux: MaybeDefault::None,
+        debug_syms: false,
+        ..Kernel::default()
+    });
+    let addrs: Vec<u64> = addrs.iter().copied().collect();
+    match symbolizer.symbolize(&source, Input::AbsAddr(&addrs)) {
+        Ok(found) => addrs
+            .iter()
+            .zip(found)
+            .map(|(&addr, found)| (addr, names_of(&found)))
+            .collect(),
+        Err(err) => {
+            notices.push(format!("kernel frames are unnamed: {err:#}"));
+            HashMap::new()
+        }
+    }
+}
+
+/// Without privileges kallsyms lists every symbol at address 0, which would name every
+/// kernel frame after one arbitrary symbol.
+fn kallsyms_has_addresses() -> bool {
+    let Ok(file) = File::open("/proc/kallsyms") else {
+        return false;
+    };
+    let mut first = String::new();
+    if BufReader::new(file).read_line(&mut first).is_err() {
+        return false;
+    }
+    let addr = first.split_whitespace().next().unwrap_or("0");
+    u64::from_str_radix(addr, 16).is_ok_and(|addr| addr != 0)
+}
+
+/// Loaded modules and their text ranges; empty when unreadable (or without privileges,
+/// where every base address reads 0).
+fn read_kernel_modules() -> Vec<KernelModule> {
+    let Ok(text) = std::fs::read_to_string("/proc/modules") else {
+        return Vec::new();
+    };
+    let mut modules: Vec<KernelModule> = text.lines().filter_map(parse_module_line).collect();
+    modules.sort_by_key(|m| m.range.start);
+    modules
+}
+
+/// `name size refcount deps state 0xaddress [taints]`.
+fn parse_module_line(line: &str) -> Option<KernelModule> {
+    let mut fields = line.split_whitespace();
+    let name = fields.next()?;
+    let size: u64 = fields.next()?.parse().ok()?;
+    let addr = fields.nth(3)?.strip_prefix("0x")?;
+    let start = u64::from_str_radix(addr, 16).ok().filter(|&a| a != 0)?;
+    Some(KernelModule {
+        range: start..start.saturating_add(size),
+        name: name.into(),
+    })
+}
+
+/// A frame before merging: cheap to clone (shared strings).
+#[derive(Clone, Debug)]
+struct Pending {
+    kind: FrameKind,
+    module: Arc<str>,
+    module_offset: u64,
+    sym: Option<SymFrame>,
+}
+
+/// What makes two frames the same for merging: the function, or for unnamed frames the
+/// exact offset; so samples at different instructions of one loop body merge.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct FrameKey {
+    kind: FrameKind,
+    module: Arc<str>,
+    function: Option<Arc<str>>,
+    unnamed_offset: u64,
+}
+
+impl Pending {
+    fn key(&self) -> FrameKey {
+        let function = self.sym.as_ref().map(|sym| Arc::clone(&sym.function));
+        FrameKey {
+            kind: self.kind,
+            module: Arc::clone(&self.module),
+            unnamed_offset: if function.is_some() {
+                0
+            } else {
+                self.module_offset
+            },
+            function,
+        }
+    }
+
+    fn into_frame(self) -> Frame {
+        let (function, file, line) = match self.sym {
+            Some(sym) => (Some(sym.function.to_string()), sym.file, sym.line),
+            None => (None, None, None),
+        };
+        Frame {
+            kind: self.kind,
+            function,
+            module: self.module.to_string(),
+            module_offset: self.module_offset,
+            file: file.map(|file| file.to_string()),
+            line,
+        }
+    }
+}
+
+/// Frames for one `module`/`offset`, one per function (inlined ones first), or one unnamed.
+fn push_frames(
+    out: &mut Vec<Pending>,
+    kind: FrameKind,
+    (module, module_offset): (Arc<str>, u64),
+    names: Option<&Names>,
+) {
+    let pending = |sym: Option<SymFrame>| Pending {
+        kind,
+        module: Arc::clone(&module),
+        module_offset,
+        sym,
+    };
+    match names.filter(|names| !names.is_empty()) {
+        Some(names) => out.extend(names.iter().cloned().map(Some).map(pending)),
+        None => out.push(pending(None)),
+    }
+}
+
+/// Functions that start a thread's stack: a walk that ends in one of them reached the root.
+fn is_entry_point(function: &str) -> bool {
+    matches!(
+        function,
+        "_start"
+            | "__libc_start_main"
+            | "__libc_start_main_impl"
+            | "__libc_start_call_main"
+            | "start_thread"
+            | "clone"
+            | "clone3"
+    ) || function.starts_with("__clone")
+}
+
+/// The frames of one sample, innermost first (kernel, then user), and whether the walk
+/// stopped before the thread's entry point.
+fn stack_frames(raw: &RawStack, maps: Option<&ProcessMaps>, r: &Resolved) -> (Vec<Pending>, bool) {
+    let mut frames = Vec::with_capacity(raw.kernel.len() + raw.user.len());
+    for (depth, &addr) in raw.kernel.iter().enumerate() {
+        let names = r.kernel.get(&lookup_addr(depth, addr));
+        push_frames(&mut frames, FrameKind::Kernel, r.kernel_module(addr), names);
+    }
+    let kernel_cut = raw.kernel.len() >= MAX_STACK_DEPTH;
+    let user_cut = match maps {
+        Some(maps) => push_user_frames(&mut frames, raw, maps, r),
+        None => push_unknown_frames(&mut frames, raw, r),
+    };
+    (frames, kernel_cut || user_cut)
+}
+
+/// Returns whether the user stack is truncated.
+fn push_user_frames(
+    out: &mut Vec<Pending>,
+    raw: &RawStack,
+    maps: &ProcessMaps,
+    r: &Resolved,
+) -> bool {
+    let first_user = out.len();
+    let mut astray = false;
+    for site in user_sites(maps, &raw.user) {
+        let Some(site) = site else {
+            astray = true;
+            break;
+        };
+        let names = target(&site.location).and_then(|t| r.user.get(&(t, site.location.offset)));
+        let module = (Arc::clone(site.location.module.name()), site.offset);
+        push_frames(out, FrameKind::User, module, names);
+    }
+    // An empty user stack without an error is a thread with no user side (a kernel thread,
+    // an io_uring worker): nothing is missing.
+    let reached_root = match out[first_user..].last() {
+        None => true,
+        Some(outermost) => outermost
+            .sym
+            .as_ref()
+            .is_some_and(|s| is_entry_point(&s.function)),
+    };
+    astray || raw.user_error || raw.user.len() >= MAX_STACK_DEPTH || !reached_root
+}
+
+/// User frames of a process whose mappings are unknown: unnamed, and the stack cannot be
+/// vouched for. Returns whether the user stack is truncated.
+fn push_unknown_frames(out: &mut Vec<Pending>, raw: &RawStack, r: &Resolved) -> bool {
+    for &addr in &raw.user {
+        push_frames(out, FrameKind::User, (Arc::clone(&r.unknown), addr), None);
+    }
+    raw.user_error || !raw.user.is_empty()
+}
+
+/// A merged stack: the frames of its hottest raw stack, and the total count.
+struct Merged {
+    frames: Vec<Pending>,
+    truncated: bool,
+    count: u64,
+}
+
+/// Symbolize and merge one thread's stacks, hottest first.
+fn stack_counts(
+    thread: &ThreadRecord,
+    maps: Option<&ProcessMaps>,
+    r: &Resolved,
+) -> Vec<StackCount> {
+    // Hottest first (ties by address), so each merged stack's representative frames are
+    // those of its hottest raw stack, and the result does not depend on hash order.
+    let mut raws: Vec<(&RawStack, u64)> = thread.stacks.iter().map(|(s, &c)| (s, c)).collect();
+    raws.sort_by(|(a, a_count), (b, b_count)| {
+        b_count
+            .cmp(a_count)
+            .then_with(|| (&a.user, &a.kernel).cmp(&(&b.user, &b.kernel)))
+    });
+    let mut index: HashMap<(bool, Vec<FrameKey>), usize> = HashMap::new();
+    let mut merged: Vec<Merged> = Vec::new();
+    for (raw, count) in raws {
+        let (frames, truncated) = stack_frames(raw, maps, r);
+        let key = (truncated, frames.iter().map(Pending::key).collect());
+        match index.get(&key).and_then(|&i| merged.get_mut(i)) {
+            Some(same) => same.count += count,
+            None => {
+                index.insert(key, merged.len());
+                merged.push(Merged {
+                    frames,
+                    truncated,
+                    count,
+                });
+            }
+        }
+    }
+    merged.sort_by_key(|m| std::cmp::Reverse(m.count));
+    merged.into_iter().map(into_stack_count).collect()
+}
+
+fn into_stack_count(merged: Merged) -> StackCount {
+    StackCount {
+        frames: merged.frames.into_iter().map(Pending::into_frame).collect(),
+        truncated: merged.truncated,
+        count: merged.count,
+    }
+}
+
+fn thread_profile(
+    thread: ThreadRecord,
+    process_maps: &BTreeMap<u32, ProcessMaps>,
+    r: &Resolved,
+) -> ThreadProfile {
+    let stacks = stack_counts(&thread, process_maps.get(&thread.pid), r);
+    ThreadProfile {
+        tid: thread.tid,
+        pid: thread.pid,
+        name: thread.name,
+        on_cpu_ns: thread.on_cpu_ns,
+        voluntary_switches: thread.voluntary_switches,
+        involuntary_switches: thread.involuntary_switches,
+        exited: thread.exited,
+        user_samples: thread.user_samples,
+        kernel_samples: thread.kernel_samples,
+        syscalls: thread.syscalls.into_iter().collect(),
+        stacks,
+    }
+}
+
+#[cfg(test)]
+mod tests;
