@@ -29,16 +29,23 @@ pub mod names {
     pub const CPU_STATE: &str = "CPU_STATE";
     pub const COUNTERS: &str = "COUNTERS";
     pub const TARGET_PIDS: &str = "TARGET_PIDS";
+    pub const WINDOW: &str = "WINDOW";
 
     pub const PROG_SAMPLE: &str = "sample_stack";
     pub const PROG_SCHED_SWITCH: &str = "sched_switch";
     pub const PROG_PROCESS_EXIT: &str = "sched_process_exit";
     pub const PROG_SYS_ENTER: &str = "sys_enter";
 
-    /// Load-time globals (`EbpfLoader::set_global`).
+    /// Load-time global (`EbpfLoader::override_global`).
     pub const GLOBAL_FILTER_PIDS: &str = "FILTER_PIDS";
-    pub const GLOBAL_WINDOW_START_NS: &str = "WINDOW_START_NS";
 }
+
+/// Index in the `WINDOW` array of the CLOCK_MONOTONIC time the window opened (0: not yet).
+/// Written by userspace once every program is attached; nothing is accounted before it.
+pub const WINDOW_START_SLOT: u32 = 0;
+/// Index in the `WINDOW` array of the time the window closed (0: still open). Run time is
+/// accounted up to it, so detaching afterwards adds nothing.
+pub const WINDOW_END_SLOT: u32 = 1;
 
 /// `SampleEvent::flags`: `bpf_get_stack` failed for the user stack (the sample has none).
 pub const SAMPLE_USER_STACK_ERROR: u32 = 1 << 0;
@@ -97,7 +104,7 @@ pub struct CpuState {
     pub last_switch_ns: u64,
     /// Time of the latest stack sample on this CPU (0: none yet).
     pub last_sample_ns: u64,
-    /// Thread running at that sample (0: idle).
+    /// In-scope thread running at that sample (0: idle or out of scope).
     pub last_sample_tid: u32,
     pub last_sample_tgid: u32,
 }

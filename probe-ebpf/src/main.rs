@@ -13,23 +13,19 @@ use aya_ebpf::{
         generated::{bpf_get_stack, bpf_ktime_get_ns},
     },
     macros::{btf_tracepoint, map, perf_event},
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, PerfEventContext},
     EbpfContext,
 };
 use probe_common::{
     Counter, CpuState, SampleEvent, SyscallKey, ThreadStats, MAX_STACK_DEPTH, MAX_SYSCALL_KEYS,
     MAX_TARGET_PIDS, MAX_THREADS, SAMPLE_KERNEL_STACK_ERROR, SAMPLE_RING_BYTES,
-    SAMPLE_USER_STACK_ERROR,
+    SAMPLE_USER_STACK_ERROR, WINDOW_END_SLOT, WINDOW_START_SLOT,
 };
 
 /// Non-zero: only processes in `TARGET_PIDS` are observed. Set at load time.
 #[no_mangle]
 static FILTER_PIDS: u32 = 0;
-
-/// CLOCK_MONOTONIC when the window opened; the first run on each CPU is counted from here.
-#[no_mangle]
-static WINDOW_START_NS: u64 = 0;
 
 #[map]
 static SAMPLES: RingBuf = RingBuf::with_byte_size(SAMPLE_RING_BYTES, 0);
@@ -47,6 +43,9 @@ static CPU_STATE: PerCpuArray<CpuState> = PerCpuArray::with_max_entries(1, 0);
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
 
 #[map]
+static WINDOW: Array<u64> = Array::with_max_entries(2, 0);
+
+#[map]
 static TARGET_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TARGET_PIDS, 0);
 
 const TASK_RUNNING: u32 = 0;
@@ -59,10 +58,18 @@ fn filter_pids() -> bool {
     unsafe { core::ptr::read_volatile(&FILTER_PIDS) != 0 }
 }
 
+/// (start, end) of the window: start is 0 while userspace is still attaching programs, end
+/// is 0 while the window is open.
 #[inline(always)]
-fn window_start_ns() -> u64 {
-    // SAFETY: as in `filter_pids`.
-    unsafe { core::ptr::read_volatile(&WINDOW_START_NS) }
+fn window() -> (u64, u64) {
+    let slot = |index| WINDOW.get(index).copied().unwrap_or(0);
+    (slot(WINDOW_START_SLOT), slot(WINDOW_END_SLOT))
+}
+
+#[inline(always)]
+fn in_window(now: u64) -> bool {
+    let (start, end) = window();
+    start != 0 && now >= start && (end == 0 || now < end)
 }
 
 /// Whether the process `tgid` is in scope.
@@ -93,15 +100,18 @@ pub fn sample_stack(ctx: PerfEventContext) -> u32 {
     let tid = pid_tgid as u32;
     let tgid = (pid_tgid >> 32) as u32;
     let now = now_ns();
+    // The CPU state names in-scope threads only, even outside the window: at the window's
+    // end it tells which in-scope thread is still running (see `CpuState`).
+    let observed = tid != 0 && in_scope(tgid);
     if let Some(state) = CPU_STATE.get_ptr_mut(0) {
         // SAFETY: per-CPU slot, see `bump`.
         unsafe {
             (*state).last_sample_ns = now;
-            (*state).last_sample_tid = tid;
-            (*state).last_sample_tgid = tgid;
+            (*state).last_sample_tid = if observed { tid } else { 0 };
+            (*state).last_sample_tgid = if observed { tgid } else { 0 };
         }
     }
-    if tid == 0 || !in_scope(tgid) {
+    if !observed || !in_window(now) {
         return 0;
     }
     bump(Counter::Samples);
@@ -171,11 +181,17 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
     let tgid = (pid_tgid >> 32) as u32;
-    if tid == 0 || !in_scope(tgid) {
+    let (start, end) = window();
+    if start == 0 || tid == 0 || !in_scope(tgid) {
         return 0;
     }
-    let since = if since == 0 { window_start_ns() } else { since };
-    let ran_ns = now.saturating_sub(since);
+    // Only the part of the run inside the window counts.
+    let from = since.max(start);
+    let to = if end == 0 { now } else { now.min(end) };
+    if to <= from {
+        return 0;
+    }
+    let ran_ns = to - from;
     // sched_switch(bool preempt, task_struct *prev, task_struct *next, unsigned int prev_state)
     let prev_state: u32 = ctx.arg(3);
     let involuntary = prev_state == TASK_RUNNING;

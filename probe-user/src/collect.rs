@@ -128,15 +128,12 @@ impl Accumulator {
     /// Credits the run still in progress on each CPU at the window's end: the thread seen by
     /// the latest sample has been running since the latest switch, if that sample came after
     /// the switch. (No sample since the switch means the run is shorter than one sampling
-    /// period and is left out.)
+    /// period and is left out.) A switch after the end already credited the run up to it.
     pub fn add_running(&mut self, cpus: &[CpuState], window_start_ns: u64, end_ns: u64) {
         for cpu in cpus {
-            let since = if cpu.last_switch_ns == 0 {
-                window_start_ns
-            } else {
-                cpu.last_switch_ns
-            };
-            if cpu.last_sample_tid == 0 || cpu.last_sample_ns < since {
+            let since = cpu.last_switch_ns.max(window_start_ns);
+            let credited_by_switch = cpu.last_switch_ns >= end_ns;
+            if credited_by_switch || cpu.last_sample_tid == 0 || cpu.last_sample_ns < since {
                 continue;
             }
             let thread = self.thread(cpu.last_sample_tid, cpu.last_sample_tgid);
@@ -233,7 +230,9 @@ pub async fn record(
 ) -> Result<Recording, LoadError> {
     let mut accumulator = Accumulator::default();
     let countdown = Countdown::new(duration);
-    let deadline = tokio::time::Instant::now() + duration;
+    // The window opened when the loader wrote its start; count the deadline from there.
+    let opened_ago = Duration::from_nanos(monotonic_ns().saturating_sub(probe.window_start_ns));
+    let deadline = tokio::time::Instant::now() + duration.saturating_sub(opened_ago);
     let mut tick = tokio::time::interval(DRAIN_INTERVAL);
     tokio::pin!(stop);
     let end = loop {
@@ -246,7 +245,7 @@ pub async fn record(
             }
         }
     };
-    let end_ns = monotonic_ns();
+    let end_ns = probe.end_window()?;
     let program_stats = probe.program_stats();
     probe.detach_all();
     countdown.clear();
@@ -443,6 +442,13 @@ mod tests {
                 last_sample_ns: 90,
                 last_sample_tid: 9,
                 last_sample_tgid: 9,
+            },
+            // Switched after the window's end: that switch credited the run up to the end.
+            CpuState {
+                last_switch_ns: 120,
+                last_sample_ns: 110,
+                last_sample_tid: 10,
+                last_sample_tgid: 10,
             },
             // Idle at the last sample.
             CpuState {

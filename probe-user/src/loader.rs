@@ -2,7 +2,7 @@
 //! every exit path, including Ctrl-C and errors) closes the links, which detaches them.
 
 use aya::{
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
         BtfTracePoint, PerfEvent, ProgramError,
@@ -10,7 +10,7 @@ use aya::{
     util::online_cpus,
     Btf, Ebpf, EbpfError, EbpfLoader,
 };
-use probe_common::{names, CpuState, SyscallKey, ThreadStats};
+use probe_common::{names, CpuState, SyscallKey, ThreadStats, WINDOW_END_SLOT, WINDOW_START_SLOT};
 use thiserror::Error;
 
 use crate::model::ProgramStats;
@@ -53,18 +53,25 @@ pub struct LoadOptions {
 /// The loaded, attached programs and the maps they fill.
 pub struct Probe {
     ebpf: Ebpf,
-    /// CLOCK_MONOTONIC nanoseconds at which accounting starts.
+    /// CLOCK_MONOTONIC nanoseconds at which the window opened (every program attached).
     pub window_start_ns: u64,
     pub online_cpus: Vec<u32>,
 }
 
-/// The program names, in the order they are attached: accounting first, then sampling, so
-/// every sample has its thread's run time accounted.
+/// Every program, for statistics and detaching.
 const PROGRAMS_IN_ORDER: [&str; 4] = [
+    names::PROG_SAMPLE,
     names::PROG_SCHED_SWITCH,
     names::PROG_PROCESS_EXIT,
     names::PROG_SYS_ENTER,
-    names::PROG_SAMPLE,
+];
+
+/// The BTF tracepoints; each program is named after its tracepoint. The syscall hook, the
+/// costliest for the observed machine, is attached last.
+const TRACEPOINTS: [&str; 3] = [
+    names::PROG_SCHED_SWITCH,
+    names::PROG_PROCESS_EXIT,
+    names::PROG_SYS_ENTER,
 ];
 
 /// CLOCK_MONOTONIC now, in nanoseconds: the clock `bpf_ktime_get_ns` reads.
@@ -91,24 +98,47 @@ impl Probe {
         raise_memlock_limit();
         let btf = Btf::from_sys_fs().map_err(|err| LoadError::Btf(err.to_string()))?;
         let filter: u32 = (!options.pids.is_empty()).into();
-        let window_start_ns = monotonic_ns();
         let ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .override_global(names::GLOBAL_FILTER_PIDS, &filter, true)
-            .override_global(names::GLOBAL_WINDOW_START_NS, &window_start_ns, true)
             .load(PROGRAMS)
             .map_err(classify_object_error)?;
         let online_cpus =
             online_cpus().map_err(|(path, err)| LoadError::Other(format!("read {path}: {err}")))?;
         let mut probe = Self {
             ebpf,
-            window_start_ns,
+            window_start_ns: 0,
             online_cpus,
         };
         probe.fill_pid_filter(&options.pids)?;
-        probe.attach_tracepoints(&btf)?;
+        // Verify everything first, then attach in quick succession and open the window:
+        // the programs account nothing until the window start is written.
+        probe.load_programs(&btf)?;
         probe.attach_sampler(options.frequency_hz)?;
+        probe.attach_tracepoints()?;
+        probe.start_window()?;
         Ok(probe)
+    }
+
+    fn start_window(&mut self) -> Result<(), LoadError> {
+        self.window_start_ns = self.mark_window(WINDOW_START_SLOT)?;
+        Ok(())
+    }
+
+    /// Closes the window: nothing after the returned time (CLOCK_MONOTONIC ns) is accounted.
+    pub fn end_window(&mut self) -> Result<u64, LoadError> {
+        self.mark_window(WINDOW_END_SLOT)
+    }
+
+    fn mark_window(&mut self, slot: u32) -> Result<u64, LoadError> {
+        let map = self.ebpf_map(names::WINDOW)?;
+        let mut window: Array<_, u64> = Array::try_from(map)
+            .map_err(|err| LoadError::Other(format!("open the window map: {err}")))?;
+        let now = monotonic_ns();
+        window
+            .set(slot, now, 0)
+            .map_err(|err| LoadError::Other(format!("write the window bounds: {err}")))?;
+        Ok(now)
     }
 
     fn fill_pid_filter(&mut self, pids: &[u32]) -> Result<(), LoadError> {
@@ -123,16 +153,21 @@ impl Probe {
         Ok(())
     }
 
-    fn attach_tracepoints(&mut self, btf: &Btf) -> Result<(), LoadError> {
-        for name in [
-            names::PROG_SCHED_SWITCH,
-            names::PROG_PROCESS_EXIT,
-            names::PROG_SYS_ENTER,
-        ] {
+    fn load_programs(&mut self, btf: &Btf) -> Result<(), LoadError> {
+        for name in TRACEPOINTS {
             let program: &mut BtfTracePoint = self.program(name)?;
             program
                 .load(name, btf)
                 .map_err(|source| program_error(name, source))?;
+        }
+        let name = names::PROG_SAMPLE;
+        let program: &mut PerfEvent = self.program(name)?;
+        program.load().map_err(|source| program_error(name, source))
+    }
+
+    fn attach_tracepoints(&mut self) -> Result<(), LoadError> {
+        for name in TRACEPOINTS {
+            let program: &mut BtfTracePoint = self.program(name)?;
             program
                 .attach()
                 .map_err(|source| program_error(name, source))?;
@@ -144,9 +179,6 @@ impl Probe {
         let cpus = self.online_cpus.clone();
         let name = names::PROG_SAMPLE;
         let program: &mut PerfEvent = self.program(name)?;
-        program
-            .load()
-            .map_err(|source| program_error(name, source))?;
         for cpu in cpus {
             program
                 .attach(

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's entry points. It orchestrates (toolchain setup, the README's
 //! run and test commands, lint, bench); the build itself stays a plain `cargo build`.
 
+mod bench;
 mod setup;
 
 use std::{
@@ -33,6 +34,16 @@ enum Task {
     Test,
     /// rustfmt --check and clippy -D warnings (user side and eBPF side).
     Lint,
+    /// Measure probe's overhead next to bpftrace and perf record (root; ~6 min with the
+    /// defaults); prints a markdown table and writes target/bench/results.md.
+    Bench {
+        /// Interleaved rounds; each runs every workload under every observer once.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        rounds: u64,
+        /// Seconds each workload run lasts.
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -42,6 +53,10 @@ fn main() -> ExitCode {
         Task::Spin { args } => spin(&args),
         Task::Test => test(),
         Task::Lint => setup::ensure_toolchain().and_then(|()| lint()),
+        Task::Bench { rounds, secs } => bench::run(&bench::Options {
+            rounds: rounds as usize,
+            secs,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -125,7 +140,14 @@ fn test() -> Result<()> {
     // The integration tests share the machine's two CPUs: one at a time, so a spinning
     // workload gets its CPU and the thresholds mean what they say.
     run(cargo()
-        .args(["test", "--package", "probe-tests", "--", "--test-threads=1"])
+        .args([
+            "test",
+            "--no-fail-fast",
+            "--package",
+            "probe-tests",
+            "--",
+            "--test-threads=1",
+        ])
         .env("PROBE_BIN", probe))?;
     Ok(())
 }

@@ -1,0 +1,40 @@
+//! Harness for probe's integration tests: build and run the C workloads in `workloads/`,
+//! run the real `probe` binary against them, and pick threads out of its JSON report.
+//!
+//! The tests load real eBPF programs, so they need root: [`require_bpf`] skips them for a
+//! plain `cargo test` and fails them under CI (`CI=true`), where skipping would hide a
+//! broken setup. `cargo xtask test` builds `probe` and runs them as root, one at a time.
+//!
+//! Workloads print `ready pid=<pid> tid=<tid>` once their interesting thread runs and live
+//! until their stdin reaches EOF, so nothing here sleeps and retries: the ready line is the
+//! readiness signal and the probe window is the only wait.
+//!
+//! Workloads and probe run at top priority in sessions of their own (see
+//! [`workload::prioritize`]): the tests are about probe's accounting, not about how much CPU
+//! a shared machine happens to leave a workload.
+
+mod probe;
+mod report;
+mod workload;
+
+pub use probe::{probe_bin, probe_output, run_probe, spin_json};
+pub use report::{
+    all_threads, assert_field, check_thread, find_thread, number, spinning_thread, syscall_names,
+    threads,
+};
+pub use workload::{workload_path, Workload};
+
+/// Returns whether BPF tests can run here. Without root: panics under CI (a test that
+/// cannot load BPF must fail there), otherwise prints why and returns `false` so the test
+/// returns early.
+pub fn require_bpf() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("these tests load eBPF programs and need root; run them with `cargo xtask test`");
+    }
+    eprintln!("skipping: needs root (run with `cargo xtask test`)");
+    false
+}
