@@ -34,6 +34,9 @@ fn spin(options: &SpinOptions, started: Instant) -> anyhow::Result<()> {
         .build()
         .context("failed to start the async runtime")?;
     let recording = runtime.block_on(async {
+        // Registered before loading: a Ctrl-C while attaching ends the window at once and
+        // still prints a (partial, marked) report.
+        let stop = stop_signal();
         let mut probe = Probe::load(&LoadOptions {
             pids: options.pids.clone(),
             frequency_hz: options.frequency_hz,
@@ -44,7 +47,7 @@ fn spin(options: &SpinOptions, started: Instant) -> anyhow::Result<()> {
             options.duration,
             options.frequency_hz,
             &options.pids,
-            stop_signal(),
+            stop,
         )
         .await?;
         drop(probe);
@@ -78,20 +81,23 @@ fn spin(options: &SpinOptions, started: Instant) -> anyhow::Result<()> {
         .context("failed to write the report to stdout")
 }
 
-/// Resolves on Ctrl-C or SIGTERM: the window ends early and the report still prints.
-async fn stop_signal() {
+/// Registers for Ctrl-C and SIGTERM now; the returned future resolves on either: the window
+/// ends early and the report still prints.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let terminate = signal(SignalKind::terminate());
     let interrupt = signal(SignalKind::interrupt());
-    match (terminate, interrupt) {
-        (Ok(mut terminate), Ok(mut interrupt)) => {
-            tokio::select! {
-                _ = terminate.recv() => {}
-                _ = interrupt.recv() => {}
+    async move {
+        match (terminate, interrupt) {
+            (Ok(mut terminate), Ok(mut interrupt)) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = interrupt.recv() => {}
+                }
             }
+            // Without handlers the default action (exit) applies; the kernel closes the
+            // program links with the process, so nothing stays attached.
+            _ => std::future::pending().await,
         }
-        // Without signal handlers the default action (exit) applies; the kernel closes the
-        // program links with the process, so nothing stays attached.
-        _ => std::future::pending().await,
     }
 }

@@ -93,13 +93,20 @@ impl Workload {
     pub fn start(name: &str, args: &[&str]) -> Workload {
         let path = workload_path(name);
         let mut command = Command::new(&path);
+        command.args(args);
+        Workload::start_command(name, command, path)
+    }
+
+    /// Starts `command`, which must end up exec'ing a workload in the same process (a
+    /// copied binary, or a wrapper such as `unshare` that execs it), whose executable is
+    /// `path`; returns once it reported ready.
+    pub fn start_command(name: &str, mut command: Command, path: PathBuf) -> Workload {
         prioritize(&mut command);
         let mut child = command
-            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("failed to start {}: {e}", path.display()));
+            .unwrap_or_else(|e| panic!("failed to start {name} ({command:?}): {e}"));
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("workload stdout is piped");
         let mut workload = Workload {

@@ -1,0 +1,182 @@
+//! Faults and odd situations: Ctrl-C, no privileges, an unwritable stdout, and workloads
+//! whose binary the probe cannot reach by its path (deleted, other mount namespace).
+
+use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use probe_tests::{
+    number, probe_bin, probe_output, require_bpf, spin_json, spinning_thread, workload_path,
+    Workload,
+};
+use serde_json::Value;
+
+/// Nobody's uid/gid: no capabilities at all.
+const NOBODY: u32 = 65534;
+
+fn loop_in_function(thread: &Value) -> &str {
+    thread["loop_in"]["function"].as_str().unwrap_or_else(|| {
+        panic!("no loop_in function: {thread:#}");
+    })
+}
+
+#[test]
+fn ctrl_c_ends_the_window_and_still_reports() {
+    if !require_bpf() {
+        return;
+    }
+    let spinner = Workload::start("spin_loop", &[]);
+    let pid = spinner.pid.to_string();
+    let started = Instant::now();
+    let child = Command::new(probe_bin())
+        .args(["spin", "--json", "-d", "60", "-p", &pid])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("failed to start probe");
+    // The signal handlers are installed before loading, so an early Ctrl-C is safe too;
+    // two seconds leave a window worth reporting on.
+    std::thread::sleep(Duration::from_secs(2));
+    let probe_pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+    // SAFETY: kill has no memory-safety preconditions; the pid is our own unreaped child.
+    unsafe { libc::kill(probe_pid, libc::SIGINT) };
+    let output = child.wait_with_output().expect("failed to wait for probe");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "probe took {:?} after Ctrl-C",
+        started.elapsed()
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).expect("report is JSON");
+    assert_eq!(report["window"]["interrupted"], true, "{report:#}");
+    let duration = number(&report["window"], "duration_secs");
+    assert!((1.0..10.0).contains(&duration), "window {duration} s");
+    let thread = spinning_thread(&report, spinner.tid);
+    assert_eq!(loop_in_function(thread), "spin_inner");
+}
+
+#[test]
+fn without_privileges_fails_with_one_line() {
+    if !require_bpf() {
+        return;
+    }
+    // A copy in a world-readable place: the checkout may sit where nobody cannot reach it.
+    let scratch = ScratchDir::new("nobody");
+    let probe = scratch.0.join("probe");
+    std::fs::copy(probe_bin(), &probe).expect("copy probe");
+    let mut command = Command::new(&probe);
+    // std drops the supplementary groups when it changes the uid.
+    command.args(["spin", "-d", "1"]).uid(NOBODY).gid(NOBODY);
+    let output = command.output().expect("failed to start probe as nobody");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(output.stdout.is_empty());
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("root") && stderr.contains("CAP_BPF"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unwritable_stdout_is_an_error() {
+    if !require_bpf() {
+        return;
+    }
+    let full = std::fs::File::create("/dev/full").expect("/dev/full");
+    let output = Command::new(probe_bin())
+        .args(["spin", "-d", "0.5", "-p", "1"])
+        .stdout(full)
+        .output()
+        .expect("failed to start probe");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("failed to write"), "{stderr}");
+}
+
+/// A scratch directory of this test's own, removed on drop.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("probe-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        Self(dir)
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn names_frames_of_a_deleted_binary() {
+    if !require_bpf() {
+        return;
+    }
+    let scratch = ScratchDir::new("deleted");
+    let copy = scratch.0.join("spin_copy");
+    std::fs::copy(workload_path("spin_loop"), &copy).expect("copy workload");
+    let spinner = Workload::start_command("spin_copy", Command::new(&copy), copy.clone());
+    std::fs::remove_file(&copy).expect("delete the running binary");
+    let report = spin_json(&["-d", "2", "-p", &spinner.pid.to_string()]);
+    let thread = spinning_thread(&report, spinner.tid);
+    assert_eq!(loop_in_function(thread), "spin_inner", "{thread:#}");
+}
+
+#[test]
+fn names_frames_in_another_mount_namespace() {
+    if !require_bpf() {
+        return;
+    }
+    // The binary lives on a tmpfs mounted only inside the workload's mount namespace: the
+    // path in its maps names nothing (or something else) from probe's namespace.
+    let scratch = ScratchDir::new("mntns");
+    let source = workload_path("spin_loop");
+    let inner = scratch.0.join("hidden");
+    let script = format!(
+        "mkdir -p {inner} && mount -t tmpfs tmpfs {inner} && cp {source} {inner}/spin_ns && exec {inner}/spin_ns",
+        inner = inner.display(),
+        source = source.display()
+    );
+    let mut command = Command::new("unshare");
+    command.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+    let spinner = Workload::start_command("spin_ns", command, inner.join("spin_ns"));
+    assert!(
+        !inner.join("spin_ns").exists(),
+        "the binary is visible outside the namespace"
+    );
+    let report = spin_json(&["-d", "2", "-p", &spinner.pid.to_string()]);
+    let thread = spinning_thread(&report, spinner.tid);
+    assert_eq!(loop_in_function(thread), "spin_inner", "{thread:#}");
+}
+
+#[test]
+fn reports_quickly_when_nothing_is_in_scope() {
+    if !require_bpf() {
+        return;
+    }
+    // An idle target: the report still comes, with nothing spinning, within the window
+    // plus loading and symbolizing.
+    let idle = Workload::start("idle_threads", &[]);
+    let started = Instant::now();
+    let output = probe_output(
+        &["spin", "-d", "1", "-p", &idle.pid.to_string()],
+        Duration::from_secs(1),
+    );
+    assert!(output.status.success());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("nothing spins"));
+}
