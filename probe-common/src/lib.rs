@@ -30,6 +30,7 @@ pub mod names {
     pub const COUNTERS: &str = "COUNTERS";
     pub const TARGET_PIDS: &str = "TARGET_PIDS";
     pub const WINDOW: &str = "WINDOW";
+    pub const SYSCALL_CACHE: &str = "SYSCALL_CACHE";
 
     pub const PROG_SAMPLE: &str = "sample_stack";
     pub const PROG_SCHED_SWITCH: &str = "sched_switch";
@@ -93,6 +94,29 @@ pub struct ThreadStats {
 pub struct SyscallKey {
     pub tid: u32,
     pub nr: u32,
+    /// The CPU whose cache flushed these calls: each key has a single writer, so the kernel
+    /// side needs no atomics (userspace sums over CPUs).
+    pub cpu: u32,
+    pub _pad: u32,
+}
+
+/// Entries in each CPU's [`SyscallCache`].
+pub const SYSCALL_CACHE_WAYS: usize = 4;
+
+/// Per-CPU cache of recent (thread, syscall) counts (`SYSCALL_CACHE`). A thread in a
+/// syscall storm repeats a few syscalls, so most calls only bump a per-CPU counter here and
+/// never touch the `SYSCALL_COUNTS` hash map; an entry is added to the map when it is
+/// evicted, and userspace adds what is still pending at the window's end.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyscallCache {
+    pub tid: [u32; SYSCALL_CACHE_WAYS],
+    pub nr: [u32; SYSCALL_CACHE_WAYS],
+    /// Calls not yet added to `SYSCALL_COUNTS` (0: the entry is free).
+    pub pending: [u64; SYSCALL_CACHE_WAYS],
+    /// The entry to evict next (round robin).
+    pub next_victim: u32,
+    pub _pad: u32,
 }
 
 /// Per-CPU bookkeeping (`CPU_STATE`): lets userspace account the run that is still in
@@ -138,6 +162,8 @@ mod pod {
     unsafe impl aya::Pod for super::SyscallKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CpuState {}
+    // SAFETY: as above (`_pad` makes the trailing padding explicit).
+    unsafe impl aya::Pod for super::SyscallCache {}
 }
 
 #[cfg(test)]
@@ -149,7 +175,8 @@ mod tests {
     fn records_have_no_padding() {
         assert_eq!(size_of::<SampleEvent>(), 32 + 2 * 8 * MAX_STACK_DEPTH);
         assert_eq!(size_of::<ThreadStats>(), 8 * 3 + 4 * 2 + 16);
-        assert_eq!(size_of::<SyscallKey>(), 8);
+        assert_eq!(size_of::<SyscallKey>(), 16);
         assert_eq!(size_of::<CpuState>(), 24);
+        assert_eq!(size_of::<SyscallCache>(), SYSCALL_CACHE_WAYS * 16 + 8);
     }
 }

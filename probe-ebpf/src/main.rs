@@ -18,9 +18,9 @@ use aya_ebpf::{
     EbpfContext,
 };
 use probe_common::{
-    Counter, CpuState, SampleEvent, SyscallKey, ThreadStats, MAX_STACK_DEPTH, MAX_SYSCALL_KEYS,
-    MAX_TARGET_PIDS, MAX_THREADS, SAMPLE_KERNEL_STACK_ERROR, SAMPLE_RING_BYTES,
-    SAMPLE_USER_STACK_ERROR, WINDOW_END_SLOT, WINDOW_START_SLOT,
+    Counter, CpuState, SampleEvent, SyscallCache, SyscallKey, ThreadStats, MAX_STACK_DEPTH,
+    MAX_SYSCALL_KEYS, MAX_TARGET_PIDS, MAX_THREADS, SAMPLE_KERNEL_STACK_ERROR, SAMPLE_RING_BYTES,
+    SAMPLE_USER_STACK_ERROR, SYSCALL_CACHE_WAYS, WINDOW_END_SLOT, WINDOW_START_SLOT,
 };
 
 /// Non-zero: only processes in `TARGET_PIDS` are observed. Set at load time.
@@ -35,6 +35,9 @@ static THREAD_STATS: HashMap<u32, ThreadStats> = HashMap::with_max_entries(MAX_T
 
 #[map]
 static SYSCALL_COUNTS: HashMap<SyscallKey, u64> = HashMap::with_max_entries(MAX_SYSCALL_KEYS, 0);
+
+#[map]
+static SYSCALL_CACHE: PerCpuArray<SyscallCache> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 static CPU_STATE: PerCpuArray<CpuState> = PerCpuArray::with_max_entries(1, 0);
@@ -85,11 +88,22 @@ fn now_ns() -> u64 {
 }
 
 #[inline(always)]
+fn current_cpu() -> u32 {
+    // SAFETY: the helper has no preconditions.
+    unsafe { bpf_get_smp_processor_id() }
+}
+
+#[inline(always)]
 fn bump(counter: Counter) {
+    add_to(counter, 1);
+}
+
+#[inline(always)]
+fn add_to(counter: Counter, count: u64) {
     if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
         // SAFETY: per-CPU slot; programs on one CPU don't run concurrently with each other
         // for the hooks used here (all run with preemption disabled).
-        unsafe { *slot += 1 };
+        unsafe { *slot += count };
     }
 }
 
@@ -126,7 +140,7 @@ pub fn sample_stack(ctx: PerfEventContext) -> u32 {
     unsafe {
         (*event).tgid = tgid;
         (*event).tid = tid;
-        (*event).cpu = bpf_get_smp_processor_id();
+        (*event).cpu = current_cpu();
         (*event).ktime_ns = now;
         let mut flags = 0;
         let kernel = bpf_get_stack(
@@ -247,29 +261,61 @@ fn thread_stats(tid: u32, tgid: u32) -> Option<*mut ThreadStats> {
     THREAD_STATS.get_ptr_mut(tid)
 }
 
-/// Counts syscalls per (thread, number). Runs for every syscall on the machine, so it does
-/// one hash lookup on the hot path and nothing else.
+/// Counts syscalls per (thread, number). Runs for every syscall on the machine, so the
+/// common case (a thread repeating a few syscalls) is one per-CPU array lookup; the hash map
+/// is only touched when a cache entry is evicted.
 #[btf_tracepoint(function = "sys_enter")]
 pub fn sys_enter(ctx: BtfTracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     if filter_pids() && TARGET_PIDS.get_ptr((pid_tgid >> 32) as u32).is_none() {
         return 0;
     }
-    // sys_enter(struct pt_regs *regs, long id)
-    let nr: i64 = ctx.arg(1);
-    let key = SyscallKey {
-        tid: pid_tgid as u32,
-        nr: nr as u32,
-    };
-    if let Some(count) = SYSCALL_COUNTS.get_ptr_mut(key) {
-        // SAFETY: the key holds the current tid, so only this thread ever writes this value.
-        unsafe { *count += 1 };
+    let Some(cache) = SYSCALL_CACHE.get_ptr_mut(0) else {
         return 0;
-    }
-    if SYSCALL_COUNTS.insert(key, 1, BPF_NOEXIST as u64).is_err() {
-        bump(Counter::SyscallsDropped);
+    };
+    let tid = pid_tgid as u32;
+    // sys_enter(struct pt_regs *regs, long id)
+    let nr = ctx.arg::<i64>(1) as u32;
+    // SAFETY: per-CPU slot, see `bump`; indexes are bounded by the array length.
+    unsafe {
+        let cache = &mut *cache;
+        for way in 0..SYSCALL_CACHE_WAYS {
+            if cache.tid[way] == tid && cache.nr[way] == nr {
+                cache.pending[way] += 1;
+                return 0;
+            }
+        }
+        let victim = cache.next_victim as usize % SYSCALL_CACHE_WAYS;
+        cache.next_victim = (victim as u32 + 1) % SYSCALL_CACHE_WAYS as u32;
+        add_syscalls(cache.tid[victim], cache.nr[victim], cache.pending[victim]);
+        cache.tid[victim] = tid;
+        cache.nr[victim] = nr;
+        cache.pending[victim] = 1;
     }
     0
+}
+
+/// Adds `count` calls to `SYSCALL_COUNTS` under this CPU's key, which no other CPU writes.
+#[inline(always)]
+fn add_syscalls(tid: u32, nr: u32, count: u64) {
+    if count == 0 {
+        return;
+    }
+    let key = SyscallKey {
+        tid,
+        nr,
+        cpu: current_cpu(),
+        _pad: 0,
+    };
+    if let Some(total) = SYSCALL_COUNTS.get_ptr_mut(key) {
+        // SAFETY: a live map value that only this CPU's programs write, one at a time.
+        unsafe { *total += count };
+    } else if SYSCALL_COUNTS
+        .insert(key, count, BPF_NOEXIST as u64)
+        .is_err()
+    {
+        add_to(Counter::SyscallsDropped, count);
+    }
 }
 
 #[cfg(not(test))]

@@ -12,7 +12,8 @@ use std::{
 };
 
 use probe_common::{
-    Counter, CpuState, SampleEvent, ThreadStats, SAMPLE_KERNEL_STACK_ERROR, SAMPLE_USER_STACK_ERROR,
+    Counter, CpuState, SampleEvent, SyscallCache, ThreadStats, SAMPLE_KERNEL_STACK_ERROR,
+    SAMPLE_USER_STACK_ERROR, SYSCALL_CACHE_WAYS,
 };
 
 use crate::{
@@ -123,6 +124,15 @@ impl Accumulator {
             None => tgid_of(tid).unwrap_or(tid),
         };
         *self.thread(tid, pid).syscalls.entry(nr).or_insert(0) += count;
+    }
+
+    /// Adds the calls still pending in one CPU's syscall cache.
+    pub fn add_syscall_cache(&mut self, cache: &SyscallCache) {
+        for way in 0..SYSCALL_CACHE_WAYS {
+            if cache.pending[way] > 0 {
+                self.add_syscalls(cache.tid[way], cache.nr[way], cache.pending[way]);
+            }
+        }
     }
 
     /// Credits the run still in progress on each CPU at the window's end: the thread seen by
@@ -307,6 +317,13 @@ fn read_aggregates(
             entry.map_err(|err| LoadError::Other(format!("read syscall counts: {err}")))?;
         accumulator.add_syscalls(key.tid, key.nr, count);
     }
+    let caches = probe
+        .syscall_cache()?
+        .get(&0, 0)
+        .map_err(|err| LoadError::Other(format!("read the per-CPU syscall caches: {err}")))?;
+    for cache in caches.iter() {
+        accumulator.add_syscall_cache(cache);
+    }
     let cpus = probe
         .cpu_state()?
         .get(&0, 0)
@@ -481,6 +498,29 @@ mod tests {
         let thread = &acc.threads[&41];
         assert_eq!((thread.pid, thread.on_cpu_ns, thread.exited), (40, 5, true));
         assert_eq!(thread.name, "wrk\x1b");
+    }
+
+    #[test]
+    fn pending_cached_syscalls_are_added() {
+        let mut acc = Accumulator::default();
+        acc.add_thread_stats(
+            3,
+            &ThreadStats {
+                tgid: 2,
+                ..ThreadStats::default()
+            },
+        );
+        acc.add_syscalls(3, 110, 10);
+        let cache = SyscallCache {
+            tid: [3, 3, 0, 0],
+            nr: [110, 0, 0, 0],
+            pending: [5, 2, 0, 0],
+            ..SyscallCache::default()
+        };
+        acc.add_syscall_cache(&cache);
+        assert_eq!(acc.threads[&3].syscalls[&110], 15);
+        assert_eq!(acc.threads[&3].syscalls[&0], 2);
+        assert_eq!(acc.threads.len(), 1);
     }
 
     #[test]

@@ -10,7 +10,9 @@ use aya::{
     util::online_cpus,
     Btf, Ebpf, EbpfError, EbpfLoader,
 };
-use probe_common::{names, CpuState, SyscallKey, ThreadStats, WINDOW_END_SLOT, WINDOW_START_SLOT};
+use probe_common::{
+    names, CpuState, SyscallCache, SyscallKey, ThreadStats, WINDOW_END_SLOT, WINDOW_START_SLOT,
+};
 use thiserror::Error;
 
 use crate::model::ProgramStats;
@@ -251,6 +253,10 @@ impl Probe {
 
     pub fn syscall_counts(&self) -> Result<BpfHashMap<&MapData, SyscallKey, u64>, LoadError> {
         self.read_map(names::SYSCALL_COUNTS, BpfHashMap::try_from)
+    }
+
+    pub fn syscall_cache(&self) -> Result<PerCpuArray<&MapData, SyscallCache>, LoadError> {
+        self.read_map(names::SYSCALL_CACHE, PerCpuArray::try_from)
     }
 
     pub fn cpu_state(&self) -> Result<PerCpuArray<&MapData, CpuState>, LoadError> {

@@ -316,7 +316,9 @@ fn symbolize_vdso(symbolizer: &Symbolizer, offsets: &[u64]) -> Result<Vec<Names>
 }
 
 /// The functions at a symbolized address, inlined callees first: blazesym lists inlined
-/// functions outermost first, and gives each the source location inside it.
+/// functions outermost first, and gives each the source location inside it. A function
+/// inlined into one of the same name (glibc's aliases do this) is shown once, at the
+/// innermost location.
 fn names_of(found: &Symbolized<'_>) -> Names {
     let Symbolized::Sym(sym) = found else {
         return Arc::from([]);
@@ -326,7 +328,9 @@ fn names_of(found: &Symbolized<'_>) -> Names {
         file: inlined.code_info.as_ref().map(file_of),
         line: inlined.code_info.as_ref().and_then(|info| info.line),
     });
-    inlined.chain(std::iter::once(outer_frame(sym))).collect()
+    let mut frames: Vec<SymFrame> = inlined.chain(std::iter::once(outer_frame(sym))).collect();
+    frames.dedup_by(|outer, inner| outer.function == inner.function);
+    frames.into()
 }
 
 fn outer_frame(sym: &Sym<'_>) -> SymFrame {
