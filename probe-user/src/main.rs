@@ -8,6 +8,7 @@ use probe_user::{
     cli::{Cli, Command, SpinOptions},
     collect,
     loader::{LoadOptions, Probe},
+    model::Recording,
     preflight, report, symbolize,
 };
 
@@ -61,14 +62,12 @@ fn spin(options: &SpinOptions, started: Instant) -> anyhow::Result<()> {
         });
         eprintln!("{stats}");
     }
-    let profile = symbolize::symbolize(recording);
-    let report = report::analyze(
-        &profile,
-        &report::SpinOptions {
-            threshold_pct: options.threshold_pct,
-            top: options.top,
-        },
-    );
+    let report_options = report::SpinOptions {
+        threshold_pct: options.threshold_pct,
+        top: options.top,
+    };
+    let profile = symbolize::symbolize(keep_stacks_of_shown_threads(recording, &report_options));
+    let report = report::analyze(&profile, &report_options);
     let text = if options.json {
         report::render_json(&report)
     } else {
@@ -79,6 +78,21 @@ fn spin(options: &SpinOptions, started: Instant) -> anyhow::Result<()> {
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
         .context("failed to write the report to stdout")
+}
+
+/// Drops the stacks of threads the report will not describe, so only those get symbolized.
+fn keep_stacks_of_shown_threads(
+    mut recording: Recording,
+    options: &report::SpinOptions,
+) -> Recording {
+    let on_cpu = recording.threads.values().map(|t| (t.tid, t.on_cpu_ns));
+    let shown = report::shown_tids(on_cpu, recording.window.duration_ns, options);
+    for thread in recording.threads.values_mut() {
+        if !shown.contains(&thread.tid) {
+            thread.stacks.clear();
+        }
+    }
+    recording
 }
 
 /// Registers for Ctrl-C and SIGTERM now; the returned future resolves on either: the window

@@ -23,7 +23,7 @@ pub use schema::{
     Classification, LoopIn, Loss, Scope, SpinKind, SpinReport, StackFrame, StackReport,
     SyscallRate, ThreadReport, WindowInfo, SCHEMA_VERSION,
 };
-pub use spin::analyze;
+pub use spin::{analyze, shown_tids};
 pub use text::{render_text, TEXT_MAX_CMDLINE_CHARS, TEXT_MAX_FRAMES};
 
 #[cfg(doc)]

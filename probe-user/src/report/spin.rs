@@ -8,6 +8,7 @@ use super::schema::{
 use super::SpinOptions;
 use crate::model::{ProcessInfo, Profile, ThreadProfile};
 use crate::syscall_names;
+use std::collections::BTreeSet;
 
 /// Decimals kept for percentages and rates: finer than anyone reads, and short decimals
 /// survive a JSON round trip exactly.
@@ -55,6 +56,36 @@ pub fn analyze(profile: &Profile, options: &SpinOptions) -> SpinReport {
         spinning: describe(spinning),
         busiest: describe(busiest),
     }
+}
+
+/// The threads [`analyze`] will describe, from their on-CPU time alone: every thread at or
+/// above the threshold or, when none is, the `top` busiest below it. Lets the caller
+/// symbolize only these (symbolizing every thread on the machine costs time and memory
+/// for stacks nobody sees).
+pub fn shown_tids(
+    on_cpu_ns: impl IntoIterator<Item = (u32, u64)>,
+    window_ns: u64,
+    options: &SpinOptions,
+) -> BTreeSet<u32> {
+    let mut ranked: Vec<(f64, u32)> = on_cpu_ns
+        .into_iter()
+        .map(|(tid, ns)| (cpu_pct(ns, window_ns), tid))
+        .collect();
+    ranked.sort_by(|(pct_a, a), (pct_b, b)| pct_b.total_cmp(pct_a).then_with(|| a.cmp(b)));
+    let spinning: BTreeSet<u32> = ranked
+        .iter()
+        .take_while(|(pct, _)| *pct >= options.threshold_pct)
+        .map(|(_, tid)| *tid)
+        .collect();
+    if !spinning.is_empty() {
+        return spinning;
+    }
+    ranked
+        .iter()
+        .filter(|(pct, _)| *pct > 0.0)
+        .take(options.top)
+        .map(|(_, tid)| *tid)
+        .collect()
 }
 
 /// Threads with their unrounded CPU share, busiest first, then by tid.

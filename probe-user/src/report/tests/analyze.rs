@@ -215,3 +215,41 @@ fn header_facts_are_carried_over() {
     assert_eq!(report.loss.syscalls_dropped, 3);
     assert_eq!(report.notices, ["python frames unavailable"]);
 }
+
+#[test]
+fn shown_tids_are_exactly_the_threads_the_report_describes() {
+    let cases = [
+        // Some spin: all of them, whatever `top` says.
+        vec![(10, 95), (11, 100), (12, 30), (13, 0)],
+        // None spins: the `top` busiest with any CPU time.
+        vec![
+            (10, 50),
+            (11, 20),
+            (12, 20),
+            (13, 5),
+            (14, 0),
+            (15, 1),
+            (16, 2),
+        ],
+        vec![(10, 0)],
+    ];
+    let options = SpinOptions {
+        threshold_pct: 90.0,
+        top: 3,
+    };
+    for case in cases {
+        let mut builder = profile();
+        for &(tid, pct) in &case {
+            builder = builder.thread(thread(1, tid).cpu(pct));
+        }
+        let profile = builder.build();
+        let report = analyze(&profile, &options);
+        let described: std::collections::BTreeSet<u32> = tids(&report.spinning)
+            .into_iter()
+            .chain(tids(&report.busiest))
+            .collect();
+        let on_cpu = profile.threads.iter().map(|t| (t.tid, t.on_cpu_ns));
+        let shown = crate::report::shown_tids(on_cpu, profile.window.duration_ns, &options);
+        assert_eq!(shown, described, "{case:?}");
+    }
+}
