@@ -18,8 +18,9 @@ pub const MAX_THREADS: u32 = 32_768;
 /// (thread, syscall number) pairs counted during one window.
 pub const MAX_SYSCALL_KEYS: u32 = 131_072;
 
-/// Size of the ring buffer carrying stack samples to userspace (bytes, power of two).
-pub const SAMPLE_RING_BYTES: u32 = 4 << 20;
+/// Size of the ring buffer carrying stack samples to userspace, as compiled (bytes, power
+/// of two); the loader sizes it to the sampling rate at load time.
+pub const SAMPLE_RING_BYTES: u32 = 256 << 10;
 
 /// Names of the maps and programs, so the two sides cannot drift apart.
 pub mod names {

@@ -11,7 +11,8 @@ use aya::{
     Btf, Ebpf, EbpfError, EbpfLoader,
 };
 use probe_common::{
-    names, CpuState, SyscallCache, SyscallKey, ThreadStats, WINDOW_END_SLOT, WINDOW_START_SLOT,
+    names, CpuState, SampleEvent, SyscallCache, SyscallKey, ThreadStats, WINDOW_END_SLOT,
+    WINDOW_START_SLOT,
 };
 use thiserror::Error;
 
@@ -100,13 +101,15 @@ impl Probe {
         raise_memlock_limit();
         let btf = Btf::from_sys_fs().map_err(|err| LoadError::Btf(err.to_string()))?;
         let filter: u32 = (!options.pids.is_empty()).into();
+        let online_cpus =
+            online_cpus().map_err(|(path, err)| LoadError::Other(format!("read {path}: {err}")))?;
+        let ring_bytes = sample_ring_bytes(online_cpus.len(), options.frequency_hz);
         let ebpf = EbpfLoader::new()
             .btf(Some(&btf))
+            .map_max_entries(names::SAMPLES, ring_bytes)
             .override_global(names::GLOBAL_FILTER_PIDS, &filter, true)
             .load(PROGRAMS)
             .map_err(classify_object_error)?;
-        let online_cpus =
-            online_cpus().map_err(|(path, err)| LoadError::Other(format!("read {path}: {err}")))?;
         let mut probe = Self {
             ebpf,
             window_start_ns: 0,
@@ -286,6 +289,15 @@ impl Drop for Probe {
     }
 }
 
+/// Ring buffer size for the sampling rate: room for half a second of samples from every
+/// CPU (userspace drains it every 100 ms), at least 256 KiB, at most 64 MiB.
+fn sample_ring_bytes(cpus: usize, frequency_hz: u64) -> u32 {
+    const MIN: u64 = 256 << 10;
+    const MAX: u64 = 64 << 20;
+    let per_second = cpus as u64 * frequency_hz * std::mem::size_of::<SampleEvent>() as u64;
+    (per_second / 2).clamp(MIN, MAX).next_power_of_two() as u32
+}
+
 fn program_error(program: &'static str, source: ProgramError) -> LoadError {
     if is_permission_error(&source) {
         return LoadError::Permission {
@@ -328,4 +340,19 @@ fn raise_memlock_limit() {
     };
     // SAFETY: `unlimited` is a valid rlimit; failure is reported through the return value.
     let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_buffer_scales_with_cpus_and_rate() {
+        assert_eq!(sample_ring_bytes(2, 99), 256 << 10);
+        assert_eq!(sample_ring_bytes(16, 999), 32 << 20);
+        assert_eq!(sample_ring_bytes(1024, 10_000), 64 << 20);
+        for (cpus, hz) in [(1, 1), (3, 99), (7, 1234)] {
+            assert!(sample_ring_bytes(cpus, hz).is_power_of_two());
+        }
+    }
 }
