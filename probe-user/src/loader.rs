@@ -349,7 +349,7 @@ mod tests {
     #[test]
     fn ring_buffer_scales_with_cpus_and_rate() {
         assert_eq!(sample_ring_bytes(2, 99), 256 << 10);
-        assert_eq!(sample_ring_bytes(16, 999), 32 << 20);
+        assert_eq!(sample_ring_bytes(16, 999), 16 << 20);
         assert_eq!(sample_ring_bytes(1024, 10_000), 64 << 20);
         for (cpus, hz) in [(1, 1), (3, 99), (7, 1234)] {
             assert!(sample_ring_bytes(cpus, hz).is_power_of_two());
