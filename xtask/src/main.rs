@@ -34,7 +34,7 @@ enum Task {
     Test,
     /// rustfmt --check and clippy -D warnings (user side and eBPF side).
     Lint,
-    /// Measure probe's overhead next to bpftrace and perf record (root; ~6 min with the
+    /// Measure probe's overhead next to bpftrace and perf record (root; ~4 min with the
     /// defaults); prints a markdown table and writes target/bench/results.md.
     Bench {
         /// Interleaved rounds; each runs every workload under every observer once.

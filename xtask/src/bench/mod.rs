@@ -1,0 +1,149 @@
+//! `cargo xtask bench`: what probe costs the machine, next to its peers, measured in one run.
+//!
+//! Two workloads (`bench/*.c`) run alone and under each observer in interleaved rounds whose
+//! order rotates every round: these shared VMs drift by up to ±30% over an hour, so only a
+//! ratio to "alone" from the same round means anything (see ../shared/benchmarking.md).
+//! Ratios cannot resolve effects under ~10%, so the cost of probe's kernel programs is also
+//! read directly from the kernel's BPF statistics, and probe's own CPU time and peak RSS from
+//! its rusage. The result is a markdown table on stdout and in `target/bench/results.md`.
+
+mod format;
+mod machine;
+mod observe;
+mod parse;
+mod plan;
+mod render;
+mod rounds;
+mod sample;
+mod stats;
+mod tables;
+mod targets;
+
+use std::{
+    fs,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+
+use self::{
+    machine::{loadavg, probe_build, BpfStats, Machine, Tracefs},
+    plan::{Paths, WORKLOADS},
+    render::Results,
+    rounds::Bench,
+};
+use crate::{cargo, run as run_command, setup};
+
+/// What `cargo xtask bench` was asked for.
+pub struct Options {
+    /// Interleaved rounds; each gives one ratio per workload and observer.
+    pub rounds: usize,
+    /// Wall time of each workload run, in seconds.
+    pub secs: f64,
+}
+
+/// Time every observer gets to attach before the workload starts; the same for all of them
+/// (this is a bench, not a test). probe attaches in < 0.1 s, bpftrace and perf in ~0.15 s here.
+const SETTLE: Duration = Duration::from_millis(1500);
+/// The workloads' compiler flags, also quoted in the results.
+const CFLAGS: [&str; 3] = ["-O2", "-Wall", "-Wextra"];
+/// A workload on a CPU for less than this share of its run was starved by other load on the
+/// machine (alone it gets 94–99% here): that run, and the ratios that need it, are left out.
+const MIN_ON_CPU: f64 = 0.75;
+
+/// Sets up, measures every workload under every observer, and prints the results.
+pub fn run(options: &Options) -> Result<()> {
+    check_preconditions(options)?;
+    let started = Instant::now();
+    let load_before = loadavg();
+    let paths = Paths::new();
+    prepare(&paths)?;
+    let build = probe_build();
+    // Both guards restore the machine on every exit path, errors included.
+    let _tracefs = Tracefs::ensure()?;
+    let _stats = BpfStats::enable()?;
+    let bench = Bench { options, paths };
+    let samples = bench.rounds()?;
+    let (idle, idle_others) = bench.idle()?;
+    let results = Results {
+        machine: Machine::read(),
+        load_before,
+        build,
+        bench: &bench,
+        samples,
+        idle,
+        idle_others,
+        elapsed: started.elapsed(),
+    };
+    let mut text = String::new();
+    results
+        .write(&mut text)
+        .context("failed to format the results")?;
+    let out = bench.paths.out.join("results.md");
+    fs::write(&out, &text).with_context(|| format!("failed to write {}", out.display()))?;
+    print!("{text}");
+    eprintln!(
+        "xtask: bench done in {:.1} min; results in {}",
+        started.elapsed().as_secs_f64() / 60.0,
+        out.display()
+    );
+    Ok(())
+}
+
+fn check_preconditions(options: &Options) -> Result<()> {
+    if !(options.secs.is_finite() && options.secs > 0.0) {
+        bail!(
+            "--secs must be a positive number of seconds, not {}",
+            options.secs
+        );
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "the bench loads eBPF programs and runs perf and bpftrace systemwide: \
+             run it as root (`sudo cargo xtask bench`)"
+        );
+    }
+    Ok(())
+}
+
+/// Builds probe (release) and the workloads, and installs the peers when they are missing.
+fn prepare(paths: &Paths) -> Result<()> {
+    setup::ensure_toolchain()?;
+    run_command(cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "probe-user",
+        "--bin",
+        "probe",
+    ]))?;
+    ensure_peers()?;
+    fs::create_dir_all(&paths.out)
+        .with_context(|| format!("failed to create {}", paths.out.display()))?;
+    for workload in WORKLOADS {
+        run_command(
+            Command::new("cc")
+                .args(CFLAGS)
+                .arg("-o")
+                .arg(paths.workload(workload))
+                .arg(workload.source()),
+        )?;
+    }
+    Ok(())
+}
+
+fn ensure_peers() -> Result<()> {
+    if on_path("bpftrace") && on_path("perf") {
+        return Ok(());
+    }
+    eprintln!("xtask: installing the peers to compare against: bpftrace linux-perf");
+    run_command(Command::new("apt-get").args(["update", "-q"]))?;
+    run_command(Command::new("apt-get").args(["install", "-y", "-q", "bpftrace", "linux-perf"]))
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}

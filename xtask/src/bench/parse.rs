@@ -1,0 +1,166 @@
+//! Parsers of what the bench reads: a workload's output line, probe's `--self-stats` line and
+//! report, and fields of /proc files.
+
+/// One workload run's figures.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Rate {
+    /// Iterations per wall-clock second: what the observer costs the workload.
+    pub(super) wall: f64,
+    /// Iterations per on-CPU second: the same without the CPU time other load took from the
+    /// workload (the observer's kernel programs run on the workload's time, so they count).
+    pub(super) cpu: f64,
+    /// Share of the wall time the workload spent on a CPU.
+    pub(super) on_cpu: f64,
+}
+
+/// A workload's one output line, `iterations=<n> secs=<elapsed> cpu_secs=<on-CPU>`.
+pub(super) fn parse_rate(output: &str) -> Option<Rate> {
+    let (mut iterations, mut secs, mut cpu_secs) = (None, None, None);
+    for field in output.split_whitespace() {
+        let (key, value) = field.split_once('=')?;
+        let value = value.parse::<f64>().ok().filter(|v| *v > 0.0);
+        match key {
+            "iterations" => iterations = value,
+            "secs" => secs = value,
+            "cpu_secs" => cpu_secs = value,
+            _ => {}
+        }
+    }
+    let (iterations, secs, cpu_secs) = (iterations?, secs?, cpu_secs?);
+    Some(Rate {
+        wall: iterations / secs,
+        cpu: iterations / cpu_secs,
+        on_cpu: cpu_secs / secs,
+    })
+}
+
+/// One kernel program's totals over a probe window, from the kernel's BPF statistics.
+#[derive(Debug, PartialEq)]
+pub(super) struct ProgramCost {
+    pub(super) program: String,
+    pub(super) run_time_ns: u64,
+    pub(super) run_count: u64,
+}
+
+impl ProgramCost {
+    pub(super) fn ns_per_run(&self) -> Option<f64> {
+        (self.run_count > 0).then(|| self.run_time_ns as f64 / self.run_count as f64)
+    }
+}
+
+/// The last JSON line with `attach_secs` in probe's stderr: attach time and program costs.
+pub(super) fn parse_self_stats(stderr: &str) -> Option<(f64, Vec<ProgramCost>)> {
+    let stats = stderr
+        .lines()
+        .rev()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|value| value.get("attach_secs").is_some())?;
+    let programs = stats
+        .get("programs")?
+        .as_array()?
+        .iter()
+        .map(parse_program_cost)
+        .collect::<Option<_>>()?;
+    Some((stats.get("attach_secs")?.as_f64()?, programs))
+}
+
+fn parse_program_cost(value: &serde_json::Value) -> Option<ProgramCost> {
+    Some(ProgramCost {
+        program: value.get("program")?.as_str()?.to_owned(),
+        run_time_ns: value.get("run_time_ns")?.as_u64()?,
+        run_count: value.get("run_count")?.as_u64()?,
+    })
+}
+
+pub(super) fn parse_window_secs(report: &str) -> Option<f64> {
+    let report: serde_json::Value = serde_json::from_str(report).ok()?;
+    report
+        .get("window")?
+        .get("duration_secs")?
+        .as_f64()
+        .filter(|secs| *secs > 0.0)
+}
+
+/// The first field of /proc/PID/task/TID/schedstat: time spent on a CPU, in nanoseconds.
+pub(super) fn parse_schedstat_ns(schedstat: &str) -> Option<u64> {
+    schedstat.split_whitespace().next()?.parse().ok()
+}
+
+/// `VmHWM:  1234 kB` from /proc/PID/status: the peak resident set so far, in KiB.
+pub(super) fn parse_vm_hwm_kib(status: &str) -> Option<u64> {
+    let value = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))?;
+    value.trim().trim_end_matches("kB").trim().parse().ok()
+}
+
+/// `prog_type:\t26` from /proc/PID/fdinfo/FD of a BPF program.
+pub(super) fn parse_prog_type(fdinfo: &str) -> Option<u32> {
+    let value = fdinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("prog_type:"))?;
+    value.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_iterations_over_secs() {
+        let rate = parse_rate("iterations=3000 secs=2 cpu_secs=1.5\n");
+        let expected = Rate {
+            wall: 1500.0,
+            cpu: 2000.0,
+            on_cpu: 0.75,
+        };
+        assert_eq!(rate, Some(expected));
+        assert_eq!(parse_rate("iterations=3000 secs=1.5\n"), None);
+        assert_eq!(parse_rate("iterations=3000 secs=0 cpu_secs=1\n"), None);
+    }
+
+    #[test]
+    fn self_stats_line_is_found_among_other_stderr() {
+        let stderr = "probe: warning: something\n\
+            {\"attach_secs\":0.08,\"programs\":\
+            [{\"program\":\"sys_enter\",\"run_count\":4,\"run_time_ns\":200}]}\n";
+        let (attach, programs) = parse_self_stats(stderr).unwrap();
+        assert_eq!(attach, 0.08);
+        assert_eq!(
+            programs,
+            [ProgramCost {
+                program: "sys_enter".into(),
+                run_time_ns: 200,
+                run_count: 4
+            }]
+        );
+        assert_eq!(programs[0].ns_per_run(), Some(50.0));
+        assert_eq!(parse_self_stats("no stats\n").map(|(a, _)| a), None);
+    }
+
+    #[test]
+    fn window_comes_from_the_report() {
+        assert_eq!(
+            parse_window_secs(r#"{"window":{"duration_secs":4.5}}"#),
+            Some(4.5)
+        );
+        assert_eq!(parse_window_secs(r#"{"window":{}}"#), None);
+    }
+
+    #[test]
+    fn proc_figures_are_parsed() {
+        assert_eq!(
+            parse_schedstat_ns("101344554 17273900 337\n"),
+            Some(101_344_554)
+        );
+        let status = "Name:\tprobe\nVmPeak:\t  9000 kB\nVmHWM:\t    2192 kB\n";
+        assert_eq!(parse_vm_hwm_kib(status), Some(2192));
+    }
+
+    #[test]
+    fn program_type_comes_from_fdinfo() {
+        let fdinfo = "pos:\t0\nflags:\t02000002\nprog_type:\t26\nprog_jited:\t1\n";
+        assert_eq!(parse_prog_type(fdinfo), Some(26));
+        assert_eq!(parse_prog_type("pos:\t0\n"), None);
+    }
+}

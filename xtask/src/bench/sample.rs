@@ -1,0 +1,103 @@
+//! What one run yields: a workload's rate under an observer, and when that observer was probe,
+//! what probe itself cost.
+
+use std::fs;
+
+use anyhow::{Context as _, Result};
+
+use super::{
+    format::mib,
+    observe::{Exit, Observing},
+    parse::{parse_self_stats, parse_window_secs, ProgramCost, Rate},
+    plan::{Observer, Paths, Workload},
+    MIN_ON_CPU,
+};
+
+/// One workload run under one observer.
+pub(super) struct Sample {
+    pub(super) round: usize,
+    pub(super) workload: Workload,
+    pub(super) observer: Observer,
+    pub(super) rate: Rate,
+    /// Set when the observer was probe.
+    pub(super) probe: Option<ProbeRun>,
+    /// Other processes that held tracing BPF programs during the run (see `other_bpf_users`).
+    pub(super) others: Vec<String>,
+}
+
+impl Sample {
+    /// Why this run is left out of the figures, if it is.
+    pub(super) fn disturbance(&self) -> Option<String> {
+        if !self.others.is_empty() {
+            Some(format!(
+                "{} held tracing BPF programs",
+                self.others.join(", ")
+            ))
+        } else if self.rate.on_cpu < MIN_ON_CPU {
+            Some(format!(
+                "starved: on a CPU {:.0}% of the time",
+                100.0 * self.rate.on_cpu
+            ))
+        } else {
+            None
+        }
+    }
+}
+
+/// What happened during one observed run of something.
+pub(super) struct Observation<T> {
+    pub(super) value: T,
+    pub(super) probe: Option<ProbeRun>,
+    pub(super) others: Vec<String>,
+}
+
+/// What one probe run cost: its process, and its kernel programs over its window.
+pub(super) struct ProbeRun {
+    pub(super) exit: Exit,
+    pub(super) observing: Observing,
+    pub(super) attach_secs: f64,
+    pub(super) window_secs: f64,
+    pub(super) programs: Vec<ProgramCost>,
+}
+
+impl ProbeRun {
+    /// Reads the `--self-stats` line and the report's window from the files probe wrote.
+    pub(super) fn read(exit: Exit, observing: Observing, paths: &Paths) -> Result<Self> {
+        let stderr_path = paths.stderr(Observer::Probe);
+        let stderr = fs::read_to_string(&stderr_path)
+            .with_context(|| format!("failed to read {}", stderr_path.display()))?;
+        let (attach_secs, programs) = parse_self_stats(&stderr)
+            .with_context(|| format!("no --self-stats line in {}", stderr_path.display()))?;
+        let report_path = paths.probe_report();
+        let report = fs::read_to_string(&report_path)
+            .with_context(|| format!("failed to read {}", report_path.display()))?;
+        let window_secs = parse_window_secs(&report)
+            .with_context(|| format!("no window.duration_secs in {}", report_path.display()))?;
+        Ok(Self {
+            exit,
+            observing,
+            attach_secs,
+            window_secs,
+            programs,
+        })
+    }
+
+    /// probe's own CPU time as a share of one core over its lifetime, in percent.
+    pub(super) fn cpu_pct(&self) -> f64 {
+        100.0 * self.exit.cpu.as_secs_f64() / self.exit.wall.as_secs_f64()
+    }
+
+    pub(super) fn peak_rss_mib(&self) -> f64 {
+        mib(self.exit.peak_rss_kib)
+    }
+
+    pub(super) fn program(&self, name: &str) -> Option<&ProgramCost> {
+        self.programs.iter().find(|cost| cost.program == name)
+    }
+
+    /// Share of one core spent in the given programs' runs over the window, in percent.
+    pub(super) fn kernel_pct<'a>(&self, costs: impl IntoIterator<Item = &'a ProgramCost>) -> f64 {
+        let ns: u64 = costs.into_iter().map(|cost| cost.run_time_ns).sum();
+        100.0 * ns as f64 / (self.window_secs * 1e9)
+    }
+}
