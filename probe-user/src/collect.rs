@@ -36,7 +36,7 @@ pub enum WindowEnd {
 }
 
 /// Accumulates samples and process snapshots; pure apart from the /proc reads in
-/// [`Accumulator::observe_process`], so aggregation is unit-tested on recorded events.
+/// `Accumulator::observe_process`, so aggregation is unit-tested on recorded events.
 #[derive(Default)]
 pub struct Accumulator {
     threads: BTreeMap<u32, ThreadRecord>,

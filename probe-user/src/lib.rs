@@ -10,6 +10,7 @@ pub mod loader;
 pub mod model;
 pub mod preflight;
 pub mod procmaps;
+pub mod python;
 pub mod report;
 pub mod symbolize;
 pub mod syscall_names;

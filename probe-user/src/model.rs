@@ -115,7 +115,7 @@ pub struct Frame {
     pub kind: FrameKind,
     /// Function name (demangled) when known.
     pub function: Option<String>,
-    /// Binary or shared object file name, "[kernel]" or a kernel module name.
+    /// Binary or shared object file name, `[kernel]` or a kernel module name.
     pub module: String,
     /// Offset of the address in `module` (file offset for user code), for frames without a
     /// name and to tell frames apart.

@@ -303,11 +303,13 @@ fn is_zombie(pid: u32) -> bool {
 /// The file behind a mapping: the one another snapshot holds open, or newly opened.
 fn open_mapped(pid: u32, line: &MapsLine<'_>) -> Result<Arc<MappedFile>, String> {
     let key = (line.dev, line.inode);
-    if let Some(file) = shared_files().get(&key).and_then(Weak::upgrade) {
+    // One lock for look-up, open and insert: two captures racing for the same file must end
+    // up sharing one handle.
+    let mut shared = shared_files();
+    if let Some(file) = shared.get(&key).and_then(Weak::upgrade) {
         return Ok(file);
     }
     let file = Arc::new(open_mapped_file(pid, line)?);
-    let mut shared = shared_files();
     // Forget closed files now and then, so the table stays as small as what is open.
     if shared.len() >= 256 && shared.len().is_power_of_two() {
         shared.retain(|_, file| file.strong_count() > 0);
