@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 
 use super::classify::fraction;
-use super::schema::{LoopIn, StackFrame, StackReport};
+use super::schema::{LoopIn, StackReport};
 use super::spin::round_to;
 use crate::model::{Frame, FrameKind, StackCount};
 
@@ -44,7 +44,7 @@ pub(super) fn top_stacks(sorted: &[&StackCount], samples: u64, top: usize) -> Ve
             share: round_to(fraction(stack.count, samples), SHARE_DECIMALS),
             count: stack.count,
             truncated: stack.truncated,
-            frames: stack.frames.iter().map(StackFrame::from).collect(),
+            frames: stack.frames.clone(),
         })
         .collect()
 }

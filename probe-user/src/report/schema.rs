@@ -186,26 +186,5 @@ pub struct StackReport {
     pub frames: Vec<StackFrame>,
 }
 
-/// One frame of a stack.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StackFrame {
-    pub kind: FrameKind,
-    pub function: Option<String>,
-    pub module: String,
-    pub module_offset: u64,
-    pub file: Option<String>,
-    pub line: Option<u32>,
-}
-
-impl From<&Frame> for StackFrame {
-    fn from(frame: &Frame) -> Self {
-        Self {
-            kind: frame.kind,
-            function: frame.function.clone(),
-            module: frame.module.clone(),
-            module_offset: frame.module_offset,
-            file: frame.file.clone(),
-            line: frame.line,
-        }
-    }
-}
+/// One frame of a stack: the model's frame, serialized as it is.
+pub type StackFrame = Frame;
