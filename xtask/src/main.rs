@@ -91,7 +91,8 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-fn spin(args: &[String]) -> Result<()> {
+/// Sets up the toolchain and builds `probe` in release; returns its path.
+pub fn build_release_probe() -> Result<PathBuf> {
     setup::ensure_toolchain()?;
     run(cargo().args([
         "build",
@@ -101,7 +102,11 @@ fn spin(args: &[String]) -> Result<()> {
         "--bin",
         "probe",
     ]))?;
-    let probe = workspace_root().join("target/release/probe");
+    Ok(workspace_root().join("target/release/probe"))
+}
+
+fn spin(args: &[String]) -> Result<()> {
+    let probe = build_release_probe()?;
     let status = Command::new(&probe)
         .arg("spin")
         .args(args)

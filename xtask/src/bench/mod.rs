@@ -33,7 +33,7 @@ use self::{
     render::Results,
     rounds::Bench,
 };
-use crate::{cargo, run as run_command, setup};
+use crate::run as run_command;
 
 /// What `cargo xtask bench` was asked for.
 pub struct Options {
@@ -110,15 +110,7 @@ fn check_preconditions(options: &Options) -> Result<()> {
 
 /// Builds probe (release) and the workloads, and installs the peers when they are missing.
 fn prepare(paths: &Paths) -> Result<()> {
-    setup::ensure_toolchain()?;
-    run_command(cargo().args([
-        "build",
-        "--release",
-        "--package",
-        "probe-user",
-        "--bin",
-        "probe",
-    ]))?;
+    crate::build_release_probe()?;
     ensure_peers()?;
     fs::create_dir_all(&paths.out)
         .with_context(|| format!("failed to create {}", paths.out.display()))?;
