@@ -5,7 +5,8 @@
 # Needs a C compiler (cc) and pyenv interpreters 3.8-3.13 with their headers
 # ($PYENV_ROOT, or `pyenv root`, or ~/.pyenv). Each version's row comes from compiling
 # python/offsets.c against that version's own include/python3.X (with -DPy_BUILD_CORE, so the
-# internal pycore_*.h headers are usable) and running it.
+# internal pycore_*.h headers are usable), linking it against that version's libpython, and
+# running it.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -20,7 +21,9 @@ trap 'rm -rf "$work"' EXIT
     echo "//! Regenerate with \`python/generate.sh\` (compiles python/offsets.c against each"
     echo "//! installed CPython's own headers and prints offsetof/sizeof of every field used)."
     echo
-    echo "use super::offsets::{DebugOffsetsLayout, InstrKind, LineTableKind, PyLayout};"
+    echo "use super::offsets::{"
+    echo "    DebugOffsetsLayout, InstrKind, LineTableKind, LongTag, ManagedDict, PyLayout,"
+    echo "};"
     for minor in 8 9 10 11 12 13; do
         dir="$(ls -d "$root"/versions/3."$minor".* 2>/dev/null | sort -V | tail -n 1 || true)"
         inc="$dir/include/python3.$minor"
@@ -28,10 +31,13 @@ trap 'rm -rf "$work"' EXIT
             echo "generate.sh: no CPython 3.$minor with internal headers under $root/versions" >&2
             exit 1
         fi
-        cc -O0 -w -I"$inc" -I"$inc/internal" -o "$work/offsets-3.$minor" "$here/offsets.c"
+        # Linked against its libpython: before 3.11 the dict internals are in no header, so
+        # the program starts that interpreter and measures real dicts (see offsets.c).
+        cc -O0 -w -I"$inc" -I"$inc/internal" -o "$work/offsets-3.$minor" "$here/offsets.c" \
+            -L"$dir/lib" -lpython3."$minor" -Wl,-rpath,"$dir/lib"
         echo
         echo "/// CPython 3.$minor (from $(basename "$dir") headers)."
-        "$work/offsets-3.$minor" | sed '/^pub(crate) const DEBUG/i\
+        PYTHONHOME="$dir" "$work/offsets-3.$minor" | sed '/^pub(crate) const DEBUG/i\
 \
 /// Where the values probe reads sit inside `_Py_DebugOffsets` of CPython 3.'"$minor"'.'
     done

@@ -213,7 +213,7 @@ impl StringReader<'_> {
 }
 
 /// Decodes `kind`-byte code points (1: Latin-1, 2: UCS-2, 4: UCS-4).
-fn decode(raw: &[u8], kind: u32) -> Option<String> {
+pub(crate) fn decode(raw: &[u8], kind: u32) -> Option<String> {
     let chars: Vec<u32> = match kind {
         1 => raw.iter().map(|&b| u32::from(b)).collect(),
         2 => raw

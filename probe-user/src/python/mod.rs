@@ -15,6 +15,10 @@
 //!   record per frame: `(code object address, bytecode byte offset)`.
 //! - [`code`] and [`linetable`]: code objects → qualified name, file, first line, and the
 //!   line of a bytecode offset; [`code::CodeCache`] caches them per (pid, code address).
+//! - [`thread_names`]: kernel tid → `threading` name, read from `threading._active`
+//!   (`thread_names::thread_names`); it uses the readers of plain objects: [`object`]
+//!   (type checks, `str`), [`dict`] (dict entries and instance attributes) and [`long`]
+//!   (`int`).
 //!
 //! # What the kernel walker needs (per pid, e.g. a BPF hash map keyed by tgid)
 //! - the address of the thread's `PyThreadState`: walk once from `_PyRuntime`
@@ -54,13 +58,17 @@
 //! ```
 
 pub mod code;
+pub mod dict;
 pub mod discover;
 pub mod elf;
 pub mod frames;
 mod layouts;
 pub mod linetable;
+pub mod long;
 pub mod memory;
+pub mod object;
 pub mod offsets;
 #[cfg(test)]
 mod testutil;
+pub mod thread_names;
 pub mod threads;

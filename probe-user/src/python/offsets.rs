@@ -4,8 +4,9 @@
 //! `python/generate.sh`). From 3.13 on the interpreter publishes its own offsets in
 //! `_Py_DebugOffsets` at the start of `_PyRuntime`, so [`PyLayout::from_debug_offsets`] reads
 //! them from the target process; the generated 3.13 row only supplies what that structure
-//! does not carry (enum values, bit positions, the non-ASCII string header size) and serves
-//! as a cross-check in the tests.
+//! does not carry (enum values, bit positions, the non-ASCII string header size, dict keys
+//! and values internals, `tp_dictoffset`, `ht_cached_keys`, the managed-dict positions, the
+//! int encoding) and serves as a cross-check in the tests.
 
 use super::layouts;
 use super::memory::{MemoryError, ProcessMemory};
@@ -108,6 +109,100 @@ pub struct PyLayout {
     pub bytes_size: u64,
     /// `PyBytesObject.ob_sval`: the first byte.
     pub bytes_data: u64,
+    /// `PyTypeObject.tp_flags` (an `unsigned long`).
+    pub type_flags: u64,
+    /// `PyTypeObject.tp_dictoffset`: where an instance's `__dict__` pointer sits (when > 0
+    /// and the type does not manage the dict itself).
+    pub type_dictoffset: u64,
+    /// `PyHeapTypeObject.ht_cached_keys`: the keys shared by instances of a class.
+    pub heaptype_cached_keys: u64,
+    /// `Py_TPFLAGS_HEAPTYPE`: the type is a `PyHeapTypeObject` (a class).
+    pub tpflags_heaptype: u64,
+    /// `Py_TPFLAGS_LONG_SUBCLASS`: the object is an `int`.
+    pub tpflags_long_subclass: u64,
+    /// `Py_TPFLAGS_UNICODE_SUBCLASS`: the object is a `str`.
+    pub tpflags_unicode_subclass: u64,
+    /// `Py_TPFLAGS_DICT_SUBCLASS`: the object is a `dict`.
+    pub tpflags_dict_subclass: u64,
+    /// `Py_TPFLAGS_MANAGED_DICT` (3.11+): instances keep `__dict__` where
+    /// [`PyLayout::managed_dict`] says, not at `tp_dictoffset`.
+    pub tpflags_managed_dict: Option<u64>,
+    /// Where a managed-dict instance keeps its attributes (3.11+).
+    pub managed_dict: Option<ManagedDict>,
+    /// `PyDictObject.ma_keys`.
+    pub dict_keys: u64,
+    /// `PyDictObject.ma_values`: non-null for a split table.
+    pub dict_values: u64,
+    /// `dk_size` (a `Py_ssize_t`, 3.8–3.10) or `dk_log2_size` (one byte, 3.11+).
+    pub keys_size: u64,
+    /// `dk_log2_index_bytes` (one byte, 3.11+); before 3.11 the index width follows from
+    /// the size (1, 2, 4 or 8 bytes).
+    pub keys_log2_index_bytes: Option<u64>,
+    /// (`dk_kind` offset, `DICT_KEYS_GENERAL`) (3.11+): any other kind holds
+    /// [`PyLayout::unicode_entry`]s.
+    pub keys_kind: Option<(u64, u8)>,
+    /// `dk_nentries`: entries used so far (including deleted ones).
+    pub keys_nentries: u64,
+    /// `dk_indices`: the index table; the entries follow it.
+    pub keys_indices: u64,
+    /// `sizeof(PyDictKeyEntry)` (hash, key, value).
+    pub entry_size: u64,
+    /// `PyDictKeyEntry.me_key`.
+    pub entry_key: u64,
+    /// `PyDictKeyEntry.me_value`.
+    pub entry_value: u64,
+    /// (`sizeof`, `me_key`, `me_value`) of `PyDictUnicodeEntry` (3.11+: str-only keys).
+    pub unicode_entry: Option<(u64, u64, u64)>,
+    /// `PyDictValues.values` (3.11+; 0 before, where `ma_values` is the array itself).
+    pub values_values: u64,
+    /// `PyDictValues.capacity` (one byte, 3.13).
+    pub values_capacity: Option<u64>,
+    /// `PyDictValues.valid` (one byte, 3.13): inline values still hold the attributes.
+    pub values_valid: Option<u64>,
+    /// `PyInterpreterState.modules` (3.8–3.11) / `imports.modules` (3.12+): `sys.modules`.
+    pub interp_modules: u64,
+    /// `ob_size` (3.8–3.11, signed digit count) or `long_value.lv_tag` (3.12+) of an int.
+    pub long_size: u64,
+    /// The first digit of an int (`ob_digit` / `long_value.ob_digit`).
+    pub long_digits: u64,
+    /// How `lv_tag` encodes sign and digit count (3.12+).
+    pub long_tag: Option<LongTag>,
+    /// `PyLong_SHIFT`: value bits per digit.
+    pub long_shift: u64,
+    /// `sizeof(digit)`.
+    pub long_digit_size: u64,
+}
+
+/// Where an instance of a managed-dict class (3.11+) keeps its attributes. Offsets are
+/// relative to the object's address; negative ones lie in the pre-header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ManagedDict {
+    /// 3.11: a `__dict__` pointer and, while it is null, a `PyDictValues` pointer whose
+    /// keys are the class's `ht_cached_keys`.
+    Pointers { dict: i64, values: i64 },
+    /// 3.12: one word holding either a dict or, when `word & tag`, values at
+    /// `word + values_adjust`.
+    Tagged {
+        dict_or_values: i64,
+        tag: u64,
+        values_adjust: i64,
+    },
+    /// 3.13: a `__dict__` pointer and, for classes with `inline_flag` in `tp_flags`,
+    /// `PyDictValues` stored inline at `values`.
+    Inline {
+        dict: i64,
+        values: i64,
+        inline_flag: u64,
+    },
+}
+
+/// The 3.12+ int header `lv_tag`: `sign = tag & sign_mask` (`negative`: below zero),
+/// `digits = tag >> size_shift`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LongTag {
+    pub size_shift: u64,
+    pub sign_mask: u64,
+    pub negative: u64,
 }
 
 /// Where each value probe reads sits inside `_Py_DebugOffsets` (generated for 3.13).
@@ -145,6 +240,15 @@ pub struct DebugOffsetsLayout {
     pub unicode_state: u64,
     pub unicode_length: u64,
     pub unicode_asciiobject_size: u64,
+    pub interp_imports_modules: u64,
+    pub type_size: u64,
+    pub type_tp_flags: u64,
+    pub dict_size: u64,
+    pub dict_ma_keys: u64,
+    pub dict_ma_values: u64,
+    pub long_size: u64,
+    pub long_lv_tag: u64,
+    pub long_ob_digit: u64,
 }
 
 /// The magic first 8 bytes of `_Py_DebugOffsets`.
@@ -280,6 +384,12 @@ fn apply_debug_offsets(base: PyLayout, d: &DebugValues<'_>, p: &DebugOffsetsLayo
         unicode_ascii_data: d.at(p.unicode_asciiobject_size),
         bytes_size: d.at(p.bytes_ob_size),
         bytes_data: d.at(p.bytes_ob_sval),
+        interp_modules: d.at(p.interp_imports_modules),
+        type_flags: d.at(p.type_tp_flags),
+        dict_keys: d.at(p.dict_ma_keys),
+        dict_values: d.at(p.dict_ma_values),
+        long_size: d.at(p.long_lv_tag),
+        long_digits: d.at(p.long_ob_digit),
         ..base
     }
 }
@@ -298,6 +408,9 @@ fn check_plausible(
         ("code_object.size", d.at(p.code_size)),
         ("bytes_object.size", d.at(p.bytes_size)),
         ("unicode_object.size", d.at(p.unicode_size)),
+        ("type_object.size", d.at(p.type_size)),
+        ("dict_object.size", d.at(p.dict_size)),
+        ("long_object.size", d.at(p.long_size)),
     ];
     for (field, value) in sizes {
         if value == 0 || value > MAX_STRUCT_SIZE {
@@ -311,7 +424,8 @@ fn check_plausible(
             Ok(())
         }
     };
-    let [runtime, interp, tstate, frame, code, bytes, unicode] = sizes.map(|(_, v)| v);
+    let [runtime, interp, tstate, frame, code, bytes, unicode, typ, dict, long] =
+        sizes.map(|(_, v)| v);
     within("interpreters_head", l.runtime_interpreters_head, runtime)?;
     within("interp.next", l.interp_next, interp)?;
     within("interp.threads_head", l.interp_threads_head, interp)?;
@@ -339,6 +453,12 @@ fn check_plausible(
     )?;
     within("bytes.ob_sval", l.bytes_data, bytes + 1)?;
     within("unicode.state", l.unicode_state, unicode)?;
+    within("interp.imports_modules", l.interp_modules, interp)?;
+    within("type.tp_flags", l.type_flags, typ)?;
+    within("dict.ma_keys", l.dict_keys, dict)?;
+    within("dict.ma_values", l.dict_values, dict)?;
+    within("long.lv_tag", l.long_size, long)?;
+    within("long.ob_digit", l.long_digits, long)?;
     within(
         "unicode.asciiobject_size",
         l.unicode_ascii_data,
@@ -363,7 +483,10 @@ mod tests {
         for pos in [p.runtime_size, p.interp_size, p.tstate_size, p.frame_size] {
             put(pos, 1 << 20);
         }
-        for pos in [p.code_size, p.bytes_size, p.unicode_size] {
+        for pos in [p.code_size, p.bytes_size, p.unicode_size, p.type_size] {
+            put(pos, 1 << 20);
+        }
+        for pos in [p.dict_size, p.long_size] {
             put(pos, 1 << 20);
         }
         put(
@@ -374,6 +497,9 @@ mod tests {
         put(p.tstate_current_frame, layout.tstate_frame);
         put(p.frame_instr_ptr, layout.frame_instr);
         put(p.unicode_asciiobject_size, layout.unicode_ascii_data);
+        put(p.interp_imports_modules, layout.interp_modules);
+        put(p.dict_ma_keys, layout.dict_keys);
+        put(p.long_lv_tag, layout.long_size);
         raw
     }
 
@@ -386,6 +512,10 @@ mod tests {
         assert_eq!(got.frame_instr, row.frame_instr);
         assert_eq!(got.unicode_ascii_data, row.unicode_ascii_data);
         assert_eq!(got.unicode_kind_shift, row.unicode_kind_shift);
+        assert_eq!(got.interp_modules, row.interp_modules);
+        assert_eq!(got.dict_keys, row.dict_keys);
+        assert_eq!(got.long_size, row.long_size);
+        assert_eq!(got.managed_dict, row.managed_dict);
     }
 
     #[test]
