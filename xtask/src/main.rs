@@ -5,8 +5,9 @@ mod bench;
 mod setup;
 
 use std::{
+    io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
-    process::{Command, ExitCode},
+    process::{Command, ExitCode, Stdio},
 };
 
 use anyhow::{bail, Context as _, Result};
@@ -137,22 +138,99 @@ fn lint() -> Result<()> {
 fn test() -> Result<()> {
     setup::ensure_toolchain()?;
     lint()?;
+    let mut tally = Tally::default();
     // Unit tests: no root needed (default members leave out the eBPF crate and the
     // integration tests).
-    run(cargo().args(["test"]))?;
+    tally.run(cargo().args(["test"]))?;
     run(cargo().args(["build", "--package", "probe-user", "--bin", "probe"]))?;
     let probe = workspace_root().join("target/debug/probe");
     // The integration tests share the machine's two CPUs: one at a time, so a spinning
     // workload gets its CPU and the thresholds mean what they say.
-    run(cargo()
-        .args([
-            "test",
-            "--no-fail-fast",
-            "--package",
-            "probe-tests",
-            "--",
-            "--test-threads=1",
-        ])
-        .env("PROBE_BIN", probe))?;
-    Ok(())
+    let integration = tally.run(
+        cargo()
+            .args([
+                "test",
+                "--no-fail-fast",
+                "--package",
+                "probe-tests",
+                "--tests",
+            ])
+            .args(["--", "--test-threads=1"])
+            .env("PROBE_BIN", probe),
+    );
+    // One closing line for the whole run, whatever failed.
+    println!(
+        "xtask test: {} passed, {} failed",
+        tally.passed, tally.failed
+    );
+    integration
+}
+
+/// Test counts summed over several `cargo test` runs, read from their "test result:" lines.
+#[derive(Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+}
+
+impl Tally {
+    /// Runs `command` (a `cargo test`), echoing its stdout and counting its results.
+    fn run(&mut self, command: &mut Command) -> Result<()> {
+        let mut child = command
+            .current_dir(workspace_root())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("failed to start {command:?}"))?;
+        if let Some(stdout) = child.stdout.take() {
+            for line in BufReader::new(stdout).lines() {
+                let line = line.context("failed to read the test output")?;
+                println!("{line}");
+                self.count(&line);
+            }
+        }
+        let status = child
+            .wait()
+            .with_context(|| format!("failed to wait for {command:?}"))?;
+        if !status.success() {
+            bail!("{command:?} failed ({status})");
+        }
+        Ok(())
+    }
+
+    /// Adds the counts of a line like `test result: ok. 12 passed; 1 failed; 0 ignored; ...`.
+    fn count(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(kind), Some(number)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(number) = number.parse::<u64>() else {
+                continue;
+            };
+            match kind {
+                "passed" => self.passed += number,
+                "failed" => self.failed += number,
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tally;
+
+    #[test]
+    fn tally_reads_cargo_test_result_lines() {
+        let mut tally = Tally::default();
+        tally.count("test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 1.5s");
+        tally.count(
+            "test result: FAILED. 5 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out",
+        );
+        tally.count("test something ... ok");
+        assert_eq!((tally.passed, tally.failed), (17, 2));
+    }
 }
