@@ -389,7 +389,7 @@ impl Countdown {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use probe_common::MAX_STACK_DEPTH;
+    use probe_common::{PyFrameRecord, MAX_STACK_DEPTH, PY_MAX_FRAMES};
 
     fn sample(tid: u32, user: &[u64], kernel: &[u64]) -> SampleEvent {
         let mut event = SampleEvent {
@@ -400,8 +400,11 @@ mod tests {
             ktime_ns: 0,
             user_frames: user.len() as u32,
             kernel_frames: kernel.len() as u32,
+            py_frames_len: 0,
+            _pad: 0,
             user_stack: [0; MAX_STACK_DEPTH],
             kernel_stack: [0; MAX_STACK_DEPTH],
+            py_frames: [PyFrameRecord::default(); PY_MAX_FRAMES],
         };
         event.user_stack[..user.len()].copy_from_slice(user);
         event.kernel_stack[..kernel.len()].copy_from_slice(kernel);
