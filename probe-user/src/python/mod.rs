@@ -55,8 +55,10 @@
 
 pub mod code;
 pub mod discover;
+pub mod dump;
 pub mod elf;
 pub mod frames;
+pub mod kernel;
 mod layouts;
 pub mod linetable;
 pub mod memory;
