@@ -1,0 +1,23 @@
+# A thread named "py-spinner" spins in outer -> middle -> inner. Prints
+# "ready pid=<pid> tid=<tid>" once it runs, then lives until stdin reaches EOF.
+# Works on every CPython from 3.6 (threading.get_native_id needs 3.8; older ones
+# report the pid as the tid, which the tests for them do not use).
+import os, sys, threading
+
+entered = threading.Event()
+
+def inner():
+    entered.set()
+    while True: x = 1  # LINE inner
+
+def middle():
+    inner()  # LINE middle
+
+def outer():
+    middle()  # LINE outer
+
+t = threading.Thread(target=outer, name="py-spinner", daemon=True)
+t.start()
+entered.wait()
+print("ready pid=%d tid=%d" % (os.getpid(), getattr(t, "native_id", os.getpid())), flush=True)
+sys.stdin.read()
