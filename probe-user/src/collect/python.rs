@@ -120,18 +120,21 @@ impl PythonTracker {
             Err(DiscoverError::NotPython { .. } | DiscoverError::Unreadable { .. }) => {
                 return State::Other
             }
-            Err(err) => return self.unavailable(pid, &err),
+            // The error names the process.
+            Err(err) => return self.unavailable(err),
         };
         let layout = match process.layout.kernel() {
             Ok(layout) => layout,
-            Err(err) => return self.unavailable(pid, &err),
+            Err(err) => return self.unavailable(format!("process {pid}: {err}")),
         };
         if let Err(err) = maps.add_process(pid, &layout) {
-            return self.unavailable(pid, &err);
+            return self.unavailable(format!("process {pid}: {err}"));
         }
         let mut tids = HashSet::new();
         if let Err(err) = add_threads(&process, &mut tids, source, maps) {
-            return self.unavailable(pid, &format!("failed to read its thread states: {err}"));
+            return self.unavailable(format!(
+                "process {pid}: failed to read its thread states: {err}"
+            ));
         }
         State::Python {
             process: Box::new(process),
@@ -140,9 +143,10 @@ impl PythonTracker {
         }
     }
 
-    fn unavailable(&mut self, pid: u32, why: &dyn std::fmt::Display) -> State {
+    /// Notes why a Python process gets no Python frames (`why` names the process).
+    fn unavailable(&mut self, why: impl std::fmt::Display) -> State {
         self.notices.push(format!(
-            "process {pid}: Python frames unavailable ({why}); native frames only"
+            "{why}: Python frames unavailable, native frames only"
         ));
         State::Other
     }
@@ -265,7 +269,11 @@ mod tests {
         assert_eq!(fake.added, [(1, 0xa0), (11, 0xb0)]);
         let notices = tracker.take_notices();
         assert_eq!(notices.len(), 1, "{notices:?}");
-        assert!(notices[0].starts_with("process 2: Python frames unavailable"));
+        assert_eq!(
+            notices[0],
+            "process 2 runs Python 3.7, which is not supported (3.8–3.13 are): \
+             Python frames unavailable, native frames only"
+        );
         assert_eq!(tracker.processes().keys().copied().collect::<Vec<_>>(), [1]);
     }
 
