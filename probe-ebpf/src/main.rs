@@ -147,7 +147,8 @@ pub fn sample_stack(ctx: PerfEventContext) -> u32 {
     let event = entry.as_mut_ptr();
     // SAFETY: `event` points at a reserved ring-buffer record of the right size that only
     // this program writes until it is submitted; the stack buffers are written by the helper
-    // with their exact size.
+    // with their exact size. The Python maps' values are plain integers, valid for the whole
+    // run of the program (map values are RCU protected).
     unsafe {
         (*event).tgid = tgid;
         (*event).tid = tid;

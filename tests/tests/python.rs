@@ -1,5 +1,5 @@
 //! Python frames recorded by the kernel at sample time, for every installed CPython
-//! 3.8–3.13: a thread spinning in `outer -> middle -> inner` must show exactly those
+//! 3.8–3.13: a thread spinning in `deep -> outer -> middle -> inner` must show exactly those
 //! frames, innermost first, with the lines of the loop and of the calls. The reports do
 //! not show Python frames yet, so the tests read probe's hidden `--dump-python-frames`
 //! output (frames resolved by probe through its code-object reader while the workload
@@ -69,9 +69,10 @@ fn require_interpreter(minor: u8) -> Option<PathBuf> {
     python
 }
 
-fn start_spinner(python: &Path) -> Workload {
+/// Starts the script: its spinner runs below `depth` extra recursive frames.
+fn start_spinner(python: &Path, depth: u32) -> Workload {
     let mut command = Command::new(python);
-    command.arg(script_path());
+    command.arg(script_path()).arg(depth.to_string());
     Workload::start_command("py_spin.py", command, python.to_path_buf())
 }
 
@@ -116,7 +117,7 @@ fn check_version(minor: u8) {
     let Some(python) = require_interpreter(minor) else {
         return;
     };
-    let spinner = start_spinner(&python);
+    let spinner = start_spinner(&python, 0);
     let (report, dump) = observe(&[spinner.pid]);
     assert_eq!(report["notices"], serde_json::json!([]), "3.{minor}");
     let stacks: Vec<&Value> = dump
@@ -133,6 +134,7 @@ fn check_version(minor: u8) {
         ("inner", marker_line("inner")),
         ("middle", marker_line("middle")),
         ("outer", marker_line("outer")),
+        ("deep", marker_line("deep")),
     ];
     for stack in stacks {
         assert_eq!(stack["truncated"], false, "3.{minor}: {stack:#}");
@@ -191,8 +193,38 @@ fn python_3_13() {
     check_version(13);
 }
 
-/// A native process in scope next to a Python one: its samples carry no Python frames and
-/// nothing complains.
+/// The kernel records at most 128 frames (the innermost ones) and marks the rest as cut.
+#[test]
+fn deep_stack_is_bounded_and_truncated() {
+    if !require_bpf() {
+        return;
+    }
+    let Some(python) = require_interpreter(12) else {
+        return;
+    };
+    let spinner = start_spinner(&python, 300);
+    let (report, dump) = observe(&[spinner.pid]);
+    assert_eq!(report["notices"], serde_json::json!([]));
+    let stacks: Vec<&Value> = dump
+        .iter()
+        .filter(|line| line["tid"] == spinner.tid)
+        .collect();
+    assert!(!stacks.is_empty(), "{dump:#?}");
+    for stack in stacks {
+        assert_eq!(stack["truncated"], true, "{stack:#}");
+        let names: Vec<&str> = stack["frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|frame| frame["qualname"].as_str().unwrap_or("?"))
+            .collect();
+        assert_eq!(names.len(), 128, "{names:?}");
+        assert_eq!(names[..4], ["inner", "middle", "outer", "deep"]);
+        assert!(names[3..].iter().all(|name| *name == "deep"), "{names:?}");
+    }
+}
+
+/// A native process in scope: its samples carry no Python frames and nothing complains.
 #[test]
 fn native_process_has_native_frames_only() {
     if !require_bpf() {
@@ -218,7 +250,7 @@ fn unsupported_python_gets_one_notice() {
     let Some(python) = require_interpreter(7) else {
         return;
     };
-    let spinner = start_spinner(&python);
+    let spinner = start_spinner(&python, 0);
     let (report, dump) = observe(&[spinner.pid]);
     let notices = report["notices"].as_array().unwrap();
     assert_eq!(notices.len(), 1, "{notices:?}");

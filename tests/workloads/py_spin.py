@@ -1,4 +1,4 @@
-# A thread named "py-spinner" spins in outer -> middle -> inner. Prints
+# A thread named "py-spinner" spins in deep -> outer -> middle -> inner. Prints
 # "ready pid=<pid> tid=<tid>" once it runs, then lives until stdin reaches EOF.
 # Works on every CPython from 3.6 (threading.get_native_id needs 3.8; older ones
 # report the pid as the tid, which the tests for them do not use).
@@ -16,7 +16,12 @@ def middle():
 def outer():
     middle()  # LINE outer
 
-t = threading.Thread(target=outer, name="py-spinner", daemon=True)
+def deep(n):
+    return outer() if n == 0 else deep(n - 1)  # LINE deep
+
+# Optional argument: spin below that many extra `deep` frames.
+depth = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+t = threading.Thread(target=deep, args=(depth,), name="py-spinner", daemon=True)
 t.start()
 entered.wait()
 print("ready pid=%d tid=%d" % (os.getpid(), getattr(t, "native_id", os.getpid())), flush=True)
