@@ -13,7 +13,7 @@ use std::{
 
 use probe_common::{
     Counter, CpuState, SampleEvent, SyscallCache, ThreadStats, SAMPLE_KERNEL_STACK_ERROR,
-    SAMPLE_PY_TRUNCATED, SAMPLE_USER_STACK_ERROR, SYSCALL_CACHE_WAYS,
+    SAMPLE_PY_TRUNCATED, SAMPLE_PY_WALKED, SAMPLE_USER_STACK_ERROR, SYSCALL_CACHE_WAYS,
 };
 
 mod python;
@@ -308,7 +308,7 @@ fn drain_samples(
         let user_leaf = (event.user_frames > 0).then_some(event.user_stack[0]);
         accumulator.observe_process(event.tgid, user_leaf);
         accumulator.add_sample(&event);
-        python.note_sample(event.tgid, event.tid);
+        python.note_sample(event.tgid, event.flags & SAMPLE_PY_WALKED != 0);
     }
     drop(ring);
     python.sync(&mut LiveSource, probe);

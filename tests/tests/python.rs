@@ -71,8 +71,12 @@ fn require_interpreter(minor: u8) -> Option<PathBuf> {
 
 /// Starts the script: its spinner runs below `depth` extra recursive frames.
 fn start_spinner(python: &Path, depth: u32) -> Workload {
+    start_script(python, &[&depth.to_string()])
+}
+
+fn start_script(python: &Path, args: &[&str]) -> Workload {
     let mut command = Command::new(python);
-    command.arg(script_path()).arg(depth.to_string());
+    command.arg(script_path()).args(args);
     Workload::start_command("py_spin.py", command, python.to_path_buf())
 }
 
@@ -221,6 +225,30 @@ fn deep_stack_is_bounded_and_truncated() {
         assert_eq!(names.len(), 128, "{names:?}");
         assert_eq!(names[..4], ["inner", "middle", "outer", "deep"]);
         assert!(names[3..].iter().all(|name| *name == "deep"), "{names:?}");
+    }
+}
+
+/// A thread that starts during the window (after discovery) gets its Python frames too:
+/// its first samples make the collector re-read the process's thread list.
+#[test]
+fn thread_started_during_the_window() {
+    if !require_bpf() {
+        return;
+    }
+    let Some(python) = require_interpreter(12) else {
+        return;
+    };
+    let process = start_script(&python, &["0", "late"]);
+    let (_, dump) = observe(&[process.pid]);
+    let spinner: Vec<&Value> = dump
+        .iter()
+        .filter(|line| line["tid"] != process.pid)
+        .collect();
+    assert!(!spinner.is_empty(), "{dump:#?}");
+    for stack in spinner {
+        let frames = stack["frames"].as_array().unwrap();
+        assert_eq!(frames[0]["qualname"], "inner", "{stack:#}");
+        assert_eq!(frames[0]["line"], marker_line("inner"), "{stack:#}");
     }
 }
 

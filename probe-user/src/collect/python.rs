@@ -3,11 +3,11 @@
 //! A process is discovered once, at its first sample (or right after attach for `-p`
 //! targets); the answer is cached either way, so a non-Python process costs one read of its
 //! `/proc/PID/maps` per window. A Python process gets its layout into `PY_PROCS` and its
-//! threads' thread states into `PY_THREADS`; a sample from one of its threads the kernel
-//! does not know yet (started during the window) re-reads its thread list, at most once per
-//! [`THREADS_REFRESH_INTERVAL`].
+//! threads' thread states into `PY_THREADS`; a sample of it the kernel did not walk (its
+//! thread is missing from `PY_THREADS`: started during the window, or its tid was reused)
+//! re-reads its thread list, at most once per [`THREADS_REFRESH_INTERVAL`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use probe_common::PyLayoutKernel;
@@ -48,8 +48,7 @@ enum State {
     Python {
         /// Boxed: a layout is large and most processes are `Other`.
         process: Box<PythonProcess>,
-        /// Threads already in `PY_THREADS`.
-        tids: HashSet<u32>,
+        /// When its threads were last written to `PY_THREADS`.
         refreshed: Instant,
     },
     /// Not Python, gone, or unusable: never looked at again this window.
@@ -73,13 +72,14 @@ impl PythonTracker {
         }
     }
 
-    /// Notes a sample of thread `tid` of process `tgid` (cheap: no I/O).
-    pub fn note_sample(&mut self, tgid: u32, tid: u32) {
+    /// Notes a sample of process `tgid`; `python_walked`: the kernel knew its thread
+    /// (`SAMPLE_PY_WALKED`). Cheap: no I/O.
+    pub fn note_sample(&mut self, tgid: u32, python_walked: bool) {
         match self.states.get(&tgid) {
             None => {
                 self.to_discover.insert(tgid);
             }
-            Some(State::Python { tids, .. }) if !tids.contains(&tid) => {
+            Some(State::Python { .. }) if !python_walked => {
                 self.to_refresh.insert(tgid);
             }
             Some(_) => {}
@@ -93,16 +93,11 @@ impl PythonTracker {
             self.states.insert(pid, state);
         }
         for pid in std::mem::take(&mut self.to_refresh) {
-            if let Some(State::Python {
-                process,
-                tids,
-                refreshed,
-            }) = self.states.get_mut(&pid)
-            {
+            if let Some(State::Python { process, refreshed }) = self.states.get_mut(&pid) {
                 if refreshed.elapsed() >= THREADS_REFRESH_INTERVAL {
                     *refreshed = Instant::now();
                     // The process may have exited: its known threads stay as they are.
-                    let _ = add_threads(process, tids, source, maps);
+                    let _ = add_threads(process, source, maps);
                 }
             }
         }
@@ -130,15 +125,13 @@ impl PythonTracker {
         if let Err(err) = maps.add_process(pid, &layout) {
             return self.unavailable(format!("process {pid}: {err}"));
         }
-        let mut tids = HashSet::new();
-        if let Err(err) = add_threads(&process, &mut tids, source, maps) {
+        if let Err(err) = add_threads(&process, source, maps) {
             return self.unavailable(format!(
                 "process {pid}: failed to read its thread states: {err}"
             ));
         }
         State::Python {
             process: Box::new(process),
-            tids,
             refreshed: Instant::now(),
         }
     }
@@ -168,18 +161,17 @@ impl PythonTracker {
     }
 }
 
-/// Adds the threads of `process` not in `tids` to the kernel's map.
+/// Writes every thread of `process` to the kernel's map (again, for those already there:
+/// a reused tid gets its new thread state).
 fn add_threads(
     process: &PythonProcess,
-    tids: &mut HashSet<u32>,
     source: &mut dyn PythonSource,
     maps: &mut dyn PythonMaps,
 ) -> Result<(), MemoryError> {
     for thread in source.threads(process)? {
-        let Some(tid) = thread.tid else { continue };
-        // A full map loses this thread's Python frames only; its samples stay.
-        if !tids.contains(&tid) && maps.add_thread(tid, thread.tstate).is_ok() {
-            tids.insert(tid);
+        if let Some(tid) = thread.tid {
+            // A full map loses this thread's Python frames only; its samples stay.
+            let _ = maps.add_thread(tid, thread.tstate);
         }
     }
     Ok(())
@@ -260,7 +252,7 @@ mod tests {
         };
         for _ in 0..3 {
             for pid in [1, 2, 3] {
-                tracker.note_sample(pid, pid);
+                tracker.note_sample(pid, pid == 1);
             }
             sync(&mut tracker, &mut fake);
         }
@@ -288,7 +280,7 @@ mod tests {
         sync(&mut tracker, &mut fake);
         fake.threads.push(thread(12, 0xc0));
         for _ in 0..5 {
-            tracker.note_sample(1, 12);
+            tracker.note_sample(1, false);
             sync(&mut tracker, &mut fake);
         }
         // Discovery read the list once; the refresh is not due yet.
@@ -296,11 +288,12 @@ mod tests {
         if let Some(State::Python { refreshed, .. }) = tracker.states.get_mut(&1) {
             *refreshed -= THREADS_REFRESH_INTERVAL;
         }
-        tracker.note_sample(1, 12);
+        tracker.note_sample(1, false);
         sync(&mut tracker, &mut fake);
         assert_eq!(fake.thread_reads, 2);
-        assert_eq!(fake.added, [(1, 0xa0), (12, 0xc0)]);
-        tracker.note_sample(1, 12);
+        assert_eq!(fake.added, [(1, 0xa0), (1, 0xa0), (12, 0xc0)]);
+        // Samples the kernel walked need nothing.
+        tracker.note_sample(1, true);
         assert!(tracker.to_refresh.is_empty());
     }
 }
