@@ -32,6 +32,8 @@ pub mod names {
     pub const TARGET_PIDS: &str = "TARGET_PIDS";
     pub const WINDOW: &str = "WINDOW";
     pub const SYSCALL_CACHE: &str = "SYSCALL_CACHE";
+    pub const PY_PROCS: &str = "PY_PROCS";
+    pub const PY_THREADS: &str = "PY_THREADS";
 
     pub const PROG_SAMPLE: &str = "sample_stack";
     pub const PROG_SCHED_SWITCH: &str = "sched_switch";
@@ -54,6 +56,13 @@ pub const SAMPLE_USER_STACK_ERROR: u32 = 1 << 0;
 /// `SampleEvent::flags`: `bpf_get_stack` failed for the kernel stack.
 pub const SAMPLE_KERNEL_STACK_ERROR: u32 = 1 << 1;
 
+/// `SampleEvent::flags`: the thread has a Python thread state and its Python frames were
+/// walked: `py_frames` holds them (possibly none).
+pub const SAMPLE_PY_WALKED: u32 = 1 << 2;
+/// `SampleEvent::flags`: the Python walk stopped before the outermost frame (depth bound
+/// hit, a frame linking to itself, or a read failed mid-chain).
+pub const SAMPLE_PY_TRUNCATED: u32 = 1 << 3;
+
 /// One on-CPU stack sample, sent through the `SAMPLES` ring buffer.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -68,8 +77,84 @@ pub struct SampleEvent {
     pub user_frames: u32,
     /// Valid frames in `kernel_stack`, innermost first. Zero when the sample hit user mode.
     pub kernel_frames: u32,
+    /// Valid frames in `py_frames`, innermost first (see `SAMPLE_PY_WALKED`).
+    pub py_frames_len: u32,
+    pub _pad: u32,
     pub user_stack: [u64; MAX_STACK_DEPTH],
     pub kernel_stack: [u64; MAX_STACK_DEPTH],
+    pub py_frames: [PyFrameRecord; PY_MAX_FRAMES],
+}
+
+/// Deepest Python stack (in frames, shims not counted) recorded per sample.
+pub const PY_MAX_FRAMES: usize = 128;
+/// Most frame links the kernel follows per sample, counting skipped shim frames.
+pub const PY_MAX_STEPS: usize = 2 * PY_MAX_FRAMES;
+/// Python processes whose layout the kernel holds (`PY_PROCS`).
+pub const PY_MAX_PROCS: u32 = 1024;
+/// Python threads whose thread state the kernel knows (`PY_THREADS`).
+pub const PY_MAX_THREADS: u32 = 16_384;
+/// Most bytes of one frame struct the kernel reads per frame, in one read: the span from the
+/// first to the last field it needs (see [`PyLayoutKernel::frame_read_start`]).
+pub const PY_FRAME_READ_BYTES: u32 = 128;
+/// [`PyLayoutKernel`] value of an offset the version does not have.
+pub const PY_ABSENT: u32 = u32::MAX;
+
+/// What a frame's instruction field holds (`PyLayoutKernel::instr_kind`), and so how the
+/// kernel turns it into a bytecode byte offset.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PyInstrKind {
+    /// `int f_lasti`, a byte offset (3.8–3.9).
+    LastiBytes = 0,
+    /// `int f_lasti`, in 2-byte code units (3.10).
+    LastiCodeUnits = 1,
+    /// `_Py_CODEUNIT *prev_instr` (3.11–3.12).
+    PrevInstrPtr = 2,
+    /// `_Py_CODEUNIT *instr_ptr` (3.13).
+    InstrPtr = 3,
+}
+
+/// The offsets the kernel's Python frame walk needs, per process (`PY_PROCS`, keyed by
+/// tgid). Built in userspace from the full layout; frame field offsets are relative to the
+/// start of the frame struct, and all lie within
+/// `frame_read_start .. frame_read_start + frame_read_len`, which is read in one go.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PyLayoutKernel {
+    /// `PyThreadState.frame` / `.cframe` / `.current_frame`.
+    pub tstate_frame: u32,
+    /// `_PyCFrame.current_frame` (3.11–3.12, the second hop), else [`PY_ABSENT`].
+    pub cframe_current_frame: u32,
+    /// First byte of the frame struct read per frame (a multiple of 8).
+    pub frame_read_start: u32,
+    /// Bytes read per frame (at most [`PY_FRAME_READ_BYTES`]).
+    pub frame_read_len: u32,
+    /// `f_back` / `previous` (8 bytes, 8-aligned).
+    pub frame_previous: u32,
+    /// `f_code` / `f_executable` (8 bytes, 8-aligned).
+    pub frame_code: u32,
+    /// `f_lasti` (4 bytes) or `prev_instr` / `instr_ptr` (8 bytes), see `instr_kind`.
+    pub frame_instr: u32,
+    /// A [`PyInstrKind`] value.
+    pub instr_kind: u32,
+    /// `_PyInterpreterFrame.owner` (one byte), or [`PY_ABSENT`] when shims need no check.
+    pub frame_owner: u32,
+    /// The owner value of a shim frame (`FRAME_OWNED_BY_CSTACK`, 3.12+).
+    pub owned_by_cstack: u32,
+    /// `PyCodeObject.co_code_adaptive` (3.11+), else 0.
+    pub code_code_adaptive: u32,
+    pub _pad: u32,
+}
+
+/// One Python frame as the kernel records it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PyFrameRecord {
+    /// Address of the `PyCodeObject`.
+    pub code: u64,
+    /// Byte offset of the current instruction in the code's bytecode.
+    pub offset: u32,
+    pub _pad: u32,
 }
 
 /// Per-thread scheduler statistics (`THREAD_STATS`, keyed by tid).
@@ -165,6 +250,8 @@ mod pod {
     unsafe impl aya::Pod for super::CpuState {}
     // SAFETY: as above (`_pad` makes the trailing padding explicit).
     unsafe impl aya::Pod for super::SyscallCache {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PyLayoutKernel {}
 }
 
 #[cfg(test)]
@@ -174,7 +261,12 @@ mod tests {
 
     #[test]
     fn records_have_no_padding() {
-        assert_eq!(size_of::<SampleEvent>(), 32 + 2 * 8 * MAX_STACK_DEPTH);
+        assert_eq!(
+            size_of::<SampleEvent>(),
+            40 + 2 * 8 * MAX_STACK_DEPTH + 16 * PY_MAX_FRAMES
+        );
+        assert_eq!(size_of::<PyFrameRecord>(), 16);
+        assert_eq!(size_of::<PyLayoutKernel>(), 12 * 4);
         assert_eq!(size_of::<ThreadStats>(), 8 * 3 + 4 * 2 + 16);
         assert_eq!(size_of::<SyscallKey>(), 16);
         assert_eq!(size_of::<CpuState>(), 24);

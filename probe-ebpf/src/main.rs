@@ -18,10 +18,13 @@ use aya_ebpf::{
     EbpfContext,
 };
 use probe_common::{
-    Counter, CpuState, SampleEvent, SyscallCache, SyscallKey, ThreadStats, MAX_STACK_DEPTH,
-    MAX_SYSCALL_KEYS, MAX_TARGET_PIDS, MAX_THREADS, SAMPLE_KERNEL_STACK_ERROR, SAMPLE_RING_BYTES,
-    SAMPLE_USER_STACK_ERROR, SYSCALL_CACHE_WAYS, WINDOW_END_SLOT, WINDOW_START_SLOT,
+    Counter, CpuState, PyLayoutKernel, SampleEvent, SyscallCache, SyscallKey, ThreadStats,
+    MAX_STACK_DEPTH, MAX_SYSCALL_KEYS, MAX_TARGET_PIDS, MAX_THREADS, PY_MAX_PROCS, PY_MAX_THREADS,
+    SAMPLE_KERNEL_STACK_ERROR, SAMPLE_RING_BYTES, SAMPLE_USER_STACK_ERROR, SYSCALL_CACHE_WAYS,
+    WINDOW_END_SLOT, WINDOW_START_SLOT,
 };
+
+mod python;
 
 /// Non-zero: only processes in `TARGET_PIDS` are observed. Set at load time.
 #[no_mangle]
@@ -50,6 +53,14 @@ static WINDOW: Array<u64> = Array::with_max_entries(2, 0);
 
 #[map]
 static TARGET_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TARGET_PIDS, 0);
+
+/// Python processes in scope: the offsets their frame walk needs (filled by userspace).
+#[map]
+static PY_PROCS: HashMap<u32, PyLayoutKernel> = HashMap::with_max_entries(PY_MAX_PROCS, 0);
+
+/// Python threads: tid -> address of its `PyThreadState` (filled by userspace).
+#[map]
+static PY_THREADS: HashMap<u32, u64> = HashMap::with_max_entries(PY_MAX_THREADS, 0);
 
 const TASK_RUNNING: u32 = 0;
 const STACK_BYTES: u32 = (MAX_STACK_DEPTH * size_of::<u64>()) as u32;
@@ -136,7 +147,8 @@ pub fn sample_stack(ctx: PerfEventContext) -> u32 {
     let event = entry.as_mut_ptr();
     // SAFETY: `event` points at a reserved ring-buffer record of the right size that only
     // this program writes until it is submitted; the stack buffers are written by the helper
-    // with their exact size.
+    // with their exact size. The Python maps' values are plain integers, valid for the whole
+    // run of the program (map values are RCU protected).
     unsafe {
         (*event).tgid = tgid;
         (*event).tid = tid;
@@ -162,6 +174,13 @@ pub fn sample_stack(ctx: PerfEventContext) -> u32 {
         (*event).user_frames = frames(user);
         if user < 0 {
             flags |= SAMPLE_USER_STACK_ERROR;
+        }
+        (*event).py_frames_len = 0;
+        (*event)._pad = 0;
+        if let Some(&tstate) = PY_THREADS.get(tid) {
+            if let Some(layout) = PY_PROCS.get(tgid) {
+                flags |= python::walk(event, layout, tstate);
+            }
         }
         (*event).flags = flags;
     }
@@ -240,6 +259,9 @@ pub fn sched_process_exit(_ctx: BtfTracePointContext) -> u32 {
         // SAFETY: see `sched_switch`.
         unsafe { (*stats).exited = 1 };
     }
+    // A reused tid must not inherit this thread's (freed) Python thread state. Absent
+    // entries are the common case: the error is not a problem.
+    let _ = PY_THREADS.remove(tid);
     0
 }
 

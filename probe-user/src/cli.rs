@@ -52,6 +52,11 @@ pub struct SpinArgs {
     /// time to attach, and each kernel program's run time and count.
     #[arg(long, hide = true)]
     pub self_stats: bool,
+
+    /// Write the Python frames the kernel recorded, resolved to names and lines, as JSON
+    /// lines to FILE (a debug view for the tests; the reports do not show them yet).
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub dump_python_frames: Option<std::path::PathBuf>,
 }
 
 /// What `probe spin` was asked to do, free of clap.
@@ -64,6 +69,7 @@ pub struct SpinOptions {
     pub json: bool,
     pub top: usize,
     pub self_stats: bool,
+    pub dump_python_frames: Option<std::path::PathBuf>,
 }
 
 impl From<&SpinArgs> for SpinOptions {
@@ -79,6 +85,7 @@ impl From<&SpinArgs> for SpinOptions {
             json: args.json,
             top: args.top as usize,
             self_stats: args.self_stats,
+            dump_python_frames: args.dump_python_frames.clone(),
         }
     }
 }

@@ -13,8 +13,12 @@ use std::{
 
 use probe_common::{
     Counter, CpuState, SampleEvent, SyscallCache, ThreadStats, SAMPLE_KERNEL_STACK_ERROR,
-    SAMPLE_USER_STACK_ERROR, SYSCALL_CACHE_WAYS,
+    SAMPLE_PY_TRUNCATED, SAMPLE_PY_WALKED, SAMPLE_USER_STACK_ERROR, SYSCALL_CACHE_WAYS,
 };
+
+mod python;
+
+pub use python::{LiveSource, PythonMaps, PythonSource, PythonTracker};
 
 use crate::{
     loader::{monotonic_ns, LoadError, Probe},
@@ -50,10 +54,16 @@ impl Accumulator {
     pub fn add_sample(&mut self, event: &SampleEvent) {
         let user_frames = (event.user_frames as usize).min(event.user_stack.len());
         let kernel_frames = (event.kernel_frames as usize).min(event.kernel_stack.len());
+        let py_frames = (event.py_frames_len as usize).min(event.py_frames.len());
         let stack = RawStack {
             user: event.user_stack[..user_frames].to_vec(),
             kernel: event.kernel_stack[..kernel_frames].to_vec(),
             user_error: event.flags & SAMPLE_USER_STACK_ERROR != 0,
+            python: event.py_frames[..py_frames]
+                .iter()
+                .map(|frame| (frame.code, frame.offset))
+                .collect(),
+            python_truncated: event.flags & SAMPLE_PY_TRUNCATED != 0,
         };
         let thread = self.thread(event.tid, event.tgid);
         if kernel_frames > 0 || event.flags & SAMPLE_KERNEL_STACK_ERROR != 0 {
@@ -239,6 +249,12 @@ pub async fn record(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<Recording, LoadError> {
     let mut accumulator = Accumulator::default();
+    let mut python = PythonTracker::default();
+    // `-p` targets are known now: their Python frames are walked from the first sample.
+    for &pid in target_pids {
+        python.track(pid);
+    }
+    python.sync(&mut LiveSource, probe);
     let countdown = Countdown::new(duration);
     // The window opened when the loader wrote its start; count the deadline from there.
     let opened_ago = Duration::from_nanos(monotonic_ns().saturating_sub(probe.window_start_ns));
@@ -250,7 +266,7 @@ pub async fn record(
             _ = tokio::time::sleep_until(deadline) => break WindowEnd::Elapsed,
             _ = &mut stop => break WindowEnd::Interrupted,
             _ = tick.tick() => {
-                drain_samples(probe, &mut accumulator)?;
+                drain_samples(probe, &mut accumulator, &mut python)?;
                 countdown.show();
             }
         }
@@ -259,9 +275,11 @@ pub async fn record(
     let program_stats = probe.program_stats();
     probe.detach_all();
     countdown.clear();
-    drain_samples(probe, &mut accumulator)?;
+    drain_samples(probe, &mut accumulator, &mut python)?;
     read_aggregates(probe, &mut accumulator, end_ns)?;
     let recording = Recording {
+        notices: python.take_notices(),
+        python: python.processes(),
         window: Window {
             requested_ns: duration.as_nanos() as u64,
             duration_ns: end_ns.saturating_sub(probe.window_start_ns),
@@ -277,7 +295,11 @@ pub async fn record(
     Ok(accumulator.finish(recording))
 }
 
-fn drain_samples(probe: &mut Probe, accumulator: &mut Accumulator) -> Result<(), LoadError> {
+fn drain_samples(
+    probe: &mut Probe,
+    accumulator: &mut Accumulator,
+    python: &mut PythonTracker,
+) -> Result<(), LoadError> {
     let mut ring = probe.samples()?;
     while let Some(item) = ring.next() {
         let Some(event) = read_sample(&item) else {
@@ -286,7 +308,10 @@ fn drain_samples(probe: &mut Probe, accumulator: &mut Accumulator) -> Result<(),
         let user_leaf = (event.user_frames > 0).then_some(event.user_stack[0]);
         accumulator.observe_process(event.tgid, user_leaf);
         accumulator.add_sample(&event);
+        python.note_sample(event.tgid, event.flags & SAMPLE_PY_WALKED != 0);
     }
+    drop(ring);
+    python.sync(&mut LiveSource, probe);
     Ok(())
 }
 
@@ -389,7 +414,7 @@ impl Countdown {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use probe_common::MAX_STACK_DEPTH;
+    use probe_common::{PyFrameRecord, MAX_STACK_DEPTH, PY_MAX_FRAMES};
 
     fn sample(tid: u32, user: &[u64], kernel: &[u64]) -> SampleEvent {
         let mut event = SampleEvent {
@@ -400,8 +425,11 @@ mod tests {
             ktime_ns: 0,
             user_frames: user.len() as u32,
             kernel_frames: kernel.len() as u32,
+            py_frames_len: 0,
+            _pad: 0,
             user_stack: [0; MAX_STACK_DEPTH],
             kernel_stack: [0; MAX_STACK_DEPTH],
+            py_frames: [PyFrameRecord::default(); PY_MAX_FRAMES],
         };
         event.user_stack[..user.len()].copy_from_slice(user);
         event.kernel_stack[..kernel.len()].copy_from_slice(kernel);

@@ -11,12 +11,12 @@ use aya::{
     Btf, Ebpf, EbpfError, EbpfLoader,
 };
 use probe_common::{
-    names, CpuState, SampleEvent, SyscallCache, SyscallKey, ThreadStats, WINDOW_END_SLOT,
-    WINDOW_START_SLOT,
+    names, CpuState, PyLayoutKernel, SampleEvent, SyscallCache, SyscallKey, ThreadStats,
+    WINDOW_END_SLOT, WINDOW_START_SLOT,
 };
 use thiserror::Error;
 
-use crate::model::ProgramStats;
+use crate::{collect::PythonMaps, model::ProgramStats};
 
 /// The compiled kernel programs, built by build.rs for bpfel-unknown-none.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probe"));
@@ -283,6 +283,30 @@ impl Probe {
     }
 }
 
+impl PythonMaps for Probe {
+    fn add_process(&mut self, pid: u32, layout: &PyLayoutKernel) -> Result<(), String> {
+        let map = self
+            .ebpf_map(names::PY_PROCS)
+            .map_err(|err| err.to_string())?;
+        let mut procs: BpfHashMap<_, u32, PyLayoutKernel> =
+            BpfHashMap::try_from(map).map_err(|err| err.to_string())?;
+        procs
+            .insert(pid, layout, 0)
+            .map_err(|err| format!("failed to add it to the kernel's Python map: {err}"))
+    }
+
+    fn add_thread(&mut self, tid: u32, tstate: u64) -> Result<(), String> {
+        let map = self
+            .ebpf_map(names::PY_THREADS)
+            .map_err(|err| err.to_string())?;
+        let mut threads: BpfHashMap<_, u32, u64> =
+            BpfHashMap::try_from(map).map_err(|err| err.to_string())?;
+        threads
+            .insert(tid, tstate, 0)
+            .map_err(|err| format!("failed to add thread {tid} to the kernel's Python map: {err}"))
+    }
+}
+
 impl Drop for Probe {
     fn drop(&mut self) {
         self.detach_all();
@@ -348,8 +372,9 @@ mod tests {
 
     #[test]
     fn ring_buffer_scales_with_cpus_and_rate() {
-        assert_eq!(sample_ring_bytes(2, 99), 256 << 10);
-        assert_eq!(sample_ring_bytes(16, 999), 16 << 20);
+        // A sample is ~4 KiB (native stacks and Python frames).
+        assert_eq!(sample_ring_bytes(2, 99), 512 << 10);
+        assert_eq!(sample_ring_bytes(16, 999), 32 << 20);
         assert_eq!(sample_ring_bytes(1024, 10_000), 64 << 20);
         for (cpus, hz) in [(1, 1), (3, 99), (7, 1234)] {
             assert!(sample_ring_bytes(cpus, hz).is_power_of_two());

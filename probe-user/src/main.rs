@@ -9,7 +9,7 @@ use probe_user::{
     collect,
     loader::{LoadOptions, Probe},
     model::Recording,
-    preflight, report, symbolize,
+    preflight, python, report, symbolize,
 };
 
 fn main() -> ExitCode {
@@ -55,6 +55,9 @@ fn spin(options: &SpinOptions, started: Instant) -> anyhow::Result<()> {
         anyhow::Ok((recording, attached))
     })?;
     let (recording, attached) = recording;
+    if let Some(path) = &options.dump_python_frames {
+        dump_python_frames(&recording, path)?;
+    }
     if options.self_stats {
         let stats = serde_json::json!({
             "attach_secs": attached.as_secs_f64(),
@@ -78,6 +81,13 @@ fn spin(options: &SpinOptions, started: Instant) -> anyhow::Result<()> {
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
         .context("failed to write the report to stdout")
+}
+
+fn dump_python_frames(recording: &Recording, path: &std::path::Path) -> anyhow::Result<()> {
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("failed to create {}", path.display()))?;
+    python::dump::write(recording, &mut std::io::BufWriter::new(file))
+        .with_context(|| format!("failed to write {}", path.display()))
 }
 
 /// Drops the stacks of threads the report will not describe, so only those get symbolized.

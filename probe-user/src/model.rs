@@ -59,6 +59,11 @@ pub struct RawStack {
     pub kernel: Vec<u64>,
     /// The kernel could not read the user stack at all.
     pub user_error: bool,
+    /// Python frames recorded by the kernel, innermost first: (code object address,
+    /// bytecode byte offset). Empty for non-Python threads.
+    pub python: Vec<(u64, u32)>,
+    /// The kernel's Python walk stopped before the outermost frame.
+    pub python_truncated: bool,
 }
 
 /// Per-thread data before symbolization.
@@ -99,6 +104,9 @@ pub struct Recording {
     pub process_maps: BTreeMap<u32, crate::procmaps::ProcessMaps>,
     /// Cost of each kernel program, read just before detaching.
     pub program_stats: Vec<ProgramStats>,
+    /// The CPython processes whose frames the kernel walked, by pid: what turns their
+    /// [`RawStack::python`] frames into names and lines.
+    pub python: BTreeMap<u32, crate::python::discover::PythonProcess>,
 }
 
 /// Which side of the system call boundary a frame belongs to.

@@ -60,8 +60,10 @@
 pub mod code;
 pub mod dict;
 pub mod discover;
+pub mod dump;
 pub mod elf;
 pub mod frames;
+pub mod kernel;
 mod layouts;
 pub mod linetable;
 pub mod long;

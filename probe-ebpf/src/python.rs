@@ -1,0 +1,207 @@
+//! The kernel half of Python frames: walk a thread's CPython frames at sample time and
+//! record `(code address, bytecode byte offset)` per frame into the sample. It reproduces
+//! `probe-user/src/python/frames.rs` (the reference): shims skipped without being counted,
+//! bounded, stopping at a frame linking to itself.
+//!
+//! Verifier notes: the loop is bounded ([`PY_MAX_STEPS`]); the frame count lives in the
+//! ring-buffer record and is re-read through a volatile load each time, so the verifier
+//! sees an unknown (masked) index rather than one constant per path, and the paths that
+//! record a frame and those that skip one converge at the loop head (a few dozen
+//! instructions per step instead of one state per (step, count) pair).
+
+use core::{
+    ffi::c_void,
+    ptr::{addr_of, addr_of_mut, read_volatile, write_volatile},
+};
+
+use aya_ebpf::{helpers::generated::bpf_probe_read_user, macros::map, maps::PerCpuArray};
+use probe_common::{
+    PyInstrKind, PyLayoutKernel, SampleEvent, PY_ABSENT, PY_FRAME_READ_BYTES, PY_MAX_FRAMES,
+    PY_MAX_STEPS, SAMPLE_PY_TRUNCATED, SAMPLE_PY_WALKED,
+};
+
+/// Words of one frame read.
+const READ_WORDS: usize = PY_FRAME_READ_BYTES as usize / 8;
+
+/// Per-CPU buffer for one frame's fields (too big for the 512-byte BPF stack budget along
+/// with the rest of the sampler).
+#[map]
+static PY_SCRATCH: PerCpuArray<[u64; READ_WORDS]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Where each needed field sits inside the words read per frame.
+#[derive(Clone, Copy)]
+struct Fields {
+    previous: usize,
+    code: usize,
+    instr: usize,
+    /// (word, bit shift) of the owner byte; `None` when shims need no check.
+    owner: Option<(usize, u64)>,
+    instr_shift: u64,
+    owned_by_cstack: u64,
+}
+
+impl Fields {
+    #[inline(always)]
+    fn new(layout: &PyLayoutKernel) -> Self {
+        let start = layout.frame_read_start;
+        let word = |offset: u32| (offset.wrapping_sub(start) as usize / 8) & (READ_WORDS - 1);
+        let shift = |offset: u32| u64::from(offset.wrapping_sub(start) % 8) * 8;
+        let owner = (layout.frame_owner != PY_ABSENT)
+            .then(|| (word(layout.frame_owner), shift(layout.frame_owner)));
+        Fields {
+            previous: word(layout.frame_previous),
+            code: word(layout.frame_code),
+            instr: word(layout.frame_instr),
+            owner,
+            instr_shift: shift(layout.frame_instr),
+            owned_by_cstack: u64::from(layout.owned_by_cstack),
+        }
+    }
+}
+
+/// Reads a user-space `u64` at `addr`.
+#[inline(always)]
+unsafe fn read_u64(addr: u64) -> Option<u64> {
+    let mut value = 0u64;
+    // SAFETY: the helper writes at most 8 bytes into `value` and fails softly on a bad
+    // address (the caller's contract covers nothing more).
+    let ret = unsafe {
+        bpf_probe_read_user(
+            addr_of_mut!(value).cast::<c_void>(),
+            8,
+            addr as *const c_void,
+        )
+    };
+    (ret == 0).then_some(value)
+}
+
+/// The thread's innermost frame (0: none): `tstate->frame`, then `->current_frame` on
+/// 3.11–3.12.
+#[inline(always)]
+unsafe fn first_frame(layout: &PyLayoutKernel, tstate: u64) -> Option<u64> {
+    // SAFETY: user-space reads through the helper, which fails softly.
+    let frame = unsafe { read_u64(tstate.wrapping_add(u64::from(layout.tstate_frame)))? };
+    if layout.cframe_current_frame == PY_ABSENT || frame == 0 {
+        return Some(frame);
+    }
+    // SAFETY: as above.
+    unsafe { read_u64(frame.wrapping_add(u64::from(layout.cframe_current_frame))) }
+}
+
+/// Walks the Python frames of the thread whose `PyThreadState` is at `tstate` into
+/// `event.py_frames` (`py_frames_len` must be 0) and returns the `SAMPLE_PY_*` flags.
+///
+/// # Safety
+/// `event` must point at a reserved ring-buffer record that only this program writes.
+#[inline(always)]
+pub unsafe fn walk(event: *mut SampleEvent, layout: &PyLayoutKernel, tstate: u64) -> u32 {
+    // SAFETY: forwarded from the caller; user memory is only read through the helper.
+    let Some(mut frame) = (unsafe { first_frame(layout, tstate) }) else {
+        return SAMPLE_PY_WALKED | SAMPLE_PY_TRUNCATED;
+    };
+    let Some(scratch) = PY_SCRATCH.get_ptr_mut(0) else {
+        return SAMPLE_PY_WALKED | SAMPLE_PY_TRUNCATED;
+    };
+    let len = layout.frame_read_len;
+    if len == 0 || len > PY_FRAME_READ_BYTES {
+        return SAMPLE_PY_WALKED | SAMPLE_PY_TRUNCATED;
+    }
+    for _ in 0..PY_MAX_STEPS {
+        if frame == 0 {
+            return SAMPLE_PY_WALKED;
+        }
+        // Re-read every step (volatile): what the verifier learns about a field on one
+        // path (e.g. `instr_kind == 1`) then dies with the step instead of splitting every
+        // later step into one state per value (see the module doc).
+        // SAFETY: `layout` is a live map value of the right type.
+        let layout = unsafe { read_volatile(layout) };
+        let start = u64::from(layout.frame_read_start);
+        let fields = Fields::new(&layout);
+        // SAFETY: `scratch` is this CPU's buffer of PY_FRAME_READ_BYTES >= `len` bytes.
+        let read = unsafe {
+            bpf_probe_read_user(
+                scratch.cast::<c_void>(),
+                len,
+                frame.wrapping_add(start) as *const c_void,
+            )
+        };
+        if read != 0 {
+            return SAMPLE_PY_WALKED | SAMPLE_PY_TRUNCATED;
+        }
+        // SAFETY: `scratch` is valid (above); indexes are masked to its length.
+        let words = unsafe { &*scratch };
+        let previous = word(words, fields.previous);
+        let code = word(words, fields.code);
+        let shim = match fields.owner {
+            Some((at, shift)) => (word(words, at) >> shift) & 0xff == fields.owned_by_cstack,
+            None => false,
+        };
+        if !shim && code != 0 {
+            let instr = word(words, fields.instr) >> fields.instr_shift;
+            let adaptive = u64::from(layout.code_code_adaptive);
+            let offset = instr_offset(layout.instr_kind, code, adaptive, instr);
+            // SAFETY: forwarded from the caller.
+            if !unsafe { record(event, code, offset) } {
+                return SAMPLE_PY_WALKED | SAMPLE_PY_TRUNCATED;
+            }
+        }
+        if previous == frame {
+            return SAMPLE_PY_WALKED | SAMPLE_PY_TRUNCATED;
+        }
+        frame = previous;
+    }
+    if frame == 0 {
+        SAMPLE_PY_WALKED
+    } else {
+        SAMPLE_PY_WALKED | SAMPLE_PY_TRUNCATED
+    }
+}
+
+/// Word `index` of a frame read (masked, so no bounds check can panic).
+#[inline(always)]
+fn word(words: &[u64; READ_WORDS], index: usize) -> u64 {
+    words[index & (READ_WORDS - 1)]
+}
+
+/// Appends one frame; false when [`PY_MAX_FRAMES`] are already recorded.
+///
+/// # Safety
+/// As [`walk`].
+#[inline(always)]
+unsafe fn record(event: *mut SampleEvent, code: u64, offset: u32) -> bool {
+    // SAFETY: the caller's record; volatile so the count is re-read from memory (see the
+    // module doc), and the index is checked and masked to the array's length.
+    unsafe {
+        let len = read_volatile(addr_of!((*event).py_frames_len));
+        if len as usize >= PY_MAX_FRAMES {
+            return false;
+        }
+        let slot = addr_of_mut!((*event).py_frames[len as usize & (PY_MAX_FRAMES - 1)]);
+        (*slot).code = code;
+        (*slot).offset = offset;
+        (*slot)._pad = 0;
+        write_volatile(addr_of_mut!((*event).py_frames_len), len + 1);
+    }
+    true
+}
+
+/// The bytecode byte offset a frame's instruction field (shifted to its first byte)
+/// stands for, as `frames.rs` computes it: "not started" (negative) clamps to 0.
+#[inline(always)]
+fn instr_offset(kind: u32, code: u64, adaptive: u64, instr: u64) -> u32 {
+    let lasti = i64::from(instr as u32 as i32);
+    let offset = if kind == PyInstrKind::LastiBytes as u32 {
+        lasti
+    } else if kind == PyInstrKind::LastiCodeUnits as u32 {
+        lasti * 2
+    } else {
+        instr.wrapping_sub(code.wrapping_add(adaptive)) as i64
+    };
+    if offset < 0 {
+        0
+    } else if offset > i64::from(u32::MAX) {
+        u32::MAX
+    } else {
+        offset as u32
+    }
+}

@@ -1,0 +1,295 @@
+//! Python frames recorded by the kernel at sample time, for every installed CPython
+//! 3.8–3.13: a thread spinning in `deep -> outer -> middle -> inner` must show exactly those
+//! frames, innermost first, with the lines of the loop and of the calls. The reports do
+//! not show Python frames yet, so the tests read probe's hidden `--dump-python-frames`
+//! output (frames resolved by probe through its code-object reader while the workload
+//! still runs).
+//!
+//! Interpreters come from pyenv (`$PYENV_ROOT` or `~/.pyenv`, `versions/3.X.*`). A missing
+//! one skips its test, except under `CI=true`, where it fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use probe_tests::{require_bpf, run_probe, spinning_thread, Workload};
+use serde_json::Value;
+
+const SCRIPT: &str = include_str!("../workloads/py_spin.py");
+
+fn script_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/py_spin.py")
+}
+
+/// The 1-based line of the script ending with `# LINE <marker>`.
+fn marker_line(marker: &str) -> u64 {
+    let suffix = format!("# LINE {marker}");
+    let index = SCRIPT
+        .lines()
+        .position(|line| line.ends_with(&suffix))
+        .unwrap_or_else(|| panic!("no {suffix:?} in the script"));
+    index as u64 + 1
+}
+
+fn pyenv_root() -> PathBuf {
+    match std::env::var_os("PYENV_ROOT") {
+        Some(root) => PathBuf::from(root),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".pyenv"),
+    }
+}
+
+/// `versions/3.<minor>.*/bin/python3.<minor>` under the pyenv root, newest patch first.
+fn interpreter(minor: u8) -> Option<PathBuf> {
+    let prefix = format!("3.{minor}.");
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir(pyenv_root().join("versions"))
+        .ok()?
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let patch = name.strip_prefix(&prefix)?.parse().ok()?;
+            let bin = entry.path().join(format!("bin/python3.{minor}"));
+            bin.exists().then_some((patch, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, bin)| bin)
+}
+
+/// The interpreter for 3.`minor`; `None` (after saying why) when the test should skip.
+fn require_interpreter(minor: u8) -> Option<PathBuf> {
+    let python = interpreter(minor);
+    if python.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but no pyenv CPython 3.{minor} under {}",
+            pyenv_root().display()
+        );
+        eprintln!("skipping: no pyenv CPython 3.{minor}");
+    }
+    python
+}
+
+/// Starts the script: its spinner runs below `depth` extra recursive frames.
+fn start_spinner(python: &Path, depth: u32) -> Workload {
+    start_script(python, &[&depth.to_string()])
+}
+
+fn start_script(python: &Path, args: &[&str]) -> Workload {
+    let mut command = Command::new(python);
+    command.arg(script_path()).args(args);
+    Workload::start_command("py_spin.py", command, python.to_path_buf())
+}
+
+/// A fresh path for a dump file.
+fn dump_path() -> PathBuf {
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNT.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("probe-py-dump-{}-{n}.jsonl", std::process::id()))
+}
+
+/// Runs `probe spin --json -p <pids> --dump-python-frames` and returns (report, dump lines).
+fn observe(pids: &[u32]) -> (Value, Vec<Value>) {
+    let dump = dump_path();
+    let pid_args: Vec<String> = pids.iter().map(u32::to_string).collect();
+    let mut args = vec!["spin", "--json", "-d", "2"];
+    for pid in &pid_args {
+        args.extend(["-p", pid.as_str()]);
+    }
+    let dump_arg = dump.to_string_lossy().into_owned();
+    args.extend(["--dump-python-frames", &dump_arg]);
+    let output = run_probe(&args);
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "probe printed invalid JSON ({e}):\n{}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    });
+    let text = std::fs::read_to_string(&dump)
+        .unwrap_or_else(|e| panic!("probe wrote no dump at {}: {e}", dump.display()));
+    let _ = std::fs::remove_file(&dump);
+    let lines = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    (report, lines)
+}
+
+fn check_version(minor: u8) {
+    if !require_bpf() {
+        return;
+    }
+    let Some(python) = require_interpreter(minor) else {
+        return;
+    };
+    let spinner = start_spinner(&python, 0);
+    let (report, dump) = observe(&[spinner.pid]);
+    assert_eq!(report["notices"], serde_json::json!([]), "3.{minor}");
+    let stacks: Vec<&Value> = dump
+        .iter()
+        .filter(|line| line["tid"] == spinner.tid)
+        .collect();
+    let samples: u64 = stacks.iter().map(|s| s["count"].as_u64().unwrap()).sum();
+    assert!(
+        samples >= 10,
+        "3.{minor}: {samples} samples of the spinner with Python frames; dump: {dump:#?}"
+    );
+    let file = script_path().to_string_lossy().into_owned();
+    let expected = [
+        ("inner", marker_line("inner")),
+        ("middle", marker_line("middle")),
+        ("outer", marker_line("outer")),
+        ("deep", marker_line("deep")),
+    ];
+    for stack in stacks {
+        assert_eq!(stack["truncated"], false, "3.{minor}: {stack:#}");
+        let frames = stack["frames"].as_array().unwrap();
+        assert!(frames.len() > expected.len(), "3.{minor}: {stack:#}");
+        for ((name, line), frame) in expected.iter().zip(frames) {
+            let got = (&frame["qualname"], &frame["file"], &frame["line"]);
+            assert_eq!(
+                got,
+                (
+                    &Value::from(*name),
+                    &Value::from(file.as_str()),
+                    &Value::from(*line)
+                ),
+                "3.{minor}: frame {frame} of {stack:#}"
+            );
+        }
+        // Below them: threading's Thread.run / _bootstrap_inner / _bootstrap.
+        let last = &frames[frames.len() - 1];
+        assert!(
+            last["qualname"]
+                .as_str()
+                .is_some_and(|q| q.ends_with("_bootstrap")),
+            "3.{minor}: outermost frame {last}"
+        );
+    }
+}
+
+#[test]
+fn python_3_8() {
+    check_version(8);
+}
+
+#[test]
+fn python_3_9() {
+    check_version(9);
+}
+
+#[test]
+fn python_3_10() {
+    check_version(10);
+}
+
+#[test]
+fn python_3_11() {
+    check_version(11);
+}
+
+#[test]
+fn python_3_12() {
+    check_version(12);
+}
+
+#[test]
+fn python_3_13() {
+    check_version(13);
+}
+
+/// The kernel records at most 128 frames (the innermost ones) and marks the rest as cut.
+#[test]
+fn deep_stack_is_bounded_and_truncated() {
+    if !require_bpf() {
+        return;
+    }
+    let Some(python) = require_interpreter(12) else {
+        return;
+    };
+    let spinner = start_spinner(&python, 300);
+    let (report, dump) = observe(&[spinner.pid]);
+    assert_eq!(report["notices"], serde_json::json!([]));
+    let stacks: Vec<&Value> = dump
+        .iter()
+        .filter(|line| line["tid"] == spinner.tid)
+        .collect();
+    assert!(!stacks.is_empty(), "{dump:#?}");
+    for stack in stacks {
+        assert_eq!(stack["truncated"], true, "{stack:#}");
+        let names: Vec<&str> = stack["frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|frame| frame["qualname"].as_str().unwrap_or("?"))
+            .collect();
+        assert_eq!(names.len(), 128, "{names:?}");
+        assert_eq!(names[..4], ["inner", "middle", "outer", "deep"]);
+        assert!(names[3..].iter().all(|name| *name == "deep"), "{names:?}");
+    }
+}
+
+/// A thread that starts during the window (after discovery) gets its Python frames too:
+/// its first samples make the collector re-read the process's thread list.
+#[test]
+fn thread_started_during_the_window() {
+    if !require_bpf() {
+        return;
+    }
+    let Some(python) = require_interpreter(12) else {
+        return;
+    };
+    let process = start_script(&python, &["0", "late"]);
+    let (_, dump) = observe(&[process.pid]);
+    let spinner: Vec<&Value> = dump
+        .iter()
+        .filter(|line| line["tid"] != process.pid)
+        .collect();
+    assert!(!spinner.is_empty(), "{dump:#?}");
+    for stack in spinner {
+        let frames = stack["frames"].as_array().unwrap();
+        assert_eq!(frames[0]["qualname"], "inner", "{stack:#}");
+        assert_eq!(frames[0]["line"], marker_line("inner"), "{stack:#}");
+    }
+}
+
+/// A native process in scope: its samples carry no Python frames and nothing complains.
+#[test]
+fn native_process_has_native_frames_only() {
+    if !require_bpf() {
+        return;
+    }
+    let native = Workload::start("spin_loop", &[]);
+    let (report, dump) = observe(&[native.pid]);
+    assert_eq!(report["notices"], serde_json::json!([]));
+    assert!(dump.is_empty(), "{dump:#?}");
+    let thread = spinning_thread(&report, native.tid);
+    assert!(
+        !thread["stacks"].as_array().unwrap().is_empty(),
+        "{thread:#}"
+    );
+}
+
+/// A Python the kernel walker does not support (3.7): one notice, native samples.
+#[test]
+fn unsupported_python_gets_one_notice() {
+    if !require_bpf() {
+        return;
+    }
+    let Some(python) = require_interpreter(7) else {
+        return;
+    };
+    let spinner = start_spinner(&python, 0);
+    let (report, dump) = observe(&[spinner.pid]);
+    let notices = report["notices"].as_array().unwrap();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    let notice = notices[0].as_str().unwrap();
+    assert!(
+        notice.contains(&format!("process {}", spinner.pid))
+            && notice.contains("Python frames unavailable"),
+        "{notice}"
+    );
+    assert!(dump.is_empty(), "{dump:#?}");
+    // 3.7 has no native thread ids: the process's busiest thread is the spinner.
+    let busy = report["spinning"].as_array().unwrap();
+    assert!(busy.iter().any(|t| t["pid"] == spinner.pid), "{report:#}");
+}
