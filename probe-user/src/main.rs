@@ -83,11 +83,20 @@ fn spin(options: &SpinOptions, started: Instant) -> anyhow::Result<()> {
         .context("failed to write the report to stdout")
 }
 
+/// Writes the dump next to `path` and renames it into place: never a half-written file.
 fn dump_python_frames(recording: &Recording, path: &std::path::Path) -> anyhow::Result<()> {
-    let file = std::fs::File::create(path)
-        .with_context(|| format!("failed to create {}", path.display()))?;
-    python::dump::write(recording, &mut std::io::BufWriter::new(file))
-        .with_context(|| format!("failed to write {}", path.display()))
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(format!(".partial.{}", std::process::id()));
+    let partial = std::path::PathBuf::from(partial);
+    let written = std::fs::File::create(&partial)
+        .and_then(|file| python::dump::write(recording, &mut std::io::BufWriter::new(file)))
+        .and_then(|()| std::fs::rename(&partial, path));
+    if let Err(err) = written {
+        // Nothing useful is left behind; the error below says what happened.
+        let _ = std::fs::remove_file(&partial);
+        return Err(err).with_context(|| format!("failed to write {}", path.display()));
+    }
+    Ok(())
 }
 
 /// Drops the stacks of threads the report will not describe, so only those get symbolized.
