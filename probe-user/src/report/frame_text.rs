@@ -3,7 +3,7 @@
 use std::fmt::{self, Display, Formatter};
 
 use super::human::Escaped;
-use super::schema::{LoopIn, StackFrame};
+use super::schema::StackFrame;
 use crate::model::FrameKind;
 
 /// `[k] ` before kernel frames; as wide in spaces before user frames so names line up.
@@ -27,19 +27,6 @@ pub(super) struct FrameText<'a> {
 
 impl<'a> From<&'a StackFrame> for FrameText<'a> {
     fn from(frame: &'a StackFrame) -> Self {
-        Self {
-            kind: frame.kind,
-            function: frame.function.as_deref(),
-            module: &frame.module,
-            module_offset: frame.module_offset,
-            file: frame.file.as_deref(),
-            line: frame.line,
-        }
-    }
-}
-
-impl<'a> From<&'a LoopIn> for FrameText<'a> {
-    fn from(frame: &'a LoopIn) -> Self {
         Self {
             kind: frame.kind,
             function: frame.function.as_deref(),

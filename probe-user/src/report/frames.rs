@@ -164,12 +164,7 @@ fn covered_by_inner<'a>(
 
 fn loop_in_from(frame: &Frame, share: f64) -> LoopIn {
     LoopIn {
-        kind: frame.kind,
-        function: frame.function.clone(),
-        module: frame.module.clone(),
-        module_offset: frame.module_offset,
-        file: frame.file.clone(),
-        line: frame.line,
+        frame: frame.clone(),
         share: round_to(share, SHARE_DECIMALS),
     }
 }

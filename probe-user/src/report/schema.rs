@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Frame, FrameKind, LossCounters};
+use crate::model::{Frame, LossCounters};
 
 /// Version of the JSON layout; bump it when a field is renamed, removed or changes meaning.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -160,16 +160,13 @@ pub struct Classification {
     pub evidence: String,
 }
 
-/// The frame the loop is in, with how many of the thread's samples contain it.
+/// The frame the loop is in, with how many of the thread's samples contain it. In JSON the
+/// frame's fields sit beside `share`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LoopIn {
     /// User frame, or kernel frame when no user frame is common enough.
-    pub kind: FrameKind,
-    pub function: Option<String>,
-    pub module: String,
-    pub module_offset: u64,
-    pub file: Option<String>,
-    pub line: Option<u32>,
+    #[serde(flatten)]
+    pub frame: Frame,
     /// Fraction (0..=1) of the thread's samples whose stack contains this function.
     pub share: f64,
 }

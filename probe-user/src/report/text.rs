@@ -142,8 +142,8 @@ fn loop_in_line(f: &mut Formatter<'_>, loop_in: &LoopIn) -> fmt::Result {
     writeln!(
         f,
         "  loop in: {}{} — in {} of samples",
-        kind_mark(loop_in.kind).trim_start(),
-        FrameText::from(loop_in),
+        kind_mark(loop_in.frame.kind).trim_start(),
+        FrameText::from(&loop_in.frame),
         share_pct(loop_in.share)
     )
 }

@@ -9,7 +9,7 @@ fn loop_in(thread: ThreadBuilder) -> Option<LoopIn> {
 }
 
 fn function(loop_in: &Option<LoopIn>) -> Option<&str> {
-    loop_in.as_ref().and_then(|l| l.function.as_deref())
+    loop_in.as_ref().and_then(|l| l.frame.function.as_deref())
 }
 
 #[test]
@@ -36,9 +36,9 @@ fn loop_is_in_the_innermost_user_function_common_to_most_samples() {
     let found = loop_in(thread).expect("a common frame");
     // `inner` is in 60% of samples and inside `outer`/`main` wherever they meet, although
     // the hottest stack does not contain it.
-    assert_eq!(found.function.as_deref(), Some("inner"));
+    assert_eq!(found.frame.function.as_deref(), Some("inner"));
     assert_eq!(found.share, 0.6);
-    assert_eq!(found.module, "app");
+    assert_eq!(found.frame.module, "app");
 }
 
 #[test]
@@ -57,9 +57,9 @@ fn different_lines_of_one_function_count_as_one_and_the_hottest_line_is_shown() 
         )
         .stack(2, vec![user("main", "spin_loop")]);
     let found = loop_in(thread).expect("a common frame");
-    assert_eq!(found.function.as_deref(), Some("spin_inner"));
+    assert_eq!(found.frame.function.as_deref(), Some("spin_inner"));
     assert_eq!(
-        (found.file.as_deref(), found.line),
+        (found.frame.file.as_deref(), found.frame.line),
         (Some("spin.c"), Some(12))
     );
     assert_eq!(found.share, 0.98);
@@ -87,7 +87,7 @@ fn exactly_half_of_the_samples_is_enough() {
     let found = loop_in(thread).expect("a common frame");
     assert_eq!(found.share, 0.5);
     // A tie goes to the function seen first in the stacks' fixed order: same every run.
-    assert_eq!(found.function.as_deref(), Some("cold"));
+    assert_eq!(found.frame.function.as_deref(), Some("cold"));
 }
 
 #[test]
@@ -105,7 +105,10 @@ fn unnamed_frames_are_told_apart_by_offset() {
         )
         .stack(20, vec![unnamed("libx.so", 0x30)]);
     let found = loop_in(thread).expect("a common frame");
-    assert_eq!((found.function, found.module_offset), (None, 0x500));
+    assert_eq!(
+        (found.frame.function, found.frame.module_offset),
+        (None, 0x500)
+    );
     assert_eq!(found.share, 0.8);
 }
 
@@ -124,8 +127,8 @@ fn the_kernel_frame_is_used_when_no_user_frame_is_common() {
         )
         .stack(10, vec![user("c", "app")]);
     let found = loop_in(thread).expect("a common frame");
-    assert_eq!(found.function.as_deref(), Some("do_fault"));
-    assert_eq!(found.kind, crate::model::FrameKind::Kernel);
+    assert_eq!(found.frame.function.as_deref(), Some("do_fault"));
+    assert_eq!(found.frame.kind, crate::model::FrameKind::Kernel);
 }
 
 #[test]
