@@ -1,7 +1,7 @@
 //! The part of a [`PyLayout`] the kernel's frame walk needs, as the shared record
 //! [`PyLayoutKernel`] (see `probe-ebpf/src/python.rs`).
 
-use probe_common::{PyInstrKind, PyLayoutKernel, PY_ABSENT, PY_FRAME_READ_BYTES};
+use probe_common::{PyLayoutKernel, PY_ABSENT, PY_FRAME_READ_BYTES};
 
 use super::offsets::{InstrKind, PyLayout};
 
@@ -53,21 +53,12 @@ impl PyLayout {
             frame_previous: narrow(self.frame_previous),
             frame_code: narrow(self.frame_code),
             frame_instr: narrow(self.frame_instr),
-            instr_kind: instr_kind(self.instr) as u32,
+            instr_kind: self.instr as u32,
             frame_owner: shim_check.map_or(PY_ABSENT, |(owner, _)| narrow(owner)),
             owned_by_cstack: shim_check.map_or(PY_ABSENT, |(_, value)| narrow(value)),
             code_code_adaptive: self.code_code_adaptive.map_or(0, narrow),
             _pad: 0,
         })
-    }
-}
-
-fn instr_kind(kind: InstrKind) -> PyInstrKind {
-    match kind {
-        InstrKind::LastiBytes => PyInstrKind::LastiBytes,
-        InstrKind::LastiCodeUnits => PyInstrKind::LastiCodeUnits,
-        InstrKind::PrevInstrPtr => PyInstrKind::PrevInstrPtr,
-        InstrKind::InstrPtr => PyInstrKind::InstrPtr,
     }
 }
 
@@ -90,7 +81,7 @@ mod tests {
         }
         let k = PyLayout::table_row(3, 8).unwrap().kernel().unwrap();
         assert_eq!((k.frame_read_start, k.frame_read_len), (24, 84));
-        assert_eq!(k.instr_kind, PyInstrKind::LastiBytes as u32);
+        assert_eq!(k.instr_kind, probe_common::PyInstrKind::LastiBytes as u32);
     }
 
     #[test]

@@ -11,18 +11,9 @@
 use super::layouts;
 use super::memory::{MemoryError, ProcessMemory};
 
-/// What a frame's instruction field holds, and so how it becomes a bytecode byte offset.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InstrKind {
-    /// `int f_lasti`: byte offset of the last instruction (3.8–3.9).
-    LastiBytes,
-    /// `int f_lasti`: index of the last instruction in 2-byte code units (3.10).
-    LastiCodeUnits,
-    /// `_Py_CODEUNIT *prev_instr`: pointer to the last instruction started (3.11–3.12).
-    PrevInstrPtr,
-    /// `_Py_CODEUNIT *instr_ptr`: pointer to the instruction executing (3.13).
-    InstrPtr,
-}
+/// What a frame's instruction field holds, and so how it becomes a bytecode byte offset:
+/// one definition, shared with the kernel walker.
+pub use probe_common::PyInstrKind as InstrKind;
 
 /// How a code object's line information is encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
