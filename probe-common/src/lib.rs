@@ -143,7 +143,8 @@ pub struct PyLayoutKernel {
     pub owned_by_cstack: u32,
     /// `PyCodeObject.co_code_adaptive` (3.11+), else 0.
     pub code_code_adaptive: u32,
-    pub _pad: u32,
+    /// `_PyInterpreterFrame.is_entry` (one byte, 3.11 only), else [`PY_ABSENT`].
+    pub frame_is_entry: u32,
 }
 
 /// One Python frame as the kernel records it.
@@ -154,8 +155,15 @@ pub struct PyFrameRecord {
     pub code: u64,
     /// Byte offset of the current instruction in the code's bytecode.
     pub offset: u32,
-    pub _pad: u32,
+    /// `PY_FRAME_*` bits.
+    pub flags: u32,
 }
+
+/// `PyFrameRecord::flags`: this frame is the outermost one run by its call of the eval loop
+/// (`_PyEval_EvalFrameDefault`): the next recorded frame, if any, belongs to another call,
+/// further out on the native stack. Every frame on 3.8–3.10; frames with `is_entry` on
+/// 3.11; frames just inside an entry shim on 3.12+.
+pub const PY_FRAME_CALL_ENTRY: u32 = 1;
 
 /// Per-thread scheduler statistics (`THREAD_STATS`, keyed by tid).
 #[repr(C)]

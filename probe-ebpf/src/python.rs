@@ -16,8 +16,8 @@ use core::{
 
 use aya_ebpf::{helpers::generated::bpf_probe_read_user, macros::map, maps::PerCpuArray};
 use probe_common::{
-    PyInstrKind, PyLayoutKernel, SampleEvent, PY_ABSENT, PY_FRAME_READ_BYTES, PY_MAX_FRAMES,
-    PY_MAX_STEPS, SAMPLE_PY_TRUNCATED, SAMPLE_PY_WALKED,
+    PyInstrKind, PyLayoutKernel, SampleEvent, PY_ABSENT, PY_FRAME_CALL_ENTRY, PY_FRAME_READ_BYTES,
+    PY_MAX_FRAMES, PY_MAX_STEPS, SAMPLE_PY_TRUNCATED, SAMPLE_PY_WALKED,
 };
 
 /// Words of one frame read.
@@ -36,6 +36,8 @@ struct Fields {
     instr: usize,
     /// (word, bit shift) of the owner byte; `None` when shims need no check.
     owner: Option<(usize, u64)>,
+    /// (word, bit shift) of the `is_entry` byte (3.11); `None` elsewhere.
+    is_entry: Option<(usize, u64)>,
     instr_shift: u64,
     owned_by_cstack: u64,
 }
@@ -48,7 +50,10 @@ impl Fields {
         let shift = |offset: u32| u64::from(offset.wrapping_sub(start) % 8) * 8;
         let owner = (layout.frame_owner != PY_ABSENT)
             .then(|| (word(layout.frame_owner), shift(layout.frame_owner)));
+        let is_entry = (layout.frame_is_entry != PY_ABSENT)
+            .then(|| (word(layout.frame_is_entry), shift(layout.frame_is_entry)));
         Fields {
+            is_entry,
             previous: word(layout.frame_previous),
             code: word(layout.frame_code),
             instr: word(layout.frame_instr),
@@ -136,12 +141,24 @@ pub unsafe fn walk(event: *mut SampleEvent, layout: &PyLayoutKernel, tstate: u64
             Some((at, shift)) => (word(words, at) >> shift) & 0xff == fields.owned_by_cstack,
             None => false,
         };
-        if !shim && code != 0 {
+        if shim {
+            // The frames recorded since the previous shim were run by one eval-loop call,
+            // which this shim entered: the latest of them is that call's outermost.
+            // SAFETY: forwarded from the caller.
+            unsafe { mark_last_call_entry(event) };
+        } else if code != 0 {
             let instr = word(words, fields.instr) >> fields.instr_shift;
             let adaptive = u64::from(layout.code_code_adaptive);
             let offset = instr_offset(layout.instr_kind, code, adaptive, instr);
+            let entry = match fields.is_entry {
+                Some((at, shift)) => (word(words, at) >> shift) & 0xff != 0,
+                // 3.8–3.10 run every frame in its own eval-loop call; 3.12+ mark calls
+                // at their shims instead.
+                None => layout.instr_kind <= PyInstrKind::LastiCodeUnits as u32,
+            };
+            let flags = if entry { PY_FRAME_CALL_ENTRY } else { 0 };
             // SAFETY: forwarded from the caller.
-            if !unsafe { record(event, code, offset) } {
+            if !unsafe { record(event, code, offset, flags) } {
                 return SAMPLE_PY_WALKED | SAMPLE_PY_TRUNCATED;
             }
         }
@@ -168,7 +185,7 @@ fn word(words: &[u64; READ_WORDS], index: usize) -> u64 {
 /// # Safety
 /// As [`walk`].
 #[inline(always)]
-unsafe fn record(event: *mut SampleEvent, code: u64, offset: u32) -> bool {
+unsafe fn record(event: *mut SampleEvent, code: u64, offset: u32, flags: u32) -> bool {
     // SAFETY: the caller's record; volatile so the count is re-read from memory (see the
     // module doc), and the index is checked and masked to the array's length.
     unsafe {
@@ -179,10 +196,27 @@ unsafe fn record(event: *mut SampleEvent, code: u64, offset: u32) -> bool {
         let slot = addr_of_mut!((*event).py_frames[len as usize & (PY_MAX_FRAMES - 1)]);
         (*slot).code = code;
         (*slot).offset = offset;
-        (*slot)._pad = 0;
+        (*slot).flags = flags;
         write_volatile(addr_of_mut!((*event).py_frames_len), len + 1);
     }
     true
+}
+
+/// Sets [`PY_FRAME_CALL_ENTRY`] on the latest recorded frame, if any.
+///
+/// # Safety
+/// As [`walk`].
+#[inline(always)]
+unsafe fn mark_last_call_entry(event: *mut SampleEvent) {
+    // SAFETY: as in `record`; the index is masked to the array's length.
+    unsafe {
+        let len = read_volatile(addr_of!((*event).py_frames_len));
+        if len == 0 || len as usize > PY_MAX_FRAMES {
+            return;
+        }
+        let slot = addr_of_mut!((*event).py_frames[(len as usize - 1) & (PY_MAX_FRAMES - 1)]);
+        (*slot).flags |= PY_FRAME_CALL_ENTRY;
+    }
 }
 
 /// The bytecode byte offset a frame's instruction field (shifted to its first byte)

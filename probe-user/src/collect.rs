@@ -12,8 +12,9 @@ use std::{
 };
 
 use probe_common::{
-    Counter, CpuState, SampleEvent, SyscallCache, ThreadStats, SAMPLE_KERNEL_STACK_ERROR,
-    SAMPLE_PY_TRUNCATED, SAMPLE_PY_WALKED, SAMPLE_USER_STACK_ERROR, SYSCALL_CACHE_WAYS,
+    Counter, CpuState, SampleEvent, SyscallCache, ThreadStats, PY_FRAME_CALL_ENTRY,
+    SAMPLE_KERNEL_STACK_ERROR, SAMPLE_PY_TRUNCATED, SAMPLE_PY_WALKED, SAMPLE_USER_STACK_ERROR,
+    SYSCALL_CACHE_WAYS,
 };
 
 mod python;
@@ -22,7 +23,7 @@ pub use python::{LiveSource, PythonMaps, PythonSource, PythonTracker};
 
 use crate::{
     loader::{monotonic_ns, LoadError, Probe},
-    model::{LossCounters, ProcessInfo, RawStack, Recording, ThreadRecord, Window},
+    model::{LossCounters, ProcessInfo, PyRawFrame, RawStack, Recording, ThreadRecord, Window},
     procmaps::ProcessMaps,
 };
 
@@ -47,6 +48,8 @@ pub struct Accumulator {
     processes: BTreeMap<u32, ProcessInfo>,
     process_maps: BTreeMap<u32, ProcessMaps>,
     maps_refreshed: HashMap<u32, Instant>,
+    /// Samples per thread whose Python frames the kernel did not walk.
+    not_walked: HashMap<u32, u64>,
 }
 
 impl Accumulator {
@@ -61,10 +64,17 @@ impl Accumulator {
             user_error: event.flags & SAMPLE_USER_STACK_ERROR != 0,
             python: event.py_frames[..py_frames]
                 .iter()
-                .map(|frame| (frame.code, frame.offset))
+                .map(|frame| PyRawFrame {
+                    code: frame.code,
+                    offset: frame.offset,
+                    call_entry: frame.flags & PY_FRAME_CALL_ENTRY != 0,
+                })
                 .collect(),
             python_truncated: event.flags & SAMPLE_PY_TRUNCATED != 0,
         };
+        if event.flags & SAMPLE_PY_WALKED == 0 {
+            *self.not_walked.entry(event.tid).or_insert(0) += 1;
+        }
         let thread = self.thread(event.tid, event.tgid);
         if kernel_frames > 0 || event.flags & SAMPLE_KERNEL_STACK_ERROR != 0 {
             thread.kernel_samples += 1;
@@ -240,7 +250,8 @@ fn comm_to_string(comm: &[u8; 16]) -> String {
     String::from_utf8_lossy(&comm[..len]).into_owned()
 }
 
-/// Observes until `duration` elapses or `stop` resolves, then reads everything back.
+/// Opens the window (once the `-p` targets' interpreters are known), observes until
+/// `duration` elapses or `stop` resolves, then reads everything back.
 pub async fn record(
     probe: &mut Probe,
     duration: Duration,
@@ -250,11 +261,14 @@ pub async fn record(
 ) -> Result<Recording, LoadError> {
     let mut accumulator = Accumulator::default();
     let mut python = PythonTracker::default();
-    // `-p` targets are known now: their Python frames are walked from the first sample.
+    let mut live = LiveSource::default();
+    // `-p` targets are known now: discovered before the window opens, their Python frames
+    // are walked from the first sample.
     for &pid in target_pids {
         python.track(pid);
     }
-    python.sync(&mut LiveSource, probe);
+    python.sync(&mut live, probe);
+    probe.start_window()?;
     let countdown = Countdown::new(duration);
     // The window opened when the loader wrote its start; count the deadline from there.
     let opened_ago = Duration::from_nanos(monotonic_ns().saturating_sub(probe.window_start_ns));
@@ -266,7 +280,7 @@ pub async fn record(
             _ = tokio::time::sleep_until(deadline) => break WindowEnd::Elapsed,
             _ = &mut stop => break WindowEnd::Interrupted,
             _ = tick.tick() => {
-                drain_samples(probe, &mut accumulator, &mut python)?;
+                drain_samples(probe, &mut accumulator, &mut python, &mut live)?;
                 countdown.show();
             }
         }
@@ -275,11 +289,14 @@ pub async fn record(
     let program_stats = probe.program_stats();
     probe.detach_all();
     countdown.clear();
-    drain_samples(probe, &mut accumulator, &mut python)?;
+    drain_samples(probe, &mut accumulator, &mut python, &mut live)?;
     read_aggregates(probe, &mut accumulator, end_ns)?;
+    // Names of the threads still alive now; those gone kept the name last read.
+    python.read_thread_names(&mut live);
     let recording = Recording {
         notices: python.take_notices(),
         python: python.processes(),
+        python_code: python.take_code(),
         window: Window {
             requested_ns: duration.as_nanos() as u64,
             duration_ns: end_ns.saturating_sub(probe.window_start_ns),
@@ -292,13 +309,30 @@ pub async fn record(
         program_stats,
         ..Recording::default()
     };
-    Ok(accumulator.finish(recording))
+    let not_walked = std::mem::take(&mut accumulator.not_walked);
+    let mut recording = accumulator.finish(recording);
+    let mut missed = 0;
+    for thread in recording.threads.values_mut() {
+        thread.python_name = python.thread_name(thread.tid).map(str::to_owned);
+        if thread.python_name.is_some() {
+            missed += not_walked.get(&thread.tid).copied().unwrap_or(0);
+        }
+    }
+    if missed > 0 {
+        recording.notices.push(format!(
+            "{missed} samples of Python threads have native frames only: they were taken \
+             before probe had found the thread's interpreter state (it looks when a new \
+             process or thread shows up, at most once a second per process)"
+        ));
+    }
+    Ok(recording)
 }
 
 fn drain_samples(
     probe: &mut Probe,
     accumulator: &mut Accumulator,
     python: &mut PythonTracker,
+    live: &mut LiveSource,
 ) -> Result<(), LoadError> {
     let mut ring = probe.samples()?;
     while let Some(item) = ring.next() {
@@ -308,10 +342,15 @@ fn drain_samples(
         let user_leaf = (event.user_frames > 0).then_some(event.user_stack[0]);
         accumulator.observe_process(event.tgid, user_leaf);
         accumulator.add_sample(&event);
-        python.note_sample(event.tgid, event.flags & SAMPLE_PY_WALKED != 0);
+        let py_frames = (event.py_frames_len as usize).min(event.py_frames.len());
+        python.note_sample(
+            event.tgid,
+            event.flags & SAMPLE_PY_WALKED != 0,
+            event.py_frames[..py_frames].iter().map(|frame| frame.code),
+        );
     }
     drop(ring);
-    python.sync(&mut LiveSource, probe);
+    python.sync(live, probe);
     Ok(())
 }
 

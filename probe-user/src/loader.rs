@@ -116,16 +116,16 @@ impl Probe {
             online_cpus,
         };
         probe.fill_pid_filter(&options.pids)?;
-        // Verify everything first, then attach in quick succession and open the window:
-        // the programs account nothing until the window start is written.
+        // Verify everything first, then attach in quick succession; the programs account
+        // nothing until the caller opens the window with `start_window`.
         probe.load_programs(&btf)?;
         probe.attach_sampler(options.frequency_hz)?;
         probe.attach_tracepoints()?;
-        probe.start_window()?;
         Ok(probe)
     }
 
-    fn start_window(&mut self) -> Result<(), LoadError> {
+    /// Opens the window: from now on the programs sample and account.
+    pub fn start_window(&mut self) -> Result<(), LoadError> {
         self.window_start_ns = self.mark_window(WINDOW_START_SLOT)?;
         Ok(())
     }

@@ -4,8 +4,11 @@
 //! recorded data in unit tests without root or BPF.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+use crate::python::code::CodeInfo;
 
 /// The observation window.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -59,11 +62,24 @@ pub struct RawStack {
     pub kernel: Vec<u64>,
     /// The kernel could not read the user stack at all.
     pub user_error: bool,
-    /// Python frames recorded by the kernel, innermost first: (code object address,
-    /// bytecode byte offset). Empty for non-Python threads.
-    pub python: Vec<(u64, u32)>,
+    /// Python frames recorded by the kernel, innermost first. Empty for non-Python threads.
+    pub python: Vec<PyRawFrame>,
     /// The kernel's Python walk stopped before the outermost frame.
     pub python_truncated: bool,
+}
+
+/// One Python frame as the kernel recorded it.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct PyRawFrame {
+    /// Address of the code object in the process.
+    pub code: u64,
+    /// Byte offset of the current instruction in the code's bytecode.
+    pub offset: u32,
+    /// The outermost frame run by its call of the eval loop: the next frame, if any,
+    /// belongs to another `_PyEval_EvalFrameDefault` further out on the native stack.
+    pub call_entry: bool,
 }
 
 /// Per-thread data before symbolization.
@@ -73,6 +89,8 @@ pub struct ThreadRecord {
     pub pid: u32,
     /// OS thread name (`comm`).
     pub name: String,
+    /// The `threading` name of a Python thread.
+    pub python_name: Option<String>,
     pub on_cpu_ns: u64,
     pub voluntary_switches: u64,
     pub involuntary_switches: u64,
@@ -104,9 +122,11 @@ pub struct Recording {
     pub process_maps: BTreeMap<u32, crate::procmaps::ProcessMaps>,
     /// Cost of each kernel program, read just before detaching.
     pub program_stats: Vec<ProgramStats>,
-    /// The CPython processes whose frames the kernel walked, by pid: what turns their
-    /// [`RawStack::python`] frames into names and lines.
+    /// The CPython processes whose frames the kernel walked, by pid.
     pub python: BTreeMap<u32, crate::python::discover::PythonProcess>,
+    /// The code objects of the recorded Python frames by (pid, code address), read while
+    /// the processes ran; `None` for one that could not be read.
+    pub python_code: HashMap<(u32, u64), Option<Arc<CodeInfo>>>,
 }
 
 /// Which side of the system call boundary a frame belongs to.
@@ -115,6 +135,9 @@ pub struct Recording {
 pub enum FrameKind {
     User,
     Kernel,
+    /// A CPython function: `function` is its qualified name, `module` and `file` its
+    /// source file, `module_offset` the bytecode offset.
+    Python,
 }
 
 /// One symbolized frame.
@@ -148,6 +171,8 @@ pub struct ThreadProfile {
     pub tid: u32,
     pub pid: u32,
     pub name: String,
+    /// The `threading` name of a Python thread.
+    pub python_name: Option<String>,
     pub on_cpu_ns: u64,
     pub voluntary_switches: u64,
     pub involuntary_switches: u64,

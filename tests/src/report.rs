@@ -86,6 +86,12 @@ pub fn check_thread(thread: &Value) {
     for key in ["user_pct", "kernel_pct"] {
         assert_field(thread, key, "a number or null", number_or_null);
     }
+    assert_field(
+        thread,
+        "python_thread_name",
+        "a string or null",
+        string_or_null,
+    );
     assert_field(thread, "exited", "a boolean", Value::is_boolean);
     assert_field(thread, "cmdline", "an array of strings", |v| {
         v.as_array()
@@ -146,8 +152,8 @@ fn check_stack(stack: &Value) {
     assert_field(stack, "truncated", "a boolean", Value::is_boolean);
     assert_field(stack, "frames", "an array", Value::is_array);
     for frame in stack["frames"].as_array().unwrap() {
-        assert_field(frame, "kind", "user or kernel", |v| {
-            v == "user" || v == "kernel"
+        assert_field(frame, "kind", "user, kernel or python", |v| {
+            v == "user" || v == "kernel" || v == "python"
         });
         check_location(frame);
     }

@@ -1,4 +1,4 @@
-//! The JSON report's documented shape (`--json`, schema_version 1).
+//! The JSON report's documented shape (`--json`, schema_version 2).
 
 use probe_tests::{
     all_threads, assert_field, check_thread, number, require_bpf, spin_json, spinning_thread,
@@ -15,7 +15,7 @@ fn json_report_has_documented_shape() {
     let pid = spin.pid.to_string();
     let report = spin_json(&["-p", &pid, "-d", "2"]);
 
-    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["schema_version"], 2);
     assert_eq!(report["command"], "spin");
     check_window(&report["window"], 2.0);
     assert_eq!(report["frequency_hz"], 99, "default -F");

@@ -6,14 +6,25 @@
 //! threads' thread states into `PY_THREADS`; a sample of it the kernel did not walk (its
 //! thread is missing from `PY_THREADS`: started during the window, or its tid was reused)
 //! re-reads its thread list, at most once per [`THREADS_REFRESH_INTERVAL`].
+//!
+//! Everything that needs the live process happens here, during the window, so a process
+//! that exits before the report still gets named frames: the code objects seen in each
+//! drain's samples are read then (through a [`CodeCache`]: a small re-check per code object
+//! and drain), and the `threading` names are read at discovery, at each thread-list refresh
+//! and once more after the window. A code object freed during the window and its address
+//! reused by another one is caught by that re-check: its frames are then left unnamed
+//! rather than risk naming samples after the wrong function.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use probe_common::PyLayoutKernel;
 
+use crate::python::code::{CodeCache, CodeError, CodeInfo};
 use crate::python::discover::{discover, DiscoverError, PythonProcess};
 use crate::python::memory::{LiveMemory, MemoryError};
+use crate::python::thread_names::{thread_names, ThreadNamesError};
 use crate::python::threads::PyThread;
 
 /// A Python process's thread list is re-read at most this often.
@@ -29,10 +40,20 @@ pub trait PythonMaps {
 pub trait PythonSource {
     fn discover(&mut self, pid: u32) -> Result<PythonProcess, DiscoverError>;
     fn threads(&mut self, process: &PythonProcess) -> Result<Vec<PyThread>, MemoryError>;
+    /// The code object at `addr` in `process`.
+    fn code(&mut self, process: &PythonProcess, addr: u64) -> Result<Arc<CodeInfo>, CodeError>;
+    /// The `threading` names of `process`'s live threads, by tid.
+    fn thread_names(
+        &mut self,
+        process: &PythonProcess,
+    ) -> Result<HashMap<u32, String>, ThreadNamesError>;
 }
 
 /// Reads live processes.
-pub struct LiveSource;
+#[derive(Default)]
+pub struct LiveSource {
+    code: CodeCache,
+}
 
 impl PythonSource for LiveSource {
     fn discover(&mut self, pid: u32) -> Result<PythonProcess, DiscoverError> {
@@ -41,6 +62,18 @@ impl PythonSource for LiveSource {
 
     fn threads(&mut self, process: &PythonProcess) -> Result<Vec<PyThread>, MemoryError> {
         process.threads(&LiveMemory::new(process.pid))
+    }
+
+    fn code(&mut self, process: &PythonProcess, addr: u64) -> Result<Arc<CodeInfo>, CodeError> {
+        let mem = LiveMemory::new(process.pid);
+        self.code.get(process.pid, &process.layout, &mem, addr)
+    }
+
+    fn thread_names(
+        &mut self,
+        process: &PythonProcess,
+    ) -> Result<HashMap<u32, String>, ThreadNamesError> {
+        thread_names(process, &LiveMemory::new(process.pid))
     }
 }
 
@@ -55,12 +88,31 @@ enum State {
     Other,
 }
 
+/// What is known of one code address of one process.
+enum CodeEntry {
+    Known(Arc<CodeInfo>),
+    /// Not readable so far (tried again when seen again).
+    Unreadable,
+    /// Two different code objects lived at this address during the window.
+    Reused,
+}
+
+fn same_code(a: &Arc<CodeInfo>, b: &Arc<CodeInfo>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
+}
+
 /// The Python side of the collector.
 #[derive(Default)]
 pub struct PythonTracker {
     states: HashMap<u32, State>,
     to_discover: BTreeSet<u32>,
     to_refresh: BTreeSet<u32>,
+    /// Code objects seen in samples since the last sync: (pid, address).
+    to_read: BTreeSet<(u32, u64)>,
+    /// What is known of each code object seen, by (pid, address).
+    code: HashMap<(u32, u64), CodeEntry>,
+    /// The latest `threading` name of each Python thread, by tid.
+    thread_names: HashMap<u32, String>,
     notices: Vec<String>,
 }
 
@@ -73,8 +125,16 @@ impl PythonTracker {
     }
 
     /// Notes a sample of process `tgid`; `python_walked`: the kernel knew its thread
-    /// (`SAMPLE_PY_WALKED`). Cheap: no I/O.
-    pub fn note_sample(&mut self, tgid: u32, python_walked: bool) {
+    /// (`SAMPLE_PY_WALKED`); `code`: the code objects of the Python frames it recorded.
+    /// Cheap: no I/O.
+    pub fn note_sample(
+        &mut self,
+        tgid: u32,
+        python_walked: bool,
+        code: impl IntoIterator<Item = u64>,
+    ) {
+        self.to_read
+            .extend(code.into_iter().map(|addr| (tgid, addr)));
         match self.states.get(&tgid) {
             None => {
                 self.to_discover.insert(tgid);
@@ -98,9 +158,66 @@ impl PythonTracker {
                     *refreshed = Instant::now();
                     // The process may have exited: its known threads stay as they are.
                     let _ = add_threads(process, source, maps);
+                    let process = **process;
+                    self.read_names_of(&process, source);
                 }
             }
         }
+        self.read_code(source);
+    }
+
+    /// Reads (or re-checks) the code objects queued by [`PythonTracker::note_sample`].
+    fn read_code(&mut self, source: &mut dyn PythonSource) {
+        for (pid, addr) in std::mem::take(&mut self.to_read) {
+            let read = match self.states.get(&pid) {
+                Some(State::Python { process, .. }) => source.code(process, addr).ok(),
+                _ => None,
+            };
+            let entry = self
+                .code
+                .entry((pid, addr))
+                .or_insert(CodeEntry::Unreadable);
+            *entry = match (std::mem::replace(entry, CodeEntry::Reused), read) {
+                (CodeEntry::Reused, _) => CodeEntry::Reused,
+                (CodeEntry::Unreadable, Some(info)) => CodeEntry::Known(info),
+                (CodeEntry::Unreadable, None) => CodeEntry::Unreadable,
+                (CodeEntry::Known(old), Some(new)) if !same_code(&old, &new) => CodeEntry::Reused,
+                // The same code object, or no longer readable (the process exited).
+                (known @ CodeEntry::Known(_), _) => known,
+            };
+        }
+    }
+
+    /// Reads the `threading` names of every Python process still alive.
+    pub fn read_thread_names(&mut self, source: &mut dyn PythonSource) {
+        let processes: Vec<PythonProcess> = self.processes().into_values().collect();
+        for process in &processes {
+            self.read_names_of(process, source);
+        }
+    }
+
+    fn read_names_of(&mut self, process: &PythonProcess, source: &mut dyn PythonSource) {
+        // A process that exited or never imported `threading` keeps the names known.
+        if let Ok(names) = source.thread_names(process) {
+            self.thread_names.extend(names);
+        }
+    }
+
+    /// The `threading` name last read for thread `tid`.
+    pub fn thread_name(&self, tid: u32) -> Option<&str> {
+        self.thread_names.get(&tid).map(String::as_str)
+    }
+
+    /// The code objects read, by (pid, address); `None` for those that could not be read
+    /// or whose address was reused by another code object during the window.
+    pub fn take_code(&mut self) -> HashMap<(u32, u64), Option<Arc<CodeInfo>>> {
+        std::mem::take(&mut self.code)
+            .into_iter()
+            .map(|(key, entry)| match entry {
+                CodeEntry::Known(info) => (key, Some(info)),
+                CodeEntry::Unreadable | CodeEntry::Reused => (key, None),
+            })
+            .collect()
     }
 
     fn discover(
@@ -130,6 +247,7 @@ impl PythonTracker {
                 "process {pid}: failed to read its thread states: {err}"
             ));
         }
+        self.read_names_of(&process, source);
         State::Python {
             process: Box::new(process),
             refreshed: Instant::now(),
@@ -189,6 +307,8 @@ mod tests {
         threads: Vec<PyThread>,
         procs: Vec<u32>,
         added: Vec<(u32, u64)>,
+        code_reads: Vec<u64>,
+        code: HashMap<u64, Arc<CodeInfo>>,
     }
 
     impl PythonSource for Fake {
@@ -212,6 +332,25 @@ mod tests {
         fn threads(&mut self, _: &PythonProcess) -> Result<Vec<PyThread>, MemoryError> {
             self.thread_reads += 1;
             Ok(self.threads.clone())
+        }
+
+        fn code(&mut self, _: &PythonProcess, addr: u64) -> Result<Arc<CodeInfo>, CodeError> {
+            self.code_reads.push(addr);
+            match self.code.get(&addr) {
+                Some(info) => Ok(Arc::clone(info)),
+                None => Err(CodeError::Invalid { addr, what: "fake" }),
+            }
+        }
+
+        fn thread_names(
+            &mut self,
+            _: &PythonProcess,
+        ) -> Result<HashMap<u32, String>, ThreadNamesError> {
+            Ok(self
+                .threads
+                .iter()
+                .filter_map(|t| Some((t.tid?, format!("t{}", t.tid?))))
+                .collect())
         }
     }
 
@@ -252,7 +391,7 @@ mod tests {
         };
         for _ in 0..3 {
             for pid in [1, 2, 3] {
-                tracker.note_sample(pid, pid == 1);
+                tracker.note_sample(pid, pid == 1, []);
             }
             sync(&mut tracker, &mut fake);
         }
@@ -280,7 +419,7 @@ mod tests {
         sync(&mut tracker, &mut fake);
         fake.threads.push(thread(12, 0xc0));
         for _ in 0..5 {
-            tracker.note_sample(1, false);
+            tracker.note_sample(1, false, []);
             sync(&mut tracker, &mut fake);
         }
         // Discovery read the list once; the refresh is not due yet.
@@ -288,12 +427,53 @@ mod tests {
         if let Some(State::Python { refreshed, .. }) = tracker.states.get_mut(&1) {
             *refreshed -= THREADS_REFRESH_INTERVAL;
         }
-        tracker.note_sample(1, false);
+        tracker.note_sample(1, false, []);
         sync(&mut tracker, &mut fake);
         assert_eq!(fake.thread_reads, 2);
         assert_eq!(fake.added, [(1, 0xa0), (1, 0xa0), (12, 0xc0)]);
         // Samples the kernel walked need nothing.
-        tracker.note_sample(1, true);
+        tracker.note_sample(1, true, []);
         assert!(tracker.to_refresh.is_empty());
+        // The refresh read the new thread's name.
+        assert_eq!(tracker.thread_name(12), Some("t12"));
+    }
+
+    #[test]
+    fn code_objects_are_read_per_drain_and_a_reused_address_is_left_unnamed() {
+        let layout = PyLayout::table_row(3, 12).unwrap();
+        let info = |name| Arc::new(crate::python::testutil::code_info(&layout, name, "a.py"));
+        let mut tracker = PythonTracker::default();
+        let mut fake = Fake::default();
+        fake.code.insert(0x10, info("stays"));
+        fake.code.insert(0x20, info("before"));
+        tracker.track(1);
+        sync(&mut tracker, &mut fake);
+        for round in 0..3 {
+            if round == 2 {
+                // Freed, and another code object allocated at the same address.
+                fake.code.insert(0x20, info("after"));
+                // Gone: the name read earlier stays.
+                fake.code.remove(&0x10);
+            }
+            tracker.note_sample(1, true, [0x10, 0x20, 0x10, 0x30]);
+            // Not a Python process: never read.
+            tracker.note_sample(3, false, [0x40]);
+            sync(&mut tracker, &mut fake);
+        }
+        assert_eq!(
+            fake.code_reads.len(),
+            9,
+            "three per drain: {:?}",
+            fake.code_reads
+        );
+        let code = tracker.take_code();
+        let name = |pid, addr| {
+            let entry: &Option<Arc<CodeInfo>> = &code[&(pid, addr)];
+            entry.as_ref().map(|info| info.name.clone())
+        };
+        assert_eq!(name(1, 0x10).as_deref(), Some("stays"));
+        assert_eq!(name(1, 0x20), None, "reused address");
+        assert_eq!(name(1, 0x30), None, "never readable");
+        assert_eq!(name(3, 0x40), None);
     }
 }

@@ -33,6 +33,9 @@ impl PyLayout {
         if let Some((owner, _)) = shim_check {
             fields.push(("owner", owner, 1));
         }
+        if let Some(is_entry) = self.frame_is_entry {
+            fields.push(("is_entry", is_entry, 1));
+        }
         let start = fields.iter().map(|f| f.1).min().unwrap_or(0) & !7;
         let end = fields.iter().map(|f| f.1 + f.2).max().unwrap_or(0);
         if end - start > u64::from(PY_FRAME_READ_BYTES) {
@@ -57,7 +60,7 @@ impl PyLayout {
             frame_owner: shim_check.map_or(PY_ABSENT, |(owner, _)| narrow(owner)),
             owned_by_cstack: shim_check.map_or(PY_ABSENT, |(_, value)| narrow(value)),
             code_code_adaptive: self.code_code_adaptive.map_or(0, narrow),
-            _pad: 0,
+            frame_is_entry: self.frame_is_entry.map_or(PY_ABSENT, narrow),
         })
     }
 }

@@ -71,6 +71,6 @@ pub mod memory;
 pub mod object;
 pub mod offsets;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 pub mod thread_names;
 pub mod threads;

@@ -176,3 +176,14 @@ pub fn values_obj(layout: &PyLayout, values: &[u64]) -> Vec<u8> {
     }
     buf
 }
+
+/// A readable code object `name` in file `file` (first line 1, empty line table).
+pub fn code_info(layout: &PyLayout, name: &str, file: &str) -> crate::python::code::CodeInfo {
+    const CODE: u64 = 0x9000;
+    let mem = crate::python::memory::FakeMemory::new()
+        .with(0x1000, str_obj(layout, file, 1))
+        .with(0x2000, str_obj(layout, name, 1))
+        .with(0x3000, bytes_obj(layout, &[]))
+        .with(CODE, code_obj(layout, 0x1000, 0x2000, 0x3000, 1));
+    crate::python::code::CodeInfo::read(layout, &mem, CODE).expect("a well-formed code object")
+}

@@ -37,6 +37,8 @@ pub(super) struct Facts<'a> {
     pub ranked: &'a [SyscallRate],
     /// Fraction of samples in kernel mode; `None` without samples.
     pub kernel_share: Option<f64>,
+    /// Fraction of samples with Python frames; `None` for a thread without any.
+    pub python_share: Option<f64>,
 }
 
 /// Applies the rules in order: storm (poll or not), then kernel share, else a user loop.
@@ -101,7 +103,15 @@ fn sample_evidence(facts: &Facts<'_>) -> String {
         Some(kernel) => format!("{} of samples in user space", share_pct(1.0 - kernel)),
         None => NO_SAMPLES.to_owned(),
     };
-    format!("{samples}, {}", syscall_rate(facts))
+    format!("{samples}{}, {}", python_part(facts), syscall_rate(facts))
+}
+
+/// `" (97% in Python code)"` for a thread with Python frames, else nothing.
+fn python_part(facts: &Facts<'_>) -> String {
+    match facts.python_share {
+        Some(share) => format!(" ({} in Python code)", share_pct(share)),
+        None => String::new(),
+    }
 }
 
 fn syscall_rate(facts: &Facts<'_>) -> String {
@@ -129,7 +139,11 @@ fn top_syscalls(facts: &Facts<'_>) -> String {
 
 fn kernel_part(facts: &Facts<'_>) -> String {
     match facts.kernel_share {
-        Some(kernel) => format!("{} of samples in kernel", share_pct(kernel)),
+        Some(kernel) => format!(
+            "{} of samples in kernel{}",
+            share_pct(kernel),
+            python_part(facts)
+        ),
         None => NO_SAMPLES.to_owned(),
     }
 }

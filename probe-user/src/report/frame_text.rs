@@ -6,16 +6,19 @@ use super::human::Escaped;
 use super::schema::StackFrame;
 use crate::model::FrameKind;
 
-/// `[k] ` before kernel frames; as wide in spaces before user frames so names line up.
+/// `[k] ` before kernel frames, `[py]` before Python frames; as wide in spaces before
+/// native user frames so names line up.
 pub(super) fn kind_mark(kind: FrameKind) -> &'static str {
     match kind {
         FrameKind::Kernel => "[k] ",
+        FrameKind::Python => "[py]",
         FrameKind::User => "    ",
     }
 }
 
-/// One frame on one line: `spin_inner (spin_loop) at spin.c:12`, `libfoo.so+0x1a2b`, or
-/// for kernel code `do_syscall_64`, with the module only when it is a kernel module.
+/// One frame on one line: `spin_inner (spin_loop) at spin.c:12`, `libfoo.so+0x1a2b`, for
+/// kernel code `do_syscall_64`, with the module only when it is a kernel module, and for
+/// Python code `Worker.run at /srv/app/worker.py:42` (the module is the file).
 pub(super) struct FrameText<'a> {
     kind: FrameKind,
     function: Option<&'a str>,
@@ -49,6 +52,7 @@ impl Display for FrameText<'_> {
             Some(function) if self.kind == FrameKind::Kernel && self.module == KERNEL_MODULE => {
                 write!(f, "{}", Escaped(function))?
             }
+            Some(function) if self.kind == FrameKind::Python => write!(f, "{}", Escaped(function))?,
             Some(function) => write!(f, "{} ({module})", Escaped(function))?,
         }
         if let Some(file) = self.file {

@@ -49,10 +49,13 @@ pub(super) fn top_stacks(sorted: &[&StackCount], samples: u64, top: usize) -> Ve
         .collect()
 }
 
-/// The innermost user function common to at least [`LOOP_IN_MIN_SHARE`] of the samples, or
-/// the innermost kernel one when no user function is (a thread stuck in a syscall).
+/// The innermost Python function common to at least [`LOOP_IN_MIN_SHARE`] of the samples;
+/// else the innermost native user one; else the innermost kernel one (a thread stuck in a
+/// syscall). For a Python thread the interpreter's own functions say little about where
+/// the loop is: its Python code does.
 pub(super) fn loop_in(sorted: &[&StackCount], samples: u64) -> Option<LoopIn> {
-    innermost_common(sorted, FrameKind::User, samples)
+    innermost_common(sorted, FrameKind::Python, samples)
+        .or_else(|| innermost_common(sorted, FrameKind::User, samples))
         .or_else(|| innermost_common(sorted, FrameKind::Kernel, samples))
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Frame, LossCounters};
 
 /// Version of the JSON layout; bump it when a field is renamed, removed or changes meaning.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Everything the spin command found, ready to render.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -94,6 +94,9 @@ pub struct ThreadReport {
     pub cmdline: Vec<String>,
     /// OS thread name (`comm` of the thread).
     pub thread_name: String,
+    /// The `threading` name of a Python thread ("MainThread", "Thread-1 (worker)");
+    /// `None` for other threads.
+    pub python_thread_name: Option<String>,
     /// The thread or its process was gone by the end of the window.
     pub exited: bool,
     /// On-CPU time as a share of one CPU over the window.
@@ -164,7 +167,8 @@ pub struct Classification {
 /// frame's fields sit beside `share`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LoopIn {
-    /// User frame, or kernel frame when no user frame is common enough.
+    /// Python frame, else native user frame, else kernel frame: the first kind with a
+    /// function common enough.
     #[serde(flatten)]
     pub frame: Frame,
     /// Fraction (0..=1) of the thread's samples whose stack contains this function.
@@ -179,7 +183,8 @@ pub struct StackReport {
     pub count: u64,
     /// Unwinding stopped before the thread's entry point.
     pub truncated: bool,
-    /// Innermost first: kernel frames, then user frames.
+    /// Innermost first: kernel frames, then user frames with Python frames in place of
+    /// the eval-loop frames that ran them.
     pub frames: Vec<StackFrame>,
 }
 

@@ -6,7 +6,7 @@ use super::schema::{
     Loss, Scope, SpinReport, SyscallRate, ThreadReport, WindowInfo, SCHEMA_VERSION,
 };
 use super::SpinOptions;
-use crate::model::{ProcessInfo, Profile, ThreadProfile};
+use crate::model::{FrameKind, ProcessInfo, Profile, ThreadProfile};
 use crate::syscall_names;
 use std::collections::BTreeSet;
 
@@ -134,8 +134,10 @@ fn thread_report(
     let syscalls = ranked_syscalls(thread, window_secs);
     let syscalls_per_sec = per_sec(total(&syscalls), window_secs);
     let kernel_share = kernel_share(thread);
-    let classification = classify(&facts(&syscalls, syscalls_per_sec, kernel_share));
     let samples = samples(thread);
+    let mut facts = facts(&syscalls, syscalls_per_sec, kernel_share);
+    facts.python_share = python_share(thread, samples);
+    let classification = classify(&facts);
     let stacks = hottest_first(&thread.stacks);
     ThreadReport {
         pid: thread.pid,
@@ -143,6 +145,7 @@ fn thread_report(
         process_name: process_name(process, thread),
         cmdline: process.map(|p| p.cmdline.clone()).unwrap_or_default(),
         thread_name: thread.name.clone(),
+        python_thread_name: thread.python_name.clone(),
         exited: thread.exited || process.is_some_and(|p| p.exited),
         cpu_pct: round_to(cpu_pct, PCT_DECIMALS),
         user_pct: kernel_share.map(|k| round_to(cpu_pct * (1.0 - k), PCT_DECIMALS)),
@@ -176,7 +179,19 @@ fn facts(syscalls: &[SyscallRate], per_sec: f64, kernel_share: Option<f64>) -> F
         poll_syscalls: poll_total(syscalls),
         ranked: syscalls,
         kernel_share,
+        python_share: None,
     }
+}
+
+/// Fraction of samples with Python frames; `None` for a thread that never had any.
+fn python_share(thread: &ThreadProfile, samples: u64) -> Option<f64> {
+    let python: u64 = thread
+        .stacks
+        .iter()
+        .filter(|stack| stack.frames.iter().any(|f| f.kind == FrameKind::Python))
+        .map(|stack| stack.count)
+        .sum();
+    (python > 0).then(|| fraction(python, samples))
 }
 
 /// Samples of the thread. Usually the user + kernel counts equal the stack counts; when a

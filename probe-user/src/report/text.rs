@@ -152,12 +152,15 @@ fn loop_in_line(f: &mut Formatter<'_>, loop_in: &LoopIn) -> fmt::Result {
 fn title(f: &mut Formatter<'_>, thread: &ThreadReport) -> fmt::Result {
     write!(
         f,
-        "pid {} tid {} \"{}\" in {}",
+        "pid {} tid {} \"{}\"",
         thread.pid,
         thread.tid,
         Escaped(&thread.thread_name),
-        Escaped(&thread.process_name)
     )?;
+    if let Some(python_name) = &thread.python_thread_name {
+        write!(f, " (Python \"{}\")", Escaped(python_name))?;
+    }
+    write!(f, " in {}", Escaped(&thread.process_name))?;
     if !thread.cmdline.is_empty() {
         write!(f, " ({})", Escaped(&cmdline(&thread.cmdline)))?;
     }

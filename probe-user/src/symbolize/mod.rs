@@ -32,6 +32,8 @@ use crate::model::{
 };
 use crate::procmaps::{self, Backing, FileId, Location, ProcMapsError, ProcessMaps};
 
+mod python;
+
 /// Module of user frames whose process's mappings are unknown.
 const UNKNOWN_MODULE: &str = "[unknown]";
 /// Module of kernel frames outside every loadable kernel module.
@@ -48,7 +50,8 @@ pub fn symbolize(mut recording: Recording) -> Profile {
     let mut notices = std::mem::take(&mut recording.notices);
     capture_missing_maps(&mut recording, &mut notices);
     let symbolizer = Symbolizer::new();
-    let resolved = Resolved::new(&symbolizer, &recording, &mut notices);
+    let mut resolved = Resolved::new(&symbolizer, &recording, &mut notices);
+    resolved.python = python::PythonCode::new(&recording.python_code);
     let threads = std::mem::take(&mut recording.threads)
         .into_values()
         .map(|thread| thread_profile(thread, &recording.process_maps, &resolved))
@@ -228,6 +231,7 @@ struct Resolved {
     kernel_modules: Vec<KernelModule>,
     unknown: Arc<str>,
     kernel_core: Arc<str>,
+    python: python::PythonCode,
 }
 
 impl Resolved {
@@ -258,6 +262,7 @@ impl Resolved {
             kernel_modules,
             unknown: UNKNOWN_MODULE.into(),
             kernel_core: KERNEL_MODULE.into(),
+            python: python::PythonCode::default(),
         }
     }
 
@@ -504,20 +509,27 @@ fn is_entry_point(function: &str) -> bool {
     ) || function.starts_with("__clone")
 }
 
-/// The frames of one sample, innermost first (kernel, then user), and whether the walk
-/// stopped before the thread's entry point.
-fn stack_frames(raw: &RawStack, maps: Option<&ProcessMaps>, r: &Resolved) -> (Vec<Pending>, bool) {
+/// The frames of one sample of process `pid`, innermost first (kernel, then user with the
+/// Python frames merged in), and whether the walk stopped before the thread's entry point.
+fn stack_frames(
+    raw: &RawStack,
+    pid: u32,
+    maps: Option<&ProcessMaps>,
+    r: &Resolved,
+) -> (Vec<Pending>, bool) {
     let mut frames = Vec::with_capacity(raw.kernel.len() + raw.user.len());
     for (depth, &addr) in raw.kernel.iter().enumerate() {
         let names = r.kernel.get(&lookup_addr(depth, addr));
         push_frames(&mut frames, FrameKind::Kernel, r.kernel_module(addr), names);
     }
     let kernel_cut = raw.kernel.len() >= MAX_STACK_DEPTH;
+    let mut user = Vec::with_capacity(raw.user.len() + raw.python.len());
     let user_cut = match maps {
-        Some(maps) => push_user_frames(&mut frames, raw, maps, r),
-        None => push_unknown_frames(&mut frames, raw, r),
+        Some(maps) => push_user_frames(&mut user, raw, maps, r),
+        None => push_unknown_frames(&mut user, raw, r),
     };
-    (frames, kernel_cut || user_cut)
+    frames.extend(python::merge(user, r.python.calls(pid, &raw.python)));
+    (frames, kernel_cut || user_cut || raw.python_truncated)
 }
 
 /// Returns whether the user stack is truncated.
@@ -578,12 +590,12 @@ fn stack_counts(
     raws.sort_by(|(a, a_count), (b, b_count)| {
         b_count
             .cmp(a_count)
-            .then_with(|| (&a.user, &a.kernel).cmp(&(&b.user, &b.kernel)))
+            .then_with(|| (&a.user, &a.kernel, &a.python).cmp(&(&b.user, &b.kernel, &b.python)))
     });
     let mut index: HashMap<(bool, Vec<FrameKey>), usize> = HashMap::new();
     let mut merged: Vec<Merged> = Vec::new();
     for (raw, count) in raws {
-        let (frames, truncated) = stack_frames(raw, maps, r);
+        let (frames, truncated) = stack_frames(raw, thread.pid, maps, r);
         let key = (truncated, frames.iter().map(Pending::key).collect());
         match index.get(&key).and_then(|&i| merged.get_mut(i)) {
             Some(same) => same.count += count,
@@ -619,6 +631,7 @@ fn thread_profile(
         tid: thread.tid,
         pid: thread.pid,
         name: thread.name,
+        python_name: thread.python_name,
         on_cpu_ns: thread.on_cpu_ns,
         voluntary_switches: thread.voluntary_switches,
         involuntary_switches: thread.involuntary_switches,

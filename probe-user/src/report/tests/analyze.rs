@@ -203,7 +203,7 @@ fn header_facts_are_carried_over() {
         .report();
     assert_eq!(
         (report.schema_version, report.command.as_str()),
-        (1, "spin")
+        (2, "spin")
     );
     assert_eq!((report.frequency_hz, report.online_cpus), (99, 4));
     assert_eq!(report.scope.pids, [42, 43]);

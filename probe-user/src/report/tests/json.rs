@@ -80,7 +80,7 @@ fn json_has_the_documented_top_level_keys() {
         "busiest",
     ];
     assert_eq!(keys(&json), sorted(expected.to_vec()));
-    assert_eq!(json["schema_version"], 1);
+    assert_eq!(json["schema_version"], 2);
     assert_eq!(json["command"], "spin");
     assert_eq!(
         keys(&json["window"]),
@@ -112,6 +112,7 @@ fn json_thread_objects_have_the_documented_keys() {
         "process_name",
         "cmdline",
         "thread_name",
+        "python_thread_name",
         "exited",
         "cpu_pct",
         "user_pct",

@@ -99,6 +99,7 @@ pub(super) fn thread(pid: u32, tid: u32) -> ThreadBuilder {
         tid,
         pid,
         name: format!("t{tid}"),
+        python_name: None,
         on_cpu_ns: 0,
         voluntary_switches: 0,
         involuntary_switches: 0,
