@@ -7,6 +7,13 @@
 //! n-th call. Calls left over (the native walk broke before reaching their eval frames, as
 //! it does in interpreters built without frame pointers) follow the last native frame;
 //! such a stack is marked truncated, since its native part is incomplete.
+//!
+//! The interpreter's own native frames inside the Python part of a stack (the leaf where
+//! the eval loop happened to be: `PyNumber_Add`, `_PyObject_Malloc`, ... and the call
+//! machinery between Python calls) are left out: they change with every sample, so they
+//! would split one Python stack into dozens of rare ones, and say nothing about the
+//! program. Native frames of other libraries (libc, C extensions) stay, and so do the
+//! interpreter's frames outside the outermost Python frame (`Py_RunMain`, `main`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -100,13 +107,38 @@ pub(super) fn is_eval_loop(function: &str) -> bool {
     base == "_PyEval_EvalFrameDefault"
 }
 
+/// Whether a module is the CPython interpreter: `libpython3.X.so...` or a statically
+/// linked `python3.X` executable.
+fn is_interpreter(module: &str) -> bool {
+    let name = module.rsplit('/').next().unwrap_or(module);
+    name.starts_with("libpython") || name.starts_with("python")
+}
+
 /// `native` (user frames, innermost first) with its eval-loop frames replaced by `calls`,
-/// in order. Calls left over follow the last native frame: their eval-loop frames lie
-/// beyond where the native walk stopped.
+/// in order, and the interpreter's frames inward of the outermost Python frame left out
+/// (see the module doc). Calls left over follow the last native frame: their eval-loop
+/// frames lie beyond where the native walk stopped.
 pub(super) fn merge(native: Vec<Pending>, calls: Vec<Vec<Pending>>) -> Vec<Pending> {
     if calls.is_empty() {
         return native;
     }
+    let mut merged = replace_eval_frames(native, calls);
+    let outermost_python = merged
+        .iter()
+        .rposition(|frame| frame.kind == FrameKind::Python)
+        .unwrap_or(0);
+    let mut index = 0;
+    merged.retain(|frame| {
+        let keep = index >= outermost_python
+            || frame.kind != FrameKind::User
+            || !is_interpreter(&frame.module);
+        index += 1;
+        keep
+    });
+    merged
+}
+
+fn replace_eval_frames(native: Vec<Pending>, calls: Vec<Vec<Pending>>) -> Vec<Pending> {
     let mut calls = calls.into_iter();
     let mut merged = Vec::with_capacity(native.len() + calls.len());
     for frame in native {
@@ -128,10 +160,12 @@ mod tests {
     use super::*;
     use crate::python::offsets::PyLayout;
 
-    fn native(function: Option<&str>) -> Pending {
+    const LIBPYTHON: &str = "/usr/lib/libpython3.12.so.1.0";
+
+    fn native(module: &str, function: Option<&str>) -> Pending {
         Pending {
             kind: FrameKind::User,
-            module: "libpython3.12.so".into(),
+            module: module.into(),
             module_offset: 0x100,
             sym: function.map(|name| SymFrame {
                 function: name.into(),
@@ -166,43 +200,51 @@ mod tests {
     #[test]
     fn each_eval_loop_frame_is_replaced_by_its_call_in_order() {
         let native = vec![
-            native(Some("PyNumber_Add")),
-            native(Some("_PyEval_EvalFrameDefault")),
-            native(Some("call_trampoline")),
-            native(Some("_PyEval_EvalFrameDefault.cold")),
-            native(Some("main")),
+            native("libc.so.6", Some("__memmove_avx_unaligned")),
+            native(LIBPYTHON, Some("PyNumber_Add")),
+            native(LIBPYTHON, Some("_PyEval_EvalFrameDefault")),
+            native("ext.so", Some("call_back")),
+            native(LIBPYTHON, Some("_PyObject_Call")),
+            native(LIBPYTHON, Some("_PyEval_EvalFrameDefault.cold")),
+            native(LIBPYTHON, Some("Py_RunMain")),
+            native("python3.12", Some("main")),
         ];
         let calls = vec![vec![py("inner"), py("middle")], vec![py("outer")]];
         assert_eq!(
             names(&merge(native, calls)),
             [
-                "PyNumber_Add",
+                "__memmove_avx_unaligned",
                 "py:inner",
                 "py:middle",
-                "call_trampoline",
+                "call_back",
                 "py:outer",
+                "Py_RunMain",
                 "main"
-            ]
+            ],
+            "the interpreter's own frames inside the Python part are left out"
         );
     }
 
     #[test]
     fn calls_beyond_a_broken_native_walk_follow_it_and_spare_eval_frames_stay() {
-        let native_frames = vec![native(Some("_PyEval_EvalFrameDefault")), native(None)];
+        let broken = vec![
+            native(LIBPYTHON, Some("_PyEval_EvalFrameDefault")),
+            native("libc.so.6", None),
+        ];
         let calls = vec![vec![py("inner")], vec![py("outer")]];
         assert_eq!(
-            names(&merge(native_frames, calls)),
-            ["py:inner", "libpython3.12.so+0x100", "py:outer"]
+            names(&merge(broken, calls)),
+            ["py:inner", "libc.so.6+0x100", "py:outer"]
         );
         let spare = vec![
-            native(Some("_PyEval_EvalFrameDefault")),
-            native(Some("_PyEval_EvalFrameDefault")),
+            native(LIBPYTHON, Some("_PyEval_EvalFrameDefault")),
+            native(LIBPYTHON, Some("_PyEval_EvalFrameDefault")),
         ];
         assert_eq!(
             names(&merge(spare, vec![vec![py("only")]])),
             ["py:only", "_PyEval_EvalFrameDefault"]
         );
-        let plain = vec![native(Some("main"))];
+        let plain = vec![native(LIBPYTHON, Some("main"))];
         assert_eq!(names(&merge(plain, Vec::new())), ["main"]);
     }
 
