@@ -1,5 +1,6 @@
-//! Harness for probe's integration tests: build and run the C workloads in `workloads/`,
-//! run the real `probe` binary against them, and pick threads out of its JSON report.
+//! Harness for probe's integration tests: build and run the C workloads in `workloads/`
+//! (and the Python ones, with pyenv's interpreters: see [`start_python`]), run the real
+//! `probe` binary against them, and pick threads out of its JSON report.
 //!
 //! The tests load real eBPF programs, so they need root: [`require_bpf`] skips them for a
 //! plain `cargo test` and fails them under CI (`CI=true`), where skipping would hide a
@@ -14,10 +15,16 @@
 //! a shared machine happens to leave a workload.
 
 mod probe;
+mod python;
 mod report;
 mod workload;
 
 pub use probe::{probe_bin, probe_output, run_probe, spin_json};
+pub use python::{
+    check_python_frame, check_stack_order, hottest_stack, interpreter, marker_line, py_spy,
+    pyenv_root, python_frames, python_functions, require_interpreter, script_path, start_python,
+    PY_SPY_VERSION,
+};
 pub use report::{
     all_threads, assert_field, check_thread, find_thread, number, spinning_thread, syscall_names,
     threads,

@@ -1,72 +1,28 @@
 //! Python frames recorded by the kernel at sample time, for every installed CPython
 //! 3.8–3.13: a thread spinning in `deep -> outer -> middle -> inner` must show exactly those
-//! frames, innermost first, with the lines of the loop and of the calls. The reports do
-//! not show Python frames yet, so the tests read probe's hidden `--dump-python-frames`
-//! output (frames resolved by probe through its code-object reader while the workload
-//! still runs).
+//! frames, innermost first, with the lines of the loop and of the calls. These tests check
+//! the kernel's walk itself, before any merging with native frames, through probe's hidden
+//! `--dump-python-frames` output (every recorded frame, resolved through the code objects
+//! probe read while the workload ran); `python_report.rs` checks the reports.
 //!
 //! Interpreters come from pyenv (`$PYENV_ROOT` or `~/.pyenv`, `versions/3.X.*`). A missing
 //! one skips its test, except under `CI=true`, where it fails.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use probe_tests::{require_bpf, run_probe, spinning_thread, Workload};
+use probe_tests::{require_bpf, require_interpreter, run_probe, spinning_thread, Workload};
 use serde_json::Value;
 
-const SCRIPT: &str = include_str!("../workloads/py_spin.py");
+const SCRIPT: &str = "py_spin.py";
 
 fn script_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/py_spin.py")
+    probe_tests::script_path(SCRIPT)
 }
 
 /// The 1-based line of the script ending with `# LINE <marker>`.
 fn marker_line(marker: &str) -> u64 {
-    let suffix = format!("# LINE {marker}");
-    let index = SCRIPT
-        .lines()
-        .position(|line| line.ends_with(&suffix))
-        .unwrap_or_else(|| panic!("no {suffix:?} in the script"));
-    index as u64 + 1
-}
-
-fn pyenv_root() -> PathBuf {
-    match std::env::var_os("PYENV_ROOT") {
-        Some(root) => PathBuf::from(root),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".pyenv"),
-    }
-}
-
-/// `versions/3.<minor>.*/bin/python3.<minor>` under the pyenv root, newest patch first.
-fn interpreter(minor: u8) -> Option<PathBuf> {
-    let prefix = format!("3.{minor}.");
-    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir(pyenv_root().join("versions"))
-        .ok()?
-        .flatten()
-        .filter_map(|entry| {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let patch = name.strip_prefix(&prefix)?.parse().ok()?;
-            let bin = entry.path().join(format!("bin/python3.{minor}"));
-            bin.exists().then_some((patch, bin))
-        })
-        .collect();
-    found.sort();
-    found.pop().map(|(_, bin)| bin)
-}
-
-/// The interpreter for 3.`minor`; `None` (after saying why) when the test should skip.
-fn require_interpreter(minor: u8) -> Option<PathBuf> {
-    let python = interpreter(minor);
-    if python.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but no pyenv CPython 3.{minor} under {}",
-            pyenv_root().display()
-        );
-        eprintln!("skipping: no pyenv CPython 3.{minor}");
-    }
-    python
+    probe_tests::marker_line(SCRIPT, marker)
 }
 
 /// Starts the script: its spinner runs below `depth` extra recursive frames.
@@ -75,9 +31,7 @@ fn start_spinner(python: &Path, depth: u32) -> Workload {
 }
 
 fn start_script(python: &Path, args: &[&str]) -> Workload {
-    let mut command = Command::new(python);
-    command.arg(script_path()).args(args);
-    Workload::start_command("py_spin.py", command, python.to_path_buf())
+    probe_tests::start_python(python, SCRIPT, args)
 }
 
 /// A fresh path for a dump file.

@@ -6,13 +6,22 @@ use super::human::Escaped;
 use super::schema::StackFrame;
 use crate::model::FrameKind;
 
-/// `[k] ` before kernel frames, `[py]` before Python frames; as wide in spaces before
-/// native user frames so names line up.
+/// `[k]` before kernel frames, `[py]` before Python frames, nothing before native user
+/// frames; padded to one width so that names line up.
 pub(super) fn kind_mark(kind: FrameKind) -> &'static str {
     match kind {
+        FrameKind::Kernel => "[k]  ",
+        FrameKind::Python => "[py] ",
+        FrameKind::User => "     ",
+    }
+}
+
+/// The mark alone, for a frame on a line of its own (`loop in: [py] work at app.py:3`).
+pub(super) fn short_kind_mark(kind: FrameKind) -> &'static str {
+    match kind {
         FrameKind::Kernel => "[k] ",
-        FrameKind::Python => "[py]",
-        FrameKind::User => "    ",
+        FrameKind::Python => "[py] ",
+        FrameKind::User => "",
     }
 }
 

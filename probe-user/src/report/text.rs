@@ -6,7 +6,7 @@
 
 use std::fmt::{self, Display, Formatter};
 
-use super::frame_text::{kind_mark, FrameText};
+use super::frame_text::{kind_mark, short_kind_mark, FrameText};
 use super::human::{grouped, pct1, pct_short, plural, rate, secs, share_pct, Escaped};
 use super::schema::{LoopIn, SpinReport, StackReport, ThreadReport};
 
@@ -142,7 +142,7 @@ fn loop_in_line(f: &mut Formatter<'_>, loop_in: &LoopIn) -> fmt::Result {
     writeln!(
         f,
         "  loop in: {}{} — in {} of samples",
-        kind_mark(loop_in.frame.kind).trim_start(),
+        short_kind_mark(loop_in.frame.kind),
         FrameText::from(&loop_in.frame),
         share_pct(loop_in.share)
     )
@@ -232,10 +232,10 @@ fn stack_block(f: &mut Formatter<'_>, stack: &StackReport) -> fmt::Result {
     }
     let hidden = stack.frames.len().saturating_sub(TEXT_MAX_FRAMES);
     if hidden > 0 {
-        writeln!(f, "          … {} more frames", grouped(hidden as u64))?;
+        writeln!(f, "           … {} more frames", grouped(hidden as u64))?;
     }
     if stack.truncated {
-        writeln!(f, "          … (truncated: unwinding stopped here)")?;
+        writeln!(f, "           … (truncated: unwinding stopped here)")?;
     }
     Ok(())
 }

@@ -203,3 +203,27 @@ fn shares_never_exceed_one_when_stack_counts_outnumber_mode_samples() {
     assert_eq!(thread.samples, 10);
     assert_eq!(thread.stacks[0].share, 1.0);
 }
+
+#[test]
+fn loop_in_prefers_python_frames_over_the_interpreter() {
+    let stack = |leaf: &str| {
+        vec![
+            user(leaf, "libpython3.12.so"),
+            python("inner", "app.py", 11),
+            python("outer", "app.py", 20),
+        ]
+    };
+    let report = profile()
+        .thread(
+            thread(1, 2)
+                .cpu(100)
+                .samples(10, 0)
+                .stack(6, stack("PyNumber_Add"))
+                .stack(4, stack("_PyEval_EvalFrameDefault")),
+        )
+        .report();
+    let loop_in = only_spinning(&report).loop_in.as_ref().unwrap();
+    assert_eq!(loop_in.frame.kind, FrameKind::Python);
+    assert_eq!(loop_in.frame.function.as_deref(), Some("inner"));
+    assert_eq!(loop_in.share, 1.0);
+}

@@ -144,6 +144,11 @@ impl ThreadBuilder {
         self
     }
 
+    pub fn python_name(mut self, name: &str) -> Self {
+        self.0.python_name = Some(name.to_owned());
+        self
+    }
+
     pub fn exited(mut self) -> Self {
         self.0.exited = true;
         self
@@ -188,6 +193,18 @@ pub(super) fn kernel(function: &str) -> Frame {
         module_offset: 0xffff_0000,
         file: None,
         line: None,
+    }
+}
+
+/// A Python frame: `function` at `file:line`.
+pub(super) fn python(function: &str, file: &str, line: u32) -> Frame {
+    Frame {
+        kind: FrameKind::Python,
+        function: Some(function.to_owned()),
+        module: file.to_owned(),
+        module_offset: u64::from(line) * 2,
+        file: Some(file.to_owned()),
+        line: Some(line),
     }
 }
 

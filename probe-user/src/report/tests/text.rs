@@ -40,12 +40,12 @@ pid 1234 tid 1240 \"worker-3\" in spin_loop (./spin_loop --busy) — 99.6% CPU (
   loop in: spin_inner (spin_loop) at spin.c:12 — in 98% of samples
   hottest stacks (495 samples):
     98.0% (485 samples)
-          spin_inner (spin_loop) at spin.c:12
-          main (spin_loop) at spin.c:30
+           spin_inner (spin_loop) at spin.c:12
+           main (spin_loop) at spin.c:30
     2.0% (10 samples)
-      [k] __x64_sys_read
-          read (libc.so.6)
-          main (spin_loop) at spin.c:30
+      [k]  __x64_sys_read
+           read (libc.so.6)
+           main (spin_loop) at spin.c:30
 ";
     let body = text.split_once("\n\n").map(|(_header, body)| body);
     assert_eq!(body, Some(expected), "{text}");
@@ -120,7 +120,7 @@ fn truncated_stacks_end_with_a_marker() {
         .report();
     let text = render_text(&report);
     assert!(
-        text.contains("          f (app)\n          … (truncated: unwinding stopped here)\n"),
+        text.contains("           f (app)\n           … (truncated: unwinding stopped here)\n"),
         "{text}"
     );
 }
@@ -138,7 +138,7 @@ fn deep_stacks_are_cut_in_text_but_not_in_json() {
         .report();
     let text = render_text(&report);
     assert!(
-        text.contains("          f11 (app)\n          … 18 more frames\n          … (truncated"),
+        text.contains("           f11 (app)\n           … 18 more frames\n           … (truncated"),
         "{text}"
     );
     assert!(!text.contains("f12 (app)"), "{text}");
@@ -157,7 +157,7 @@ fn unnamed_and_kernel_module_frames_show_where_they_are() {
         .report();
     let text = render_text(&report);
     assert!(
-        text.contains("      [k] nft_do_chain (nf_tables)\n          libfoo.so+0x1a2b\n"),
+        text.contains("      [k]  nft_do_chain (nf_tables)\n           libfoo.so+0x1a2b\n"),
         "{text}"
     );
 }
@@ -240,4 +240,32 @@ fn numbers_are_grouped_and_short() {
         [0.0, 0.44, 9.96, 10.4, 48_210.2].map(rate),
         ["0", "0.4", "10", "10", "48,210"]
     );
+}
+
+#[test]
+fn python_frames_and_thread_names_are_marked() {
+    let report = profile()
+        .thread(
+            spinner_with_stack(vec![
+                kernel("__x64_sys_openat"),
+                user("__libc_open64", "libc.so.6"),
+                python("is_zipfile", "zipfile.py", 232),
+                python("find_zip", "app.py", 13),
+            ])
+            .name("python3")
+            .python_name("MainThread"),
+        )
+        .report();
+    let text = render_text(&report);
+    assert!(
+        text.contains("tid 101 \"python3\" (Python \"MainThread\") in "),
+        "{text}"
+    );
+    assert!(
+        text.contains("  loop in: [py] is_zipfile at zipfile.py:232 — in 100% of samples\n"),
+        "{text}"
+    );
+    let frames = "      [k]  __x64_sys_openat\n           __libc_open64 (libc.so.6)\n      \
+                  [py] is_zipfile at zipfile.py:232\n      [py] find_zip at app.py:13\n";
+    assert!(text.contains(frames), "{text}");
 }
