@@ -29,7 +29,7 @@ pub use report::{
     all_threads, assert_field, check_thread, find_thread, number, spinning_thread, syscall_names,
     threads,
 };
-pub use workload::{workload_path, Workload};
+pub use workload::{workload_path, ScratchDir, Workload};
 
 /// Returns whether BPF tests can run here. Without root: panics under CI (a test that
 /// cannot load BPF must fail there), otherwise prints why and returns `false` so the test

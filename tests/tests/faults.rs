@@ -2,13 +2,12 @@
 //! whose binary the probe cannot reach by its path (deleted, other mount namespace).
 
 use std::os::unix::process::CommandExt as _;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use probe_tests::{
     number, probe_bin, probe_output, require_bpf, spin_json, spinning_thread, workload_path,
-    Workload,
+    ScratchDir, Workload,
 };
 use serde_json::Value;
 
@@ -127,22 +126,6 @@ fn unwritable_stdout_is_an_error() {
 }
 
 /// A scratch directory of this test's own, removed on drop.
-struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("probe-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create scratch dir");
-        Self(dir)
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn names_frames_of_a_deleted_binary() {
     if !require_bpf() {

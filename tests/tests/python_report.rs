@@ -14,12 +14,14 @@
 //! under `CI=true`, where they fail.
 
 use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
 use probe_tests::{
     all_threads, assert_field, check_python_frame, check_stack_order, check_thread, hottest_stack,
     marker_line, number, py_spy, python_frames, python_functions, require_bpf, require_interpreter,
-    run_probe, script_path, spin_json, spinning_thread, start_python, syscall_names, Workload,
+    run_probe, script_path, spin_json, spinning_thread, start_python, syscall_names, ScratchDir,
+    Workload,
 };
 use serde_json::Value;
 
@@ -559,4 +561,88 @@ fn native_thread_has_no_python_name() {
             v.is_string() || v.is_null()
         });
     }
+}
+
+/// The spinner's thread in `report`: named, with `inner` as its loop.
+fn assert_named_spinner(report: &Value, tid: u32, context: &str) {
+    let thread = spinning_thread(report, tid);
+    assert_eq!(
+        thread["python_thread_name"], "py-spinner",
+        "{context}:\n{thread:#}"
+    );
+    assert_loop_in(thread, "py_spin.py", "inner", context);
+}
+
+/// The interpreter and its libpython as copies that probe cannot reach by their paths:
+/// on a tmpfs mounted only in the workload's own mount namespace. Discovery must read them
+/// through `/proc/PID/map_files` (or `/proc/PID/root`).
+#[test]
+fn python_in_another_mount_namespace() {
+    if !require_bpf() {
+        return;
+    }
+    let Some(python) = require_interpreter(12) else {
+        return;
+    };
+    let prefix = python
+        .parent()
+        .and_then(|bin| bin.parent())
+        .expect("pyenv prefix");
+    let scratch = ScratchDir::new("py-mntns");
+    let hidden = scratch.0.join("hidden");
+    let script = format!(
+        "mkdir -p {hidden} && mount -t tmpfs tmpfs {hidden} && \
+         cp {python} {lib}/libpython3.12.so.1.0 {hidden}/ && \
+         LD_LIBRARY_PATH={hidden} PYTHONHOME={prefix} exec {hidden}/python3.12 {spin}",
+        hidden = hidden.display(),
+        python = python.display(),
+        lib = prefix.join("lib").display(),
+        prefix = prefix.display(),
+        spin = script_path("py_spin.py").display(),
+    );
+    let mut command = Command::new("unshare");
+    command.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+    let spinner = Workload::start_command("py_spin_ns", command, hidden.join("python3.12"));
+    assert!(
+        !hidden.join("libpython3.12.so.1.0").exists(),
+        "libpython is visible outside the namespace"
+    );
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", spinner.pid)).expect("maps");
+    assert!(
+        maps.contains(&format!("{}/libpython3.12", hidden.display())),
+        "the workload does not run the hidden libpython:\n{maps}"
+    );
+    let report = observe(spinner.pid, &[]);
+    assert_named_spinner(&report, spinner.tid, "other mount namespace");
+}
+
+/// A libpython deleted after the interpreter started: still found and read.
+#[test]
+fn python_with_a_deleted_libpython() {
+    if !require_bpf() {
+        return;
+    }
+    let Some(python) = require_interpreter(12) else {
+        return;
+    };
+    let prefix = python
+        .parent()
+        .and_then(|bin| bin.parent())
+        .expect("pyenv prefix");
+    let scratch = ScratchDir::new("py-deleted");
+    let copy = scratch.0.join("libpython3.12.so.1.0");
+    std::fs::copy(prefix.join("lib/libpython3.12.so.1.0"), &copy).expect("copy libpython");
+    let mut command = Command::new(&python);
+    command
+        .arg(script_path("py_spin.py"))
+        .env("LD_LIBRARY_PATH", &scratch.0);
+    let spinner = Workload::start_command("py_spin_deleted", command, python.clone());
+    std::fs::remove_file(&copy).expect("delete the running libpython");
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", spinner.pid)).expect("maps");
+    assert!(
+        maps.contains("libpython3.12.so.1.0 (deleted)"),
+        "the workload does not run the deleted copy:\n{maps}"
+    );
+    let report = observe(spinner.pid, &[]);
+    assert_named_spinner(&report, spinner.tid, "deleted libpython");
 }
