@@ -191,18 +191,6 @@ fn parse_ready_line(line: &str) -> Option<(u32, u32)> {
     Some((pid.parse().ok()?, tid.parse().ok()?))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_ready_line() {
-        assert_eq!(parse_ready_line("ready pid=12 tid=34\n"), Some((12, 34)));
-        assert_eq!(parse_ready_line("ready pid=12\n"), None);
-        assert_eq!(parse_ready_line("hello\n"), None);
-    }
-}
-
 /// A directory of this test process under the temp dir, removed when dropped.
 pub struct ScratchDir(pub PathBuf);
 
@@ -217,5 +205,17 @@ impl ScratchDir {
 impl Drop for ScratchDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ready_line() {
+        assert_eq!(parse_ready_line("ready pid=12 tid=34\n"), Some((12, 34)));
+        assert_eq!(parse_ready_line("ready pid=12\n"), None);
+        assert_eq!(parse_ready_line("hello\n"), None);
     }
 }
