@@ -1,6 +1,6 @@
 /* Shared by the bench workloads: argv parsing, the clock, and the one output line.
  *
- * Protocol (see xtask/src/bench.rs): `<workload> <seconds>` runs its loop for that much wall
+ * Protocol (see xtask/src/bench/): `<workload> <seconds>` runs its loop for that much wall
  * time, then prints exactly one line "iterations=<n> secs=<elapsed> cpu_secs=<on-CPU>" and
  * exits 0. The workload measures its own times so that process start-up and exit, which
  * differ under observers, stay out of the rate. Its on-CPU time tells how much of a CPU it

@@ -1,8 +1,10 @@
 //! `cargo xtask bench`: what probe costs the machine, next to its peers, measured in one run.
 //!
-//! Two workloads (`bench/*.c`) run alone and under each observer in interleaved rounds whose
-//! order rotates every round: these shared VMs drift by up to ±30% over an hour, so only a
-//! ratio to "alone" from the same round means anything (see ../shared/benchmarking.md).
+//! Three workloads (`bench/*.c`, and a pure-Python loop, `bench/py_loop.py`) run alone and
+//! under each of their observers (the C ones under probe, bpftrace and perf; the Python one
+//! under probe and py-spy) in interleaved rounds whose order rotates every round: these
+//! shared VMs drift by up to ±30% over an hour, so only a ratio to "alone" from the same round
+//! means anything (see ../shared/benchmarking.md).
 //! Ratios cannot resolve effects under ~10%, so the cost of probe's kernel programs is also
 //! read directly from the kernel's BPF statistics, and probe's own CPU time and peak RSS from
 //! its rusage. The result is a markdown table on stdout and in `target/bench/results.md`.
@@ -12,15 +14,18 @@ mod machine;
 mod observe;
 mod parse;
 mod plan;
+mod python;
 mod render;
 mod rounds;
 mod sample;
 mod stats;
 mod tables;
 mod targets;
+mod workload;
 
 use std::{
     fs,
+    path::PathBuf,
     process::Command,
     time::{Duration, Instant},
 };
@@ -58,12 +63,16 @@ pub fn run(options: &Options) -> Result<()> {
     let started = Instant::now();
     let load_before = loadavg();
     let paths = Paths::new();
-    prepare(&paths)?;
+    let python = prepare(&paths)?;
     let build = probe_build();
     // Both guards restore the machine on every exit path, errors included.
     let _tracefs = Tracefs::ensure()?;
     let _stats = BpfStats::enable()?;
-    let bench = Bench { options, paths };
+    let bench = Bench {
+        options,
+        paths,
+        python,
+    };
     let samples = bench.rounds()?;
     let (idle, idle_others) = bench.idle()?;
     let results = Results {
@@ -108,13 +117,17 @@ fn check_preconditions(options: &Options) -> Result<()> {
     Ok(())
 }
 
-/// Builds probe (release) and the workloads, and installs the peers when they are missing.
-fn prepare(paths: &Paths) -> Result<()> {
+/// Builds probe (release) and the C workloads, and installs the peers when they are missing;
+/// returns the CPython that runs the Python workload.
+fn prepare(paths: &Paths) -> Result<PathBuf> {
+    // First: without the interpreter there is no point in building anything.
+    let python = python::find_python()?;
     crate::build_release_probe()?;
     ensure_peers()?;
     fs::create_dir_all(&paths.out)
         .with_context(|| format!("failed to create {}", paths.out.display()))?;
-    for workload in WORKLOADS {
+    python::ensure_py_spy(&python, paths)?;
+    for workload in WORKLOADS.into_iter().filter(|w| !w.is_python()) {
         run_command(
             Command::new("cc")
                 .args(CFLAGS)
@@ -123,7 +136,7 @@ fn prepare(paths: &Paths) -> Result<()> {
                 .arg(workload.source()),
         )?;
     }
-    Ok(())
+    Ok(python)
 }
 
 fn ensure_peers() -> Result<()> {

@@ -81,6 +81,14 @@ pub(super) fn parse_window_secs(report: &str) -> Option<f64> {
         .filter(|secs| *secs > 0.0)
 }
 
+/// The number of samples in py-spy's `--format raw` output: one line per distinct stack,
+/// `frame;frame;... <count>`.
+pub(super) fn parse_raw_samples(raw: &str) -> u64 {
+    raw.lines()
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<u64>().ok())
+        .sum()
+}
+
 /// The first field of /proc/PID/task/TID/schedstat: time spent on a CPU, in nanoseconds.
 pub(super) fn parse_schedstat_ns(schedstat: &str) -> Option<u64> {
     schedstat.split_whitespace().next()?.parse().ok()
@@ -145,6 +153,14 @@ mod tests {
             Some(4.5)
         );
         assert_eq!(parse_window_secs(r#"{"window":{}}"#), None);
+    }
+
+    #[test]
+    fn py_spy_samples_are_summed_over_stacks() {
+        let raw = "<module> (py_loop.py:84);main (py_loop.py:78) 7\n\
+                   <module> (py_loop.py:84);step (py_loop.py:26) 27\n";
+        assert_eq!(parse_raw_samples(raw), 34);
+        assert_eq!(parse_raw_samples(""), 0);
     }
 
     #[test]

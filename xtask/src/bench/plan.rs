@@ -6,24 +6,38 @@ use std::path::PathBuf;
 use super::SETTLE;
 use crate::workspace_root;
 
+/// Where `prepare` installs py-spy (see `python::ensure_py_spy`), and where it writes its
+/// samples; relative to the workspace root.
+const PY_SPY_VENV: &str = "target/bench/py-spy-venv";
+const PY_SPY: &str = "target/bench/py-spy-venv/bin/py-spy";
+const PY_SPY_OUTPUT: &str = "target/bench/py-spy.txt";
+
 /// bpftrace's counterpart of probe: 99 Hz stacks plus a per-thread syscall count.
 const BPFTRACE_PROGRAM: &str = "profile:hz:99 { @s[kstack, ustack] = count(); } \
                                 tracepoint:raw_syscalls:sys_enter { @[tid] = count(); }";
 
-/// A CPU-bound loop and a syscall storm: the cases where sampling and the syscall hook cost most.
+/// Samples per second of every sampling observer: probe's default, and the rate given to the
+/// others (bpftrace's is in its program text).
+pub(super) const SAMPLE_HZ: u32 = 99;
+
+/// A CPU-bound loop and a syscall storm in C: the cases where sampling and the syscall hook
+/// cost most; and a pure-Python CPU loop, for the kernel's Python frame walk and py-spy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Workload {
     CpuLoop,
     GetppidStorm,
+    PyLoop,
 }
 
-pub(super) const WORKLOADS: [Workload; 2] = [Workload::CpuLoop, Workload::GetppidStorm];
+pub(super) const WORKLOADS: [Workload; 3] =
+    [Workload::CpuLoop, Workload::GetppidStorm, Workload::PyLoop];
 
 impl Workload {
     pub(super) fn name(self) -> &'static str {
         match self {
             Self::CpuLoop => "cpu_loop",
             Self::GetppidStorm => "getppid_storm",
+            Self::PyLoop => "py_loop",
         }
     }
 
@@ -32,11 +46,28 @@ impl Workload {
         match self {
             Self::CpuLoop => "xorshift steps",
             Self::GetppidStorm => "getppid calls",
+            Self::PyLoop => "Python xorshift calls",
         }
     }
 
+    /// The Python workload is a script; the others are C programs the bench compiles.
+    pub(super) fn is_python(self) -> bool {
+        self == Self::PyLoop
+    }
+
     pub(super) fn source(self) -> String {
-        format!("bench/{}.c", self.name())
+        let extension = if self.is_python() { "py" } else { "c" };
+        format!("bench/{}.{extension}", self.name())
+    }
+
+    /// Who watches this workload, `Alone` first. Only the Python loop runs under py-spy,
+    /// which samples nothing else; it skips bpftrace and perf, which cannot see its frames.
+    pub(super) fn observers(self) -> &'static [Observer; 4] {
+        if self.is_python() {
+            &PYTHON_OBSERVERS
+        } else {
+            &NATIVE_OBSERVERS
+        }
     }
 }
 
@@ -47,13 +78,36 @@ pub(super) enum Observer {
     Probe,
     Bpftrace,
     Perf,
+    PySpy,
+    PySpyNonblocking,
 }
 
-pub(super) const OBSERVERS: [Observer; 4] = [
+/// The C workloads' observers.
+pub(super) const NATIVE_OBSERVERS: [Observer; 4] = [
     Observer::Alone,
     Observer::Probe,
     Observer::Bpftrace,
     Observer::Perf,
+];
+
+/// The Python workload's observers: probe (which walks Python frames in the kernel for every
+/// CPython process it samples) and py-spy at the same rate, pausing the process per sample
+/// (its default) or not.
+pub(super) const PYTHON_OBSERVERS: [Observer; 4] = [
+    Observer::Alone,
+    Observer::Probe,
+    Observer::PySpy,
+    Observer::PySpyNonblocking,
+];
+
+/// Every observer once, in table order.
+pub(super) const OBSERVERS: [Observer; 6] = [
+    Observer::Alone,
+    Observer::Probe,
+    Observer::Bpftrace,
+    Observer::Perf,
+    Observer::PySpy,
+    Observer::PySpyNonblocking,
 ];
 
 impl Observer {
@@ -63,11 +117,31 @@ impl Observer {
             Self::Probe => "probe",
             Self::Bpftrace => "bpftrace",
             Self::Perf => "perf record",
+            Self::PySpy => "py-spy record",
+            Self::PySpyNonblocking => "py-spy record --nonblocking",
         }
     }
 
+    /// The name as a file name's stem: no spaces, no leading dashes.
+    fn file_stem(self) -> &'static str {
+        match self {
+            Self::Perf => "perf-record",
+            Self::PySpy => "py-spy",
+            Self::PySpyNonblocking => "py-spy-nonblocking",
+            _ => self.name(),
+        }
+    }
+
+    /// Whether it needs the workload's PID, so the workload has to start first (py-spy).
+    pub(super) fn needs_pid(self) -> bool {
+        matches!(self, Self::PySpy | Self::PySpyNonblocking)
+    }
+
     /// The observer's command line, run from the workspace root; `None` for `alone`.
-    pub(super) fn argv(self, secs: f64) -> Option<Vec<String>> {
+    /// `pid` is the workload's, for the observers that need one (`PID` when `None`: for
+    /// showing the command).
+    pub(super) fn argv(self, secs: f64, pid: Option<libc::pid_t>) -> Option<Vec<String>> {
+        let hz = SAMPLE_HZ.to_string();
         let argv: &[&str] = match self {
             Self::Alone => return None,
             Self::Probe => {
@@ -88,21 +162,43 @@ impl Observer {
                 "perf",
                 "record",
                 "-F",
-                "99",
+                &hz,
                 "-g",
                 "-a",
                 "-o",
                 "target/bench/perf.data",
             ],
+            Self::PySpy | Self::PySpyNonblocking => {
+                // It exits by itself when the workload does, after writing its output.
+                let pid = pid.map_or("PID".into(), |pid| pid.to_string());
+                let mut argv = [
+                    PY_SPY,
+                    "record",
+                    "-r",
+                    &hz,
+                    "-p",
+                    &pid,
+                    "--format",
+                    "raw",
+                    "-o",
+                    PY_SPY_OUTPUT,
+                ]
+                .map(str::to_owned)
+                .to_vec();
+                if self == Self::PySpyNonblocking {
+                    argv.push("--nonblocking".into());
+                }
+                return Some(argv);
+            }
         };
         Some(argv.iter().map(|arg| (*arg).to_owned()).collect())
     }
 }
 
-/// The observers in round `round`'s order: rotated each round, so slow drift of the machine
+/// `observers` in round `round`'s order: rotated each round, so slow drift of the machine
 /// does not always favour the same observer.
-pub(super) fn round_order(round: usize) -> [Observer; 4] {
-    std::array::from_fn(|i| OBSERVERS[(i + round) % OBSERVERS.len()])
+pub(super) fn round_order(round: usize, observers: &[Observer; 4]) -> [Observer; 4] {
+    std::array::from_fn(|i| observers[(i + round) % observers.len()])
 }
 
 /// Where the bench's inputs and outputs live.
@@ -130,8 +226,20 @@ impl Paths {
     }
 
     pub(super) fn stderr(&self, observer: Observer) -> PathBuf {
-        self.out
-            .join(format!("{}.stderr", observer.name().replace(' ', "-")))
+        self.out.join(format!("{}.stderr", observer.file_stem()))
+    }
+
+    /// The venv py-spy is installed into when it is missing.
+    pub(super) fn py_spy_venv(&self) -> PathBuf {
+        self.root.join(PY_SPY_VENV)
+    }
+
+    pub(super) fn py_spy(&self) -> PathBuf {
+        self.root.join(PY_SPY)
+    }
+
+    pub(super) fn py_spy_output(&self) -> PathBuf {
+        self.root.join(PY_SPY_OUTPUT)
     }
 
     pub(super) fn perf_data(&self) -> [PathBuf; 2] {
@@ -146,8 +254,31 @@ mod tests {
 
     #[test]
     fn every_observer_leads_once_in_four_rounds() {
-        let leaders: Vec<Observer> = (0..4).map(|round| round_order(round)[0]).collect();
-        assert_eq!(leaders, OBSERVERS);
-        assert_eq!(round_order(4), round_order(0));
+        for observers in [&NATIVE_OBSERVERS, &PYTHON_OBSERVERS] {
+            let leaders: Vec<Observer> = (0..4)
+                .map(|round| round_order(round, observers)[0])
+                .collect();
+            assert_eq!(leaders, observers);
+            assert_eq!(round_order(4, observers), round_order(0, observers));
+        }
+    }
+
+    #[test]
+    fn py_spy_gets_the_workload_pid_and_its_mode() {
+        let argv = Observer::PySpyNonblocking.argv(3.0, Some(42)).unwrap();
+        assert_eq!(argv[0], PY_SPY);
+        assert!(argv.windows(2).any(|w| w == ["-p", "42"]));
+        assert_eq!(argv.last().map(String::as_str), Some("--nonblocking"));
+        let shown = Observer::PySpy.argv(3.0, None).unwrap();
+        assert!(shown.windows(2).any(|w| w == ["-p", "PID"]));
+        assert!(!shown.contains(&"--nonblocking".to_owned()));
+    }
+
+    #[test]
+    fn every_observer_of_a_workload_is_in_the_table_order() {
+        for workload in WORKLOADS {
+            assert!(workload.observers().iter().all(|o| OBSERVERS.contains(o)));
+            assert_eq!(workload.observers()[0], Observer::Alone);
+        }
     }
 }

@@ -11,6 +11,7 @@ use super::{
     machine::Machine,
     parse::Rate,
     plan::{Observer, Workload, OBSERVERS, WORKLOADS},
+    python::PY_SPY_VERSION,
     rounds::Bench,
     sample::{ProbeRun, Sample},
     Options, CFLAGS, MIN_ON_CPU, SETTLE,
@@ -42,7 +43,7 @@ impl Results<'_> {
     }
 
     /// The runs the figures come from: all but the disturbed ones.
-    fn clean(&self) -> impl Iterator<Item = &Sample> {
+    pub(super) fn clean(&self) -> impl Iterator<Item = &Sample> {
         self.samples.iter().filter(|s| s.disturbance().is_none())
     }
 
@@ -121,10 +122,13 @@ impl Results<'_> {
             out,
             "Each workload runs for {} s, one at a time and unpinned, {:.1} s after its observer \
              started (time to attach); the observer is then stopped with SIGINT. {} interleaved \
-             rounds, the observer order rotated each round.\n",
+             rounds, the observer order rotated each round. The Python loop is started before its \
+             observer (py-spy needs its PID) and waits, blocked on its stdin, until the observer \
+             has had the same {:.1} s; it measures its own run from then on.\n",
             options.secs,
             SETTLE.as_secs_f64(),
-            options.rounds
+            options.rounds,
+            SETTLE.as_secs_f64()
         )?;
         writeln!(out, "{}\n", self.disturbance())
     }
@@ -188,6 +192,15 @@ impl Results<'_> {
         )?;
         for workload in WORKLOADS {
             let name = workload.name();
+            if workload.is_python() {
+                writeln!(
+                    out,
+                    "| workload {name} | `{} {} {secs} --start-on-eof` (pyenv's CPython) |",
+                    self.bench.python.display(),
+                    workload.source()
+                )?;
+                continue;
+            }
             writeln!(
                 out,
                 "| workload {name} | `target/bench/{name} {secs}`, \
@@ -198,9 +211,17 @@ impl Results<'_> {
         }
         for observer in OBSERVERS {
             let argv = observer
-                .argv(secs)
+                .argv(secs, None)
                 .map_or("(none)".into(), |argv| format!("`{}`", shell_join(&argv)));
-            writeln!(out, "| {} | {argv} |", observer.name())?;
+            let note = if observer.needs_pid() {
+                format!(
+                    " (py-spy {PY_SPY_VERSION} from PyPI, in a venv of that CPython; PID: the \
+                     workload's)"
+                )
+            } else {
+                String::new()
+            };
+            writeln!(out, "| {} | {argv}{note} |", observer.name())?;
         }
         writeln!(out)
     }

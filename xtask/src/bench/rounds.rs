@@ -1,12 +1,7 @@
 //! The measuring loop: every workload under every observer, round after round, and probe on
 //! the idle machine.
 
-use std::{
-    fs, io,
-    process::{Command, Stdio},
-    thread,
-    time::Duration,
-};
+use std::{fs, io, path::PathBuf, process::Command, thread, time::Duration};
 
 use anyhow::{bail, Context as _, Result};
 
@@ -14,16 +9,19 @@ use super::{
     format::si,
     machine::{other_bpf_users, others_note, union},
     observe::{Observed, Observing},
-    parse::{parse_rate, Rate},
+    parse::parse_raw_samples,
     plan::{round_order, Observer, Paths, Workload, WORKLOADS},
     sample::{Observation, ProbeRun, Sample},
+    workload::{run_to_end, Held},
     Options, SETTLE,
 };
 
-/// The measuring part: options and paths, shared by every run.
+/// The measuring part: options, paths and the Python interpreter, shared by every run.
 pub(super) struct Bench<'a> {
     pub(super) options: &'a Options,
     pub(super) paths: Paths,
+    /// pyenv's CPython 3.12, which runs the Python workload (see `python::find_python`).
+    pub(super) python: PathBuf,
 }
 
 impl Bench<'_> {
@@ -32,7 +30,7 @@ impl Bench<'_> {
         let mut samples = Vec::new();
         for round in 0..self.options.rounds {
             for workload in WORKLOADS {
-                for observer in round_order(round) {
+                for observer in round_order(round, workload.observers()) {
                     let sample = self.measure(round, workload, observer)?;
                     eprintln!(
                         "xtask: bench round {}/{}: {} {}: {}/s{}",
@@ -52,9 +50,17 @@ impl Bench<'_> {
         Ok(samples)
     }
 
-    /// One workload run under one observer.
+    /// One workload run under one observer. The Python workload is started first and held
+    /// (its observer may need its PID), then released after the same settle as the others.
     fn measure(&self, round: usize, workload: Workload, observer: Observer) -> Result<Sample> {
-        let observation = self.observe(observer, || self.run_workload(workload))?;
+        let mut command = self.workload_command(workload);
+        let observation = if workload.is_python() {
+            let held = Held::start(&mut command)?;
+            let pid = held.pid()?;
+            self.observe(observer, Some(pid), || held.release())?
+        } else {
+            self.observe(observer, None, || run_to_end(&mut command))?
+        };
         Ok(Sample {
             round,
             workload,
@@ -68,7 +74,7 @@ impl Bench<'_> {
     /// probe with nothing else running: what it costs on an idle machine.
     pub(super) fn idle(&self) -> Result<(ProbeRun, Vec<String>)> {
         let secs = Duration::from_secs_f64(self.options.secs);
-        let observation = self.observe(Observer::Probe, || {
+        let observation = self.observe(Observer::Probe, None, || {
             thread::sleep(secs);
             Ok(())
         })?;
@@ -81,14 +87,16 @@ impl Bench<'_> {
         Ok((run, observation.others))
     }
 
-    /// Starts the observer, gives it SETTLE to attach, runs `during`, stops the observer.
+    /// Starts the observer (on the workload `pid` when it needs one), gives it SETTLE to
+    /// attach, runs `during`, stops the observer.
     fn observe<T>(
         &self,
         observer: Observer,
+        pid: Option<libc::pid_t>,
         during: impl FnOnce() -> Result<T>,
     ) -> Result<Observation<T>> {
         let others_before = other_bpf_users(None);
-        let observed = self.start(observer)?;
+        let observed = self.start(observer, pid)?;
         thread::sleep(SETTLE);
         let Some(mut observed) = observed else {
             let value = during()?;
@@ -111,7 +119,11 @@ impl Bench<'_> {
                 self.remove_perf_data()?;
                 None
             }
-            _ => None,
+            Observer::PySpy | Observer::PySpyNonblocking => {
+                self.check_py_spy_output(observer)?;
+                None
+            }
+            Observer::Alone | Observer::Bpftrace => None,
         };
         Ok(Observation {
             value,
@@ -120,37 +132,46 @@ impl Bench<'_> {
         })
     }
 
-    fn start(&self, observer: Observer) -> Result<Option<Observed>> {
+    fn start(&self, observer: Observer, pid: Option<libc::pid_t>) -> Result<Option<Observed>> {
+        if observer.needs_pid() && pid.is_none() {
+            bail!("{} needs the workload's PID", observer.name());
+        }
         observer
-            .argv(self.options.secs)
+            .argv(self.options.secs, pid)
             .map(|argv| Observed::spawn(observer, &argv, &self.paths))
             .transpose()
     }
 
-    /// Runs one workload to completion; returns its iterations per second.
-    fn run_workload(&self, workload: Workload) -> Result<Rate> {
-        let binary = self.paths.workload(workload);
-        let output = Command::new(&binary)
+    /// The workload's command line, run from the workspace root.
+    fn workload_command(&self, workload: Workload) -> Command {
+        let mut command = if workload.is_python() {
+            let mut command = Command::new(&self.python);
+            command.arg(workload.source());
+            command
+        } else {
+            Command::new(self.paths.workload(workload))
+        };
+        command
             .arg(self.options.secs.to_string())
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("failed to run {}", binary.display()))?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        if !output.status.success() {
+            .current_dir(&self.paths.root);
+        command
+    }
+
+    /// Fails unless py-spy sampled the workload: without samples its ratio would mean
+    /// nothing. Removes the output, so the next run cannot pass on this one's.
+    fn check_py_spy_output(&self, observer: Observer) -> Result<()> {
+        let path = self.paths.py_spy_output();
+        let raw = fs::read_to_string(&path).with_context(|| {
+            format!("py-spy wrote no samples: failed to read {}", path.display())
+        })?;
+        fs::remove_file(&path).with_context(|| format!("failed to remove {}", path.display()))?;
+        if parse_raw_samples(&raw) == 0 {
             bail!(
-                "{} failed ({}): {}",
-                binary.display(),
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
+                "py-spy recorded no samples of the workload; see {}",
+                self.paths.stderr(observer).display()
             );
         }
-        parse_rate(&stdout).with_context(|| {
-            format!(
-                "unexpected output from {}: {:?}",
-                binary.display(),
-                stdout.trim()
-            )
-        })
+        Ok(())
     }
 
     fn remove_perf_data(&self) -> Result<()> {

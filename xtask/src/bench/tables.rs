@@ -6,7 +6,7 @@ use std::fmt::{self, Write as _};
 use super::{
     format::{fmt_pct, fmt_summary, mib, si},
     parse::Rate,
-    plan::{Observer, Workload, OBSERVERS, WORKLOADS},
+    plan::{Observer, Workload, NATIVE_OBSERVERS, PYTHON_OBSERVERS, WORKLOADS},
     render::Results,
     sample::ProbeRun,
     stats::{median_ns_per_run, median_of, Summary},
@@ -31,18 +31,33 @@ impl Results<'_> {
              median (min–max) over {rounds} rounds. \"Per second\" is the figure that counts; \
              \"per on-CPU second\" leaves out CPU time that other load on the machine took from \
              the workload (the observer's kernel programs run on the workload's time, so they \
-             still count), and \"on a CPU\" is the share of the run the workload was on one.\n"
+             still count; the time py-spy record holds the Python loop stopped to read it does \
+             not), and \"on a CPU\" is the share of the run the workload was on one.\n"
         )?;
-        writeln!(
-            out,
-            "| workload | figure | alone | probe | bpftrace | perf record |\n\
-             |---|---|---|---|---|---|"
-        )?;
-        for workload in WORKLOADS {
+        for observers in [&NATIVE_OBSERVERS, &PYTHON_OBSERVERS] {
+            let workloads = WORKLOADS.into_iter().filter(|w| w.observers() == observers);
+            self.write_throughput_table(out, observers, workloads)?;
+        }
+        Ok(())
+    }
+
+    /// One table: the workloads that share a set of observers, one column per observer.
+    fn write_throughput_table(
+        &self,
+        out: &mut String,
+        observers: &[Observer],
+        workloads: impl Iterator<Item = Workload>,
+    ) -> fmt::Result {
+        write!(out, "| workload | figure |")?;
+        for observer in observers {
+            write!(out, " {} |", observer.name())?;
+        }
+        writeln!(out, "\n|---|---|{}", "---|".repeat(observers.len()))?;
+        for workload in workloads {
             self.write_rate_row(out, workload, "per second", |r| r.wall)?;
             self.write_rate_row(out, workload, "per on-CPU second", |r| r.cpu)?;
             write!(out, "| {} | on a CPU (median) |", workload.name())?;
-            for observer in OBSERVERS {
+            for &observer in observers {
                 let on_cpu = Summary::of(self.rates(workload, observer).iter().map(|r| r.on_cpu));
                 write!(
                     out,
@@ -55,7 +70,7 @@ impl Results<'_> {
         writeln!(out)
     }
 
-    /// One rate: absolute alone, then as ratios under each observer.
+    /// One rate: absolute alone, then as ratios under each of the workload's observers.
     fn write_rate_row(
         &self,
         out: &mut String,
@@ -74,7 +89,7 @@ impl Results<'_> {
             )
         });
         write!(out, "| {} | {figure} | {alone} |", workload.name())?;
-        for observer in &OBSERVERS[1..] {
+        for observer in &workload.observers()[1..] {
             let ratios = self.ratios(workload, *observer, rate);
             // Say how many rounds a ratio rests on when disturbed runs were left out.
             let count = if ratios.len() < self.bench.options.rounds {
