@@ -11,7 +11,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use probe_tests::{require_bpf, require_interpreter, run_probe, spinning_thread, Workload};
+use probe_tests::{
+    require_bpf, require_interpreter, run_probe, spinning_thread, start_python, Workload,
+};
 use serde_json::Value;
 
 const SCRIPT: &str = "py_spin.py";
@@ -118,7 +120,43 @@ fn check_version(minor: u8) {
                 .is_some_and(|q| q.ends_with("_bootstrap")),
             "3.{minor}: outermost frame {last}"
         );
+        assert_eq!(
+            call_entries(frames),
+            expected_call_entries(minor, frames.len()),
+            "3.{minor}: which frames end a call of the eval loop, in {stack:#}"
+        );
     }
+}
+
+/// The `call_entry` flag of each frame, innermost first.
+fn call_entries(frames: &[Value]) -> Vec<bool> {
+    frames
+        .iter()
+        .map(|frame| {
+            frame["call_entry"]
+                .as_bool()
+                .expect("call_entry is a boolean")
+        })
+        .collect()
+}
+
+/// Where the spinner's frames (`inner, middle, outer, deep, Thread.run,
+/// Thread._bootstrap_inner, Thread._bootstrap`) end a call of the eval loop. Up to 3.10 every
+/// Python call is one (the kernel marks every frame). From 3.11 a Python function called from
+/// Python code runs in its caller's call: `_bootstrap` (called by the thread's C start
+/// routine) starts one, and on 3.11 so does `deep`, which `Thread.run` calls through
+/// `self._target(*args)`; 3.12 runs that call (`CALL_FUNCTION_EX`) inline too. (3.11 marks
+/// entries with `is_entry`, 3.12+ with shim frames: both are checked here.)
+fn expected_call_entries(minor: u8, frames: usize) -> Vec<bool> {
+    if minor <= 10 {
+        return vec![true; frames];
+    }
+    let mut entries = vec![false; frames];
+    if minor == 11 {
+        entries[3] = true;
+    }
+    entries[frames - 1] = true;
+    entries
 }
 
 #[test]
@@ -246,4 +284,38 @@ fn unsupported_python_gets_one_notice() {
     // 3.7 has no native thread ids: the process's busiest thread is the spinner.
     let busy = report["spinning"].as_array().unwrap();
     assert!(busy.iter().any(|t| t["pid"] == spinner.pid), "{report:#}");
+}
+
+/// A Python function called from C code (`sorted`'s key) runs in a call of the eval loop of
+/// its own: on 3.12+ the kernel sees the entry shim below it and marks the frame inside.
+#[test]
+fn frames_called_from_c_end_a_call() {
+    if !require_bpf() {
+        return;
+    }
+    for minor in [11, 12, 13] {
+        let Some(python) = require_interpreter(minor) else {
+            continue;
+        };
+        let process = start_python(&python, "py_c_call.py", &[]);
+        let (_, dump) = observe(&[process.pid]);
+        let stacks: Vec<&Value> = dump
+            .iter()
+            .filter(|line| line["tid"] == process.tid)
+            .collect();
+        assert!(!stacks.is_empty(), "3.{minor}: {dump:#?}");
+        for stack in stacks {
+            let frames = stack["frames"].as_array().unwrap();
+            let names: Vec<&str> = frames
+                .iter()
+                .map(|frame| frame["qualname"].as_str().unwrap_or("?"))
+                .collect();
+            assert_eq!(names, ["inner", "key", "outer", "<module>"], "3.{minor}");
+            assert_eq!(
+                call_entries(frames),
+                [false, true, false, true],
+                "3.{minor}: {stack:#}"
+            );
+        }
+    }
 }
