@@ -11,7 +11,7 @@ use aya::{
     Btf, Ebpf, EbpfError, EbpfLoader,
 };
 use probe_common::{
-    names, CpuState, PyLayoutKernel, SampleEvent, SyscallCache, SyscallKey, ThreadStats,
+    names, CpuState, PyLayoutKernel, SyscallCache, SyscallKey, ThreadStats, SAMPLE_MAX_BYTES,
     WINDOW_END_SLOT, WINDOW_START_SLOT,
 };
 use thiserror::Error;
@@ -314,11 +314,14 @@ impl Drop for Probe {
 }
 
 /// Ring buffer size for the sampling rate: room for half a second of samples from every
-/// CPU (userspace drains it every 100 ms), at least 256 KiB, at most 64 MiB.
+/// CPU at the largest record size (userspace drains it every 100 ms), at least 256 KiB, at
+/// most 64 MiB. A record holds only its valid frames, so typical ones are a fraction of
+/// that size and the ring holds seconds of them: margin for a drain delayed by Python
+/// discovery.
 fn sample_ring_bytes(cpus: usize, frequency_hz: u64) -> u32 {
     const MIN: u64 = 256 << 10;
     const MAX: u64 = 64 << 20;
-    let per_second = cpus as u64 * frequency_hz * std::mem::size_of::<SampleEvent>() as u64;
+    let per_second = cpus as u64 * frequency_hz * SAMPLE_MAX_BYTES as u64;
     (per_second / 2).clamp(MIN, MAX).next_power_of_two() as u32
 }
 
@@ -372,7 +375,7 @@ mod tests {
 
     #[test]
     fn ring_buffer_scales_with_cpus_and_rate() {
-        // A sample is ~4 KiB (native stacks and Python frames).
+        // The largest sample is ~4 KiB (full native stacks and Python frames).
         assert_eq!(sample_ring_bytes(2, 99), 512 << 10);
         assert_eq!(sample_ring_bytes(16, 999), 32 << 20);
         assert_eq!(sample_ring_bytes(1024, 10_000), 64 << 20);
