@@ -36,11 +36,15 @@ pub mod names {
     pub const SYSCALL_CACHE: &str = "SYSCALL_CACHE";
     pub const PY_PROCS: &str = "PY_PROCS";
     pub const PY_THREADS: &str = "PY_THREADS";
+    pub const SAMPLE_SCRATCH: &str = "SAMPLE_SCRATCH";
+    pub const SAMPLE_TAIL_CALLS: &str = "SAMPLE_TAIL_CALLS";
 
     pub const PROG_SAMPLE: &str = "sample_stack";
     pub const PROG_SCHED_SWITCH: &str = "sched_switch";
     pub const PROG_PROCESS_EXIT: &str = "sched_process_exit";
     pub const PROG_SYS_ENTER: &str = "sys_enter";
+    /// `sample_stack`'s Python frame walk, reached by a tail call (never attached).
+    pub const PROG_PY_WALK: &str = "walk_python";
 
     /// Load-time global (`EbpfLoader::override_global`).
     pub const GLOBAL_FILTER_PIDS: &str = "FILTER_PIDS";
@@ -123,6 +127,13 @@ const _: () = {
     assert!(256 + 2 * PY_MAX_FRAMES <= SAMPLE_SCRATCH_WORDS);
     assert!(SAMPLE_MAX_BYTES <= size_of::<SampleScratch>());
 };
+
+/// Slot of `walk_python` in the `SAMPLE_TAIL_CALLS` program array: `sample_stack` tail
+/// calls it for threads in `PY_THREADS`. Userspace fills it only once a Python process is
+/// in scope, so the sampler itself verifies (and attaches) quickly.
+pub const TAIL_CALL_PY_WALK: u32 = 0;
+/// Slots in `SAMPLE_TAIL_CALLS`.
+pub const TAIL_CALL_SLOTS: u32 = 1;
 
 /// Deepest Python stack (in frames, shims not counted) recorded per sample.
 pub const PY_MAX_FRAMES: usize = 128;

@@ -13,7 +13,7 @@ use aya_ebpf::{
         generated::{bpf_get_stack, bpf_ktime_get_ns},
     },
     macros::{btf_tracepoint, map, perf_event},
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, ProgramArray, RingBuf},
     programs::{BtfTracePointContext, PerfEventContext},
     EbpfContext,
 };
@@ -21,7 +21,8 @@ use probe_common::{
     Counter, CpuState, PyLayoutKernel, SampleHeader, SampleScratch, SyscallCache, SyscallKey,
     ThreadStats, MAX_STACK_DEPTH, MAX_SYSCALL_KEYS, MAX_TARGET_PIDS, MAX_THREADS, PY_MAX_PROCS,
     PY_MAX_THREADS, SAMPLE_KERNEL_STACK_ERROR, SAMPLE_RING_BYTES, SAMPLE_SCRATCH_WORDS,
-    SAMPLE_USER_STACK_ERROR, SYSCALL_CACHE_WAYS, WINDOW_END_SLOT, WINDOW_START_SLOT,
+    SAMPLE_USER_STACK_ERROR, SYSCALL_CACHE_WAYS, TAIL_CALL_PY_WALK, TAIL_CALL_SLOTS,
+    WINDOW_END_SLOT, WINDOW_START_SLOT,
 };
 
 mod python;
@@ -36,6 +37,11 @@ static SAMPLES: RingBuf = RingBuf::with_byte_size(SAMPLE_RING_BYTES, 0);
 /// Where `sample_stack` assembles each record (see `SampleScratch`).
 #[map]
 static SAMPLE_SCRATCH: PerCpuArray<SampleScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// `sample_stack`'s tail calls: `walk_python` at `TAIL_CALL_PY_WALK`, once userspace has
+/// loaded it.
+#[map]
+static SAMPLE_TAIL_CALLS: ProgramArray = ProgramArray::with_max_entries(TAIL_CALL_SLOTS, 0);
 
 #[map]
 static THREAD_STATS: HashMap<u32, ThreadStats> = HashMap::with_max_entries(MAX_THREADS, 0);
@@ -124,7 +130,9 @@ fn add_to(counter: Counter, count: u64) {
 
 /// On-CPU sampler, attached to a software CPU_CLOCK perf event on every CPU. The record is
 /// assembled in this CPU's `SAMPLE_SCRATCH` and only its valid bytes are copied to the ring
-/// buffer (see `SampleHeader`).
+/// buffer (see `SampleHeader`). A Python thread's record is finished by `walk_python`,
+/// reached by a tail call; until userspace has loaded that program, the record goes out
+/// with native frames only (`SAMPLE_PY_WALKED` unset).
 #[perf_event]
 pub fn sample_stack(ctx: PerfEventContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -154,8 +162,7 @@ pub fn sample_stack(ctx: PerfEventContext) -> u32 {
     // calls) uses, and never nested: a perf_event program does not run while another one
     // runs on the same CPU. The stack buffers are written by the helper within the slot:
     // the kernel frames at the start of `words`, the user frames right after them (at most
-    // MAX_STACK_DEPTH each, so both fit). The Python maps' values are plain integers, valid
-    // for the whole run of the program (map values are RCU protected).
+    // MAX_STACK_DEPTH each, so both fit).
     unsafe {
         let header = addr_of_mut!((*scratch).header);
         let words = addr_of_mut!((*scratch).words).cast::<u64>();
@@ -182,12 +189,36 @@ pub fn sample_stack(ctx: PerfEventContext) -> u32 {
         (*header).user_frames = frames(user);
         (*header).py_frames = 0;
         (*header)._pad = 0;
-        if let Some(&tstate) = PY_THREADS.get(tid) {
-            if let Some(layout) = PY_PROCS.get(tgid) {
-                flags |= python::walk(scratch, layout, tstate);
-            }
-        }
         (*header).flags = flags;
+        if PY_THREADS.get_ptr(tid).is_some() {
+            // Does not return once the walker is loaded: it walks and emits the record.
+            SAMPLE_TAIL_CALLS.tail_call(&ctx, TAIL_CALL_PY_WALK);
+        }
+        emit(scratch);
+    }
+    0
+}
+
+/// The Python frame walk of a `sample_stack` record, in a program of its own so that the
+/// sampler verifies quickly and the walk (the bulk of the verifier's work) is verified
+/// only when a Python process is in scope. Reached by a tail call from `sample_stack`,
+/// never attached: the record is in this CPU's `SAMPLE_SCRATCH`, which it completes and
+/// emits. Its run time counts as `sample_stack`'s in the kernel's statistics.
+#[perf_event]
+pub fn walk_python(_ctx: PerfEventContext) -> u32 {
+    let Some(scratch) = SAMPLE_SCRATCH.get_ptr_mut(0) else {
+        bump(Counter::SamplesLost);
+        return 0;
+    };
+    // SAFETY: `scratch` is this CPU's slot, filled by the `sample_stack` run that tail
+    // called this one (see there). The Python maps' values are plain integers, valid for
+    // the whole run of the program (map values are RCU protected).
+    unsafe {
+        let header = addr_of_mut!((*scratch).header);
+        let (tid, tgid) = ((*header).tid, (*header).tgid);
+        if let (Some(&tstate), Some(layout)) = (PY_THREADS.get(tid), PY_PROCS.get(tgid)) {
+            (*header).flags |= python::walk(scratch, layout, tstate);
+        }
         emit(scratch);
     }
     0

@@ -3,8 +3,9 @@
 //! `probe-user/src/python/frames.rs` (the reference): shims skipped without being counted,
 //! bounded, stopping at a frame linking to itself.
 //!
-//! The frames go into the sample's scratch record (`SampleScratch`), right after its native
-//! frames, two words each.
+//! It runs in `walk_python`, which the sampler reaches by a tail call; the frames go into
+//! the sample's scratch record (`SampleScratch`), right after its native frames, two words
+//! each.
 //!
 //! Verifier notes: the loop is bounded ([`PY_MAX_STEPS`]); the frame count lives in the
 //! scratch record and is re-read through a volatile load each time, so the verifier sees an

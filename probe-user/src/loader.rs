@@ -2,7 +2,7 @@
 //! every exit path, including Ctrl-C and errors) closes the links, which detaches them.
 
 use aya::{
-    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
     programs::{
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
         BtfTracePoint, PerfEvent, ProgramError,
@@ -12,7 +12,7 @@ use aya::{
 };
 use probe_common::{
     names, CpuState, PyLayoutKernel, SyscallCache, SyscallKey, ThreadStats, SAMPLE_MAX_BYTES,
-    WINDOW_END_SLOT, WINDOW_START_SLOT,
+    TAIL_CALL_PY_WALK, WINDOW_END_SLOT, WINDOW_START_SLOT,
 };
 use thiserror::Error;
 
@@ -59,9 +59,22 @@ pub struct Probe {
     /// CLOCK_MONOTONIC nanoseconds at which the window opened (every program attached).
     pub window_start_ns: u64,
     pub online_cpus: Vec<u32>,
+    /// The sampler's Python frame walk, loaded on first need.
+    python_walk: PythonWalk,
 }
 
-/// Every program, for statistics and detaching.
+/// Whether `walk_python` is in the sampler's tail-call slot.
+#[derive(Clone, Debug)]
+enum PythonWalk {
+    NotLoaded,
+    Loaded,
+    /// Loading it failed (the reason, repeated for every Python process): the sampler
+    /// records native frames only.
+    Failed(String),
+}
+
+/// Every attached program, for statistics and detaching. `walk_python` is not among them:
+/// it is never attached, and the kernel counts its runs (tail calls) as `sample_stack`'s.
 const PROGRAMS_IN_ORDER: [&str; 4] = [
     names::PROG_SAMPLE,
     names::PROG_SCHED_SWITCH,
@@ -114,10 +127,12 @@ impl Probe {
             ebpf,
             window_start_ns: 0,
             online_cpus,
+            python_walk: PythonWalk::NotLoaded,
         };
         probe.fill_pid_filter(&options.pids)?;
         // Verify everything first, then attach in quick succession; the programs account
-        // nothing until the caller opens the window with `start_window`.
+        // nothing until the caller opens the window with `start_window`. The Python walk
+        // (slow to verify) is loaded later, once a Python process is in scope.
         probe.load_programs(&btf)?;
         probe.attach_sampler(options.frequency_hz)?;
         probe.attach_tracepoints()?;
@@ -168,6 +183,44 @@ impl Probe {
         let name = names::PROG_SAMPLE;
         let program: &mut PerfEvent = self.program(name)?;
         program.load().map_err(|source| program_error(name, source))
+    }
+
+    /// Loads `walk_python` and puts it in the sampler's tail-call slot, once: from then on
+    /// the samples of threads in `PY_THREADS` get their Python frames. A failure is kept
+    /// and returned again (the walk is not retried).
+    pub fn load_python_walk(&mut self) -> Result<(), String> {
+        match &self.python_walk {
+            PythonWalk::Loaded => return Ok(()),
+            PythonWalk::Failed(why) => return Err(why.clone()),
+            PythonWalk::NotLoaded => {}
+        }
+        let loaded = self
+            .insert_python_walk()
+            .map_err(|err| format!("the kernel's Python frame walk is unavailable: {err}"));
+        self.python_walk = match &loaded {
+            Ok(()) => PythonWalk::Loaded,
+            Err(why) => PythonWalk::Failed(why.clone()),
+        };
+        loaded
+    }
+
+    fn insert_python_walk(&mut self) -> Result<(), LoadError> {
+        let name = names::PROG_PY_WALK;
+        let program: &mut PerfEvent = self.program(name)?;
+        program
+            .load()
+            .map_err(|source| program_error(name, source))?;
+        let fd = program
+            .fd()
+            .map_err(|source| program_error(name, source))?
+            .try_clone()
+            .map_err(|err| LoadError::Other(format!("duplicate the fd of `{name}`: {err}")))?;
+        let map = self.ebpf_map(names::SAMPLE_TAIL_CALLS)?;
+        let mut slots: ProgramArray<_> = ProgramArray::try_from(map)
+            .map_err(|err| LoadError::Other(format!("open the tail-call map: {err}")))?;
+        slots
+            .set(TAIL_CALL_PY_WALK, &fd, 0)
+            .map_err(|err| LoadError::Other(format!("insert `{name}` as a tail call: {err}")))
     }
 
     fn attach_tracepoints(&mut self) -> Result<(), LoadError> {
@@ -284,7 +337,9 @@ impl Probe {
 }
 
 impl PythonMaps for Probe {
+    /// Also loads the kernel's Python frame walk, when this is the first Python process.
     fn add_process(&mut self, pid: u32, layout: &PyLayoutKernel) -> Result<(), String> {
+        self.load_python_walk()?;
         let map = self
             .ebpf_map(names::PY_PROCS)
             .map_err(|err| err.to_string())?;
