@@ -5,6 +5,8 @@
 //! never `bool`.
 #![no_std]
 
+use core::mem::size_of;
+
 /// Deepest stack (in frames) recorded per side of a sample. The kernel's own limit for
 /// `bpf_get_stack` is `PERF_MAX_STACK_DEPTH` = 127.
 pub const MAX_STACK_DEPTH: usize = 127;
@@ -34,11 +36,15 @@ pub mod names {
     pub const SYSCALL_CACHE: &str = "SYSCALL_CACHE";
     pub const PY_PROCS: &str = "PY_PROCS";
     pub const PY_THREADS: &str = "PY_THREADS";
+    pub const SAMPLE_SCRATCH: &str = "SAMPLE_SCRATCH";
+    pub const SAMPLE_TAIL_CALLS: &str = "SAMPLE_TAIL_CALLS";
 
     pub const PROG_SAMPLE: &str = "sample_stack";
     pub const PROG_SCHED_SWITCH: &str = "sched_switch";
     pub const PROG_PROCESS_EXIT: &str = "sched_process_exit";
     pub const PROG_SYS_ENTER: &str = "sys_enter";
+    /// `sample_stack`'s Python frame walk, reached by a tail call (never attached).
+    pub const PROG_PY_WALK: &str = "walk_python";
 
     /// Load-time global (`EbpfLoader::override_global`).
     pub const GLOBAL_FILTER_PIDS: &str = "FILTER_PIDS";
@@ -51,39 +57,83 @@ pub const WINDOW_START_SLOT: u32 = 0;
 /// accounted up to it, so detaching afterwards adds nothing.
 pub const WINDOW_END_SLOT: u32 = 1;
 
-/// `SampleEvent::flags`: `bpf_get_stack` failed for the user stack (the sample has none).
+/// `SampleHeader::flags`: `bpf_get_stack` failed for the user stack (the sample has none).
 pub const SAMPLE_USER_STACK_ERROR: u32 = 1 << 0;
-/// `SampleEvent::flags`: `bpf_get_stack` failed for the kernel stack.
+/// `SampleHeader::flags`: `bpf_get_stack` failed for the kernel stack.
 pub const SAMPLE_KERNEL_STACK_ERROR: u32 = 1 << 1;
 
-/// `SampleEvent::flags`: the thread has a Python thread state and its Python frames were
-/// walked: `py_frames` holds them (possibly none).
+/// `SampleHeader::flags`: the thread has a Python thread state and its Python frames were
+/// walked: the record holds them (possibly none).
 pub const SAMPLE_PY_WALKED: u32 = 1 << 2;
-/// `SampleEvent::flags`: the Python walk stopped before the outermost frame (depth bound
+/// `SampleHeader::flags`: the Python walk stopped before the outermost frame (depth bound
 /// hit, a frame linking to itself, or a read failed mid-chain).
 pub const SAMPLE_PY_TRUNCATED: u32 = 1 << 3;
 
-/// One on-CPU stack sample, sent through the `SAMPLES` ring buffer.
+/// The start of one on-CPU stack sample in the `SAMPLES` ring buffer. The record is this
+/// header followed by exactly the valid frames, each list innermost first and nothing
+/// after them: `kernel_frames` kernel addresses (`u64`), `user_frames` user addresses
+/// (`u64`), then `py_frames` [`PyFrameRecord`]s, [`sample_record_bytes`] in all.
 #[repr(C)]
-#[derive(Clone, Copy)]
-pub struct SampleEvent {
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SampleHeader {
     pub tgid: u32,
     pub tid: u32,
     pub cpu: u32,
     pub flags: u32,
     /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) at the sample.
     pub ktime_ns: u64,
-    /// Valid frames in `user_stack`, innermost first.
-    pub user_frames: u32,
-    /// Valid frames in `kernel_stack`, innermost first. Zero when the sample hit user mode.
+    /// Kernel frames that follow the header. Zero when the sample hit user mode.
     pub kernel_frames: u32,
-    /// Valid frames in `py_frames`, innermost first (see `SAMPLE_PY_WALKED`).
-    pub py_frames_len: u32,
+    /// User frames that follow the kernel frames.
+    pub user_frames: u32,
+    /// Python frames that follow the user frames (see `SAMPLE_PY_WALKED`).
+    pub py_frames: u32,
     pub _pad: u32,
-    pub user_stack: [u64; MAX_STACK_DEPTH],
-    pub kernel_stack: [u64; MAX_STACK_DEPTH],
-    pub py_frames: [PyFrameRecord; PY_MAX_FRAMES],
 }
+
+/// Bytes of a sample record with these frame counts.
+pub const fn sample_record_bytes(
+    kernel_frames: usize,
+    user_frames: usize,
+    py_frames: usize,
+) -> usize {
+    size_of::<SampleHeader>()
+        + (kernel_frames + user_frames) * size_of::<u64>()
+        + py_frames * size_of::<PyFrameRecord>()
+}
+
+/// The largest sample record: full native stacks and [`PY_MAX_FRAMES`] Python frames.
+pub const SAMPLE_MAX_BYTES: usize =
+    sample_record_bytes(MAX_STACK_DEPTH, MAX_STACK_DEPTH, PY_MAX_FRAMES);
+
+/// Words in [`SampleScratch::words`]: a power of two that holds the largest record's frames
+/// even where the kernel side bounds its indexes with masks (kernel + user frames masked to
+/// 255 words, a Python frame's index to 127).
+pub const SAMPLE_SCRATCH_WORDS: usize = 512;
+
+/// Where the sampler assembles one record (the per-CPU `SAMPLE_SCRATCH`, cache-hot) before
+/// copying its valid bytes, [`sample_record_bytes`] from the start, to the ring buffer:
+/// `words` holds the kernel frames, the user frames right after them, then the Python
+/// frames (two words each), as the record does.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SampleScratch {
+    pub header: SampleHeader,
+    pub words: [u64; SAMPLE_SCRATCH_WORDS],
+}
+
+const _: () = {
+    assert!(2 * MAX_STACK_DEPTH <= 255);
+    assert!(256 + 2 * PY_MAX_FRAMES <= SAMPLE_SCRATCH_WORDS);
+    assert!(SAMPLE_MAX_BYTES <= size_of::<SampleScratch>());
+};
+
+/// Slot of `walk_python` in the `SAMPLE_TAIL_CALLS` program array: `sample_stack` tail
+/// calls it for threads in `PY_THREADS`. Userspace fills it only once a Python process is
+/// in scope, so the sampler itself verifies (and attaches) quickly.
+pub const TAIL_CALL_PY_WALK: u32 = 0;
+/// Slots in `SAMPLE_TAIL_CALLS`.
+pub const TAIL_CALL_SLOTS: u32 = 1;
 
 /// Deepest Python stack (in frames, shims not counted) recorded per sample.
 pub const PY_MAX_FRAMES: usize = 128;
@@ -249,8 +299,6 @@ impl Counter {
 mod pod {
     // SAFETY: all of these are `#[repr(C)]`, `Copy`, made only of integers and integer
     // arrays with no implicit padding, so every bit pattern is a valid value.
-    unsafe impl aya::Pod for super::SampleEvent {}
-    // SAFETY: as above.
     unsafe impl aya::Pod for super::ThreadStats {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SyscallKey {}
@@ -265,12 +313,13 @@ mod pod {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use core::mem::size_of;
 
     #[test]
     fn records_have_no_padding() {
+        assert_eq!(size_of::<SampleHeader>(), 40);
+        assert_eq!(size_of::<SampleScratch>(), 40 + 8 * SAMPLE_SCRATCH_WORDS);
         assert_eq!(
-            size_of::<SampleEvent>(),
+            SAMPLE_MAX_BYTES,
             40 + 2 * 8 * MAX_STACK_DEPTH + 16 * PY_MAX_FRAMES
         );
         assert_eq!(size_of::<PyFrameRecord>(), 16);

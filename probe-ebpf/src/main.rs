@@ -13,14 +13,15 @@ use aya_ebpf::{
         generated::{bpf_get_stack, bpf_ktime_get_ns},
     },
     macros::{btf_tracepoint, map, perf_event},
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, ProgramArray, RingBuf},
     programs::{BtfTracePointContext, PerfEventContext},
     EbpfContext,
 };
 use probe_common::{
-    Counter, CpuState, PyLayoutKernel, SampleEvent, SyscallCache, SyscallKey, ThreadStats,
-    MAX_STACK_DEPTH, MAX_SYSCALL_KEYS, MAX_TARGET_PIDS, MAX_THREADS, PY_MAX_PROCS, PY_MAX_THREADS,
-    SAMPLE_KERNEL_STACK_ERROR, SAMPLE_RING_BYTES, SAMPLE_USER_STACK_ERROR, SYSCALL_CACHE_WAYS,
+    Counter, CpuState, PyLayoutKernel, SampleHeader, SampleScratch, SyscallCache, SyscallKey,
+    ThreadStats, MAX_STACK_DEPTH, MAX_SYSCALL_KEYS, MAX_TARGET_PIDS, MAX_THREADS, PY_MAX_PROCS,
+    PY_MAX_THREADS, SAMPLE_KERNEL_STACK_ERROR, SAMPLE_RING_BYTES, SAMPLE_SCRATCH_WORDS,
+    SAMPLE_USER_STACK_ERROR, SYSCALL_CACHE_WAYS, TAIL_CALL_PY_WALK, TAIL_CALL_SLOTS,
     WINDOW_END_SLOT, WINDOW_START_SLOT,
 };
 
@@ -32,6 +33,15 @@ static FILTER_PIDS: u32 = 0;
 
 #[map]
 static SAMPLES: RingBuf = RingBuf::with_byte_size(SAMPLE_RING_BYTES, 0);
+
+/// Where `sample_stack` assembles each record (see `SampleScratch`).
+#[map]
+static SAMPLE_SCRATCH: PerCpuArray<SampleScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// `sample_stack`'s tail calls: `walk_python` at `TAIL_CALL_PY_WALK`, once userspace has
+/// loaded it.
+#[map]
+static SAMPLE_TAIL_CALLS: ProgramArray = ProgramArray::with_max_entries(TAIL_CALL_SLOTS, 0);
 
 #[map]
 static THREAD_STATS: HashMap<u32, ThreadStats> = HashMap::with_max_entries(MAX_THREADS, 0);
@@ -118,7 +128,11 @@ fn add_to(counter: Counter, count: u64) {
     }
 }
 
-/// On-CPU sampler, attached to a software CPU_CLOCK perf event on every CPU.
+/// On-CPU sampler, attached to a software CPU_CLOCK perf event on every CPU. The record is
+/// assembled in this CPU's `SAMPLE_SCRATCH` and only its valid bytes are copied to the ring
+/// buffer (see `SampleHeader`). A Python thread's record is finished by `walk_python`,
+/// reached by a tail call; until userspace has loaded that program, the record goes out
+/// with native frames only (`SAMPLE_PY_WALKED` unset).
 #[perf_event]
 pub fn sample_stack(ctx: PerfEventContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -140,54 +154,105 @@ pub fn sample_stack(ctx: PerfEventContext) -> u32 {
         return 0;
     }
     bump(Counter::Samples);
-    let Some(mut entry) = SAMPLES.reserve::<SampleEvent>(0) else {
+    let Some(scratch) = SAMPLE_SCRATCH.get_ptr_mut(0) else {
         bump(Counter::SamplesLost);
         return 0;
     };
-    let event = entry.as_mut_ptr();
-    // SAFETY: `event` points at a reserved ring-buffer record of the right size that only
-    // this program writes until it is submitted; the stack buffers are written by the helper
-    // with their exact size. The Python maps' values are plain integers, valid for the whole
-    // run of the program (map values are RCU protected).
+    // SAFETY: `scratch` is this CPU's slot, which only this program (and the walker it tail
+    // calls) uses, and never nested: a perf_event program does not run while another one
+    // runs on the same CPU. The stack buffers are written by the helper within the slot:
+    // the kernel frames at the start of `words`, the user frames right after them (at most
+    // MAX_STACK_DEPTH each, so both fit).
     unsafe {
-        (*event).tgid = tgid;
-        (*event).tid = tid;
-        (*event).cpu = current_cpu();
-        (*event).ktime_ns = now;
+        let header = addr_of_mut!((*scratch).header);
+        let words = addr_of_mut!((*scratch).words).cast::<u64>();
+        (*header).tgid = tgid;
+        (*header).tid = tid;
+        (*header).cpu = current_cpu();
+        (*header).ktime_ns = now;
         let mut flags = 0;
-        let kernel = bpf_get_stack(
-            ctx.as_ptr(),
-            addr_of_mut!((*event).kernel_stack).cast::<c_void>(),
-            STACK_BYTES,
-            0,
-        );
-        (*event).kernel_frames = frames(kernel);
+        let kernel = bpf_get_stack(ctx.as_ptr(), words.cast::<c_void>(), STACK_BYTES, 0);
+        let kernel_frames = frames(kernel);
         if kernel < 0 {
             flags |= SAMPLE_KERNEL_STACK_ERROR;
         }
         let user = bpf_get_stack(
             ctx.as_ptr(),
-            addr_of_mut!((*event).user_stack).cast::<c_void>(),
+            words.add(kernel_frames as usize).cast::<c_void>(),
             STACK_BYTES,
             BPF_F_USER_STACK as u64,
         );
-        (*event).user_frames = frames(user);
         if user < 0 {
             flags |= SAMPLE_USER_STACK_ERROR;
         }
-        (*event).py_frames_len = 0;
-        (*event)._pad = 0;
-        if let Some(&tstate) = PY_THREADS.get(tid) {
-            if let Some(layout) = PY_PROCS.get(tgid) {
-                flags |= python::walk(event, layout, tstate);
-            }
+        (*header).kernel_frames = kernel_frames;
+        (*header).user_frames = frames(user);
+        (*header).py_frames = 0;
+        (*header)._pad = 0;
+        (*header).flags = flags;
+        if PY_THREADS.get_ptr(tid).is_some() {
+            // Does not return once the walker is loaded: it walks and emits the record.
+            SAMPLE_TAIL_CALLS.tail_call(&ctx, TAIL_CALL_PY_WALK);
         }
-        (*event).flags = flags;
+        emit(scratch);
     }
+    0
+}
+
+/// The Python frame walk of a `sample_stack` record, in a program of its own so that the
+/// sampler verifies quickly and the walk (the bulk of the verifier's work) is verified
+/// only when a Python process is in scope. Reached by a tail call from `sample_stack`,
+/// never attached: the record is in this CPU's `SAMPLE_SCRATCH`, which it completes and
+/// emits. Its run time counts as `sample_stack`'s in the kernel's statistics.
+#[perf_event]
+pub fn walk_python(_ctx: PerfEventContext) -> u32 {
+    let Some(scratch) = SAMPLE_SCRATCH.get_ptr_mut(0) else {
+        bump(Counter::SamplesLost);
+        return 0;
+    };
+    // SAFETY: `scratch` is this CPU's slot, filled by the `sample_stack` run that tail
+    // called this one (see there). The Python maps' values are plain integers, valid for
+    // the whole run of the program (map values are RCU protected).
+    unsafe {
+        let header = addr_of_mut!((*scratch).header);
+        let (tid, tgid) = ((*header).tid, (*header).tgid);
+        if let (Some(&tstate), Some(layout)) = (PY_THREADS.get(tid), PY_PROCS.get(tgid)) {
+            (*header).flags |= python::walk(scratch, layout, tstate);
+        }
+        emit(scratch);
+    }
+    0
+}
+
+/// Copies the record assembled in `scratch` to the ring buffer: the header and the valid
+/// frames, nothing more. A full ring buffer is a counted loss.
+///
+/// # Safety
+/// `scratch` must be this CPU's `SAMPLE_SCRATCH` slot.
+#[inline(always)]
+unsafe fn emit(scratch: *const SampleScratch) {
+    // SAFETY: the caller's slot, valid for the program's run.
+    let header = unsafe { &(*scratch).header };
+    // Each count was bounded where it was written; bound the sum again so the verifier
+    // sees a size within the slot.
+    let words =
+        header.kernel_frames as usize + header.user_frames as usize + 2 * header.py_frames as usize;
+    let words = if words > SAMPLE_SCRATCH_WORDS {
+        SAMPLE_SCRATCH_WORDS
+    } else {
+        words
+    };
+    let len = size_of::<SampleHeader>() + words * size_of::<u64>();
+    // SAFETY: `len` is at most the slot's size (above).
+    let record = unsafe { core::slice::from_raw_parts(scratch.cast::<u8>(), len) };
     // Userspace polls the ring buffer on a timer, so no wakeup is needed: a wakeup is an
     // irq_work self-interrupt per sample, costly (a VM exit) on virtual machines.
-    entry.submit(BPF_RB_NO_WAKEUP as u64);
-    0
+    if SAMPLES
+        .output::<[u8]>(record, BPF_RB_NO_WAKEUP as u64)
+        .is_err()
+    {
+        bump(Counter::SamplesLost);
+    }
 }
 
 #[inline(always)]

@@ -3,11 +3,15 @@
 //! `probe-user/src/python/frames.rs` (the reference): shims skipped without being counted,
 //! bounded, stopping at a frame linking to itself.
 //!
+//! It runs in `walk_python`, which the sampler reaches by a tail call; the frames go into
+//! the sample's scratch record (`SampleScratch`), right after its native frames, two words
+//! each.
+//!
 //! Verifier notes: the loop is bounded ([`PY_MAX_STEPS`]); the frame count lives in the
-//! ring-buffer record and is re-read through a volatile load each time, so the verifier
-//! sees an unknown (masked) index rather than one constant per path, and the paths that
-//! record a frame and those that skip one converge at the loop head (a few dozen
-//! instructions per step instead of one state per (step, count) pair).
+//! scratch record and is re-read through a volatile load each time, so the verifier sees an
+//! unknown (masked) index rather than one constant per path, and the paths that record a
+//! frame and those that skip one converge at the loop head (a few dozen instructions per
+//! step instead of one state per (step, count) pair).
 
 use core::{
     ffi::c_void,
@@ -16,8 +20,8 @@ use core::{
 
 use aya_ebpf::{helpers::generated::bpf_probe_read_user, macros::map, maps::PerCpuArray};
 use probe_common::{
-    PyInstrKind, PyLayoutKernel, SampleEvent, PY_ABSENT, PY_FRAME_CALL_ENTRY, PY_FRAME_READ_BYTES,
-    PY_MAX_FRAMES, PY_MAX_STEPS, SAMPLE_PY_TRUNCATED, SAMPLE_PY_WALKED,
+    PyFrameRecord, PyInstrKind, PyLayoutKernel, SampleScratch, PY_ABSENT, PY_FRAME_CALL_ENTRY,
+    PY_FRAME_READ_BYTES, PY_MAX_FRAMES, PY_MAX_STEPS, SAMPLE_PY_TRUNCATED, SAMPLE_PY_WALKED,
 };
 
 /// Words of one frame read.
@@ -93,18 +97,19 @@ unsafe fn first_frame(layout: &PyLayoutKernel, tstate: u64) -> Option<u64> {
     unsafe { read_u64(frame.wrapping_add(u64::from(layout.cframe_current_frame))) }
 }
 
-/// Walks the Python frames of the thread whose `PyThreadState` is at `tstate` into
-/// `event.py_frames` (`py_frames_len` must be 0) and returns the `SAMPLE_PY_*` flags.
+/// Walks the Python frames of the thread whose `PyThreadState` is at `tstate` into the
+/// record in `scratch`, after its native frames (`header.py_frames` must be 0), and returns
+/// the `SAMPLE_PY_*` flags.
 ///
 /// # Safety
-/// `event` must point at a reserved ring-buffer record that only this program writes.
+/// `scratch` must be this CPU's sample scratch slot, whose native frame counts are set.
 #[inline(always)]
-pub unsafe fn walk(event: *mut SampleEvent, layout: &PyLayoutKernel, tstate: u64) -> u32 {
+pub unsafe fn walk(scratch: *mut SampleScratch, layout: &PyLayoutKernel, tstate: u64) -> u32 {
     // SAFETY: forwarded from the caller; user memory is only read through the helper.
     let Some(mut frame) = (unsafe { first_frame(layout, tstate) }) else {
         return SAMPLE_PY_WALKED | SAMPLE_PY_TRUNCATED;
     };
-    let Some(scratch) = PY_SCRATCH.get_ptr_mut(0) else {
+    let Some(read_buf) = PY_SCRATCH.get_ptr_mut(0) else {
         return SAMPLE_PY_WALKED | SAMPLE_PY_TRUNCATED;
     };
     let len = layout.frame_read_len;
@@ -122,10 +127,10 @@ pub unsafe fn walk(event: *mut SampleEvent, layout: &PyLayoutKernel, tstate: u64
         let layout = unsafe { read_volatile(layout) };
         let start = u64::from(layout.frame_read_start);
         let fields = Fields::new(&layout);
-        // SAFETY: `scratch` is this CPU's buffer of PY_FRAME_READ_BYTES >= `len` bytes.
+        // SAFETY: `read_buf` is this CPU's buffer of PY_FRAME_READ_BYTES >= `len` bytes.
         let read = unsafe {
             bpf_probe_read_user(
-                scratch.cast::<c_void>(),
+                read_buf.cast::<c_void>(),
                 len,
                 frame.wrapping_add(start) as *const c_void,
             )
@@ -133,8 +138,8 @@ pub unsafe fn walk(event: *mut SampleEvent, layout: &PyLayoutKernel, tstate: u64
         if read != 0 {
             return SAMPLE_PY_WALKED | SAMPLE_PY_TRUNCATED;
         }
-        // SAFETY: `scratch` is valid (above); indexes are masked to its length.
-        let words = unsafe { &*scratch };
+        // SAFETY: `read_buf` is valid (above); indexes are masked to its length.
+        let words = unsafe { &*read_buf };
         let previous = word(words, fields.previous);
         let code = word(words, fields.code);
         let shim = match fields.owner {
@@ -145,7 +150,7 @@ pub unsafe fn walk(event: *mut SampleEvent, layout: &PyLayoutKernel, tstate: u64
             // The frames recorded since the previous shim were run by one eval-loop call,
             // which this shim entered: the latest of them is that call's outermost.
             // SAFETY: forwarded from the caller.
-            unsafe { mark_last_call_entry(event) };
+            unsafe { mark_last_call_entry(scratch) };
         } else if code != 0 {
             let instr = word(words, fields.instr) >> fields.instr_shift;
             let adaptive = u64::from(layout.code_code_adaptive);
@@ -158,7 +163,7 @@ pub unsafe fn walk(event: *mut SampleEvent, layout: &PyLayoutKernel, tstate: u64
             };
             let flags = if entry { PY_FRAME_CALL_ENTRY } else { 0 };
             // SAFETY: forwarded from the caller.
-            if !unsafe { record(event, code, offset, flags) } {
+            if !unsafe { record(scratch, code, offset, flags) } {
                 return SAMPLE_PY_WALKED | SAMPLE_PY_TRUNCATED;
             }
         }
@@ -180,24 +185,45 @@ fn word(words: &[u64; READ_WORDS], index: usize) -> u64 {
     words[index & (READ_WORDS - 1)]
 }
 
+/// Python frame `index` of the record in `scratch`: after the native frames, two words
+/// per frame. Both parts are masked (the native frames to 255 words, `index` to
+/// [`PY_MAX_FRAMES`]), so the slot lies within `words` whatever the counts hold.
+///
+/// # Safety
+/// As [`walk`].
+#[inline(always)]
+unsafe fn frame_slot(scratch: *mut SampleScratch, index: u32) -> *mut PyFrameRecord {
+    // SAFETY: the caller's slot; the counts are re-read (volatile, see the module doc).
+    unsafe {
+        let native = read_volatile(addr_of!((*scratch).header.kernel_frames))
+            + read_volatile(addr_of!((*scratch).header.user_frames));
+        let word = (native as usize & 255) + 2 * (index as usize & (PY_MAX_FRAMES - 1));
+        addr_of_mut!((*scratch).words)
+            .cast::<u64>()
+            .add(word)
+            .cast::<PyFrameRecord>()
+    }
+}
+
 /// Appends one frame; false when [`PY_MAX_FRAMES`] are already recorded.
 ///
 /// # Safety
 /// As [`walk`].
 #[inline(always)]
-unsafe fn record(event: *mut SampleEvent, code: u64, offset: u32, flags: u32) -> bool {
-    // SAFETY: the caller's record; volatile so the count is re-read from memory (see the
-    // module doc), and the index is checked and masked to the array's length.
+unsafe fn record(scratch: *mut SampleScratch, code: u64, offset: u32, flags: u32) -> bool {
+    // SAFETY: the caller's slot; volatile so the count is re-read from memory (see the
+    // module doc), and the index is checked (and masked by `frame_slot`).
     unsafe {
-        let len = read_volatile(addr_of!((*event).py_frames_len));
+        let count = addr_of_mut!((*scratch).header.py_frames);
+        let len = read_volatile(count);
         if len as usize >= PY_MAX_FRAMES {
             return false;
         }
-        let slot = addr_of_mut!((*event).py_frames[len as usize & (PY_MAX_FRAMES - 1)]);
+        let slot = frame_slot(scratch, len);
         (*slot).code = code;
         (*slot).offset = offset;
         (*slot).flags = flags;
-        write_volatile(addr_of_mut!((*event).py_frames_len), len + 1);
+        write_volatile(count, len + 1);
     }
     true
 }
@@ -207,15 +233,14 @@ unsafe fn record(event: *mut SampleEvent, code: u64, offset: u32, flags: u32) ->
 /// # Safety
 /// As [`walk`].
 #[inline(always)]
-unsafe fn mark_last_call_entry(event: *mut SampleEvent) {
-    // SAFETY: as in `record`; the index is masked to the array's length.
+unsafe fn mark_last_call_entry(scratch: *mut SampleScratch) {
+    // SAFETY: as in `record`.
     unsafe {
-        let len = read_volatile(addr_of!((*event).py_frames_len));
+        let len = read_volatile(addr_of!((*scratch).header.py_frames));
         if len == 0 || len as usize > PY_MAX_FRAMES {
             return;
         }
-        let slot = addr_of_mut!((*event).py_frames[(len as usize - 1) & (PY_MAX_FRAMES - 1)]);
-        (*slot).flags |= PY_FRAME_CALL_ENTRY;
+        (*frame_slot(scratch, len - 1)).flags |= PY_FRAME_CALL_ENTRY;
     }
 }
 

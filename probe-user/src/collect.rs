@@ -12,9 +12,9 @@ use std::{
 };
 
 use probe_common::{
-    Counter, CpuState, SampleEvent, SyscallCache, ThreadStats, PY_FRAME_CALL_ENTRY,
-    SAMPLE_KERNEL_STACK_ERROR, SAMPLE_PY_TRUNCATED, SAMPLE_PY_WALKED, SAMPLE_USER_STACK_ERROR,
-    SYSCALL_CACHE_WAYS,
+    sample_record_bytes, Counter, CpuState, PyFrameRecord, SampleHeader, SyscallCache, ThreadStats,
+    MAX_STACK_DEPTH, PY_FRAME_CALL_ENTRY, PY_MAX_FRAMES, SAMPLE_KERNEL_STACK_ERROR,
+    SAMPLE_PY_TRUNCATED, SAMPLE_PY_WALKED, SAMPLE_USER_STACK_ERROR, SYSCALL_CACHE_WAYS,
 };
 
 mod python;
@@ -50,19 +50,30 @@ pub struct Accumulator {
     maps_refreshed: HashMap<u32, Instant>,
     /// Samples per thread whose Python frames the kernel did not walk.
     not_walked: HashMap<u32, u64>,
+    /// Ring-buffer records that were not a well-formed sample (ignored).
+    malformed_samples: u64,
+}
+
+/// One sample as read from the ring buffer (see [`read_sample`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sample {
+    pub header: SampleHeader,
+    /// Innermost first, as are the other two.
+    pub kernel: Vec<u64>,
+    pub user: Vec<u64>,
+    pub python: Vec<PyFrameRecord>,
 }
 
 impl Accumulator {
     /// Adds one sample from the ring buffer.
-    pub fn add_sample(&mut self, event: &SampleEvent) {
-        let user_frames = (event.user_frames as usize).min(event.user_stack.len());
-        let kernel_frames = (event.kernel_frames as usize).min(event.kernel_stack.len());
-        let py_frames = (event.py_frames_len as usize).min(event.py_frames.len());
+    pub fn add_sample(&mut self, sample: &Sample) {
+        let header = &sample.header;
         let stack = RawStack {
-            user: event.user_stack[..user_frames].to_vec(),
-            kernel: event.kernel_stack[..kernel_frames].to_vec(),
-            user_error: event.flags & SAMPLE_USER_STACK_ERROR != 0,
-            python: event.py_frames[..py_frames]
+            user: sample.user.clone(),
+            kernel: sample.kernel.clone(),
+            user_error: header.flags & SAMPLE_USER_STACK_ERROR != 0,
+            python: sample
+                .python
                 .iter()
                 .map(|frame| PyRawFrame {
                     code: frame.code,
@@ -70,13 +81,13 @@ impl Accumulator {
                     call_entry: frame.flags & PY_FRAME_CALL_ENTRY != 0,
                 })
                 .collect(),
-            python_truncated: event.flags & SAMPLE_PY_TRUNCATED != 0,
+            python_truncated: header.flags & SAMPLE_PY_TRUNCATED != 0,
         };
-        if event.flags & SAMPLE_PY_WALKED == 0 {
-            *self.not_walked.entry(event.tid).or_insert(0) += 1;
+        if header.flags & SAMPLE_PY_WALKED == 0 {
+            *self.not_walked.entry(header.tid).or_insert(0) += 1;
         }
-        let thread = self.thread(event.tid, event.tgid);
-        if kernel_frames > 0 || event.flags & SAMPLE_KERNEL_STACK_ERROR != 0 {
+        let thread = self.thread(header.tid, header.tgid);
+        if !sample.kernel.is_empty() || header.flags & SAMPLE_KERNEL_STACK_ERROR != 0 {
             thread.kernel_samples += 1;
         } else {
             thread.user_samples += 1;
@@ -310,7 +321,13 @@ pub async fn record(
         ..Recording::default()
     };
     let not_walked = std::mem::take(&mut accumulator.not_walked);
+    let malformed = accumulator.malformed_samples;
     let mut recording = accumulator.finish(recording);
+    if malformed > 0 {
+        recording.notices.push(format!(
+            "{malformed} ring-buffer records were not well-formed samples and were ignored"
+        ));
+    }
     let mut missed = 0;
     for thread in recording.threads.values_mut() {
         thread.python_name = python.thread_name(thread.tid).map(str::to_owned);
@@ -336,17 +353,17 @@ fn drain_samples(
 ) -> Result<(), LoadError> {
     let mut ring = probe.samples()?;
     while let Some(item) = ring.next() {
-        let Some(event) = read_sample(&item) else {
+        let Some(sample) = read_sample(&item) else {
+            accumulator.malformed_samples += 1;
             continue;
         };
-        let user_leaf = (event.user_frames > 0).then_some(event.user_stack[0]);
-        accumulator.observe_process(event.tgid, user_leaf);
-        accumulator.add_sample(&event);
-        let py_frames = (event.py_frames_len as usize).min(event.py_frames.len());
+        let header = &sample.header;
+        accumulator.observe_process(header.tgid, sample.user.first().copied());
+        accumulator.add_sample(&sample);
         python.note_sample(
-            event.tgid,
-            event.flags & SAMPLE_PY_WALKED != 0,
-            event.py_frames[..py_frames].iter().map(|frame| frame.code),
+            header.tgid,
+            header.flags & SAMPLE_PY_WALKED != 0,
+            sample.python.iter().map(|frame| frame.code),
         );
     }
     drop(ring);
@@ -354,16 +371,58 @@ fn drain_samples(
     Ok(())
 }
 
-/// Copies a ring-buffer record into an aligned `SampleEvent` (the record bytes are only
-/// 8-byte aligned by the kernel's ring buffer, and are never cast in place).
-fn read_sample(bytes: &[u8]) -> Option<SampleEvent> {
-    if bytes.len() < std::mem::size_of::<SampleEvent>() {
+/// Parses one ring-buffer record: a [`SampleHeader`] and exactly the frames it counts
+/// (see there). `None` for anything else (too short or too long for its counts, or counts
+/// beyond what the kernel records), which the caller counts and skips. The record bytes
+/// are only 8-byte aligned by the kernel, so every value is copied out, never cast in place.
+pub fn read_sample(bytes: &[u8]) -> Option<Sample> {
+    let header_len = std::mem::size_of::<SampleHeader>();
+    if bytes.len() < header_len {
         return None;
     }
-    // SAFETY: the length was checked above; `SampleEvent` is plain old data (any bit
-    // pattern is valid) and `read_unaligned` makes no alignment assumption.
-    let event = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<SampleEvent>()) };
-    Some(event)
+    // SAFETY: `bytes` holds at least a header (checked above); `SampleHeader` is plain old
+    // data (any bit pattern is valid) and `read_unaligned` makes no alignment assumption.
+    let header = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<SampleHeader>()) };
+    let kernel_frames = header.kernel_frames as usize;
+    let user_frames = header.user_frames as usize;
+    let py_frames = header.py_frames as usize;
+    if kernel_frames > MAX_STACK_DEPTH || user_frames > MAX_STACK_DEPTH || py_frames > PY_MAX_FRAMES
+    {
+        return None;
+    }
+    if bytes.len() != sample_record_bytes(kernel_frames, user_frames, py_frames) {
+        return None;
+    }
+    let (native, python) = bytes[header_len..].split_at((kernel_frames + user_frames) * 8);
+    let (kernel, user) = native.split_at(kernel_frames * 8);
+    let python = python
+        .chunks_exact(std::mem::size_of::<PyFrameRecord>())
+        .map(|frame| PyFrameRecord {
+            code: u64::from_ne_bytes(fixed(&frame[..8])),
+            offset: u32::from_ne_bytes(fixed(&frame[8..12])),
+            flags: u32::from_ne_bytes(fixed(&frame[12..])),
+        })
+        .collect();
+    let addresses = |bytes: &[u8]| {
+        bytes
+            .chunks_exact(8)
+            .map(|word| u64::from_ne_bytes(fixed(word)))
+            .collect()
+    };
+    let (kernel, user) = (addresses(kernel), addresses(user));
+    Some(Sample {
+        header,
+        kernel,
+        user,
+        python,
+    })
+}
+
+/// The bytes of a slice whose length is `N` by construction (exact chunks).
+fn fixed<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut out = [0; N];
+    out.copy_from_slice(bytes);
+    out
 }
 
 fn read_aggregates(
@@ -453,26 +512,112 @@ impl Countdown {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use probe_common::{PyFrameRecord, MAX_STACK_DEPTH, PY_MAX_FRAMES};
 
-    fn sample(tid: u32, user: &[u64], kernel: &[u64]) -> SampleEvent {
-        let mut event = SampleEvent {
+    fn header(tid: u32, kernel: usize, user: usize, python: usize) -> SampleHeader {
+        SampleHeader {
             tgid: 100,
             tid,
-            cpu: 0,
-            flags: 0,
-            ktime_ns: 0,
-            user_frames: user.len() as u32,
-            kernel_frames: kernel.len() as u32,
-            py_frames_len: 0,
+            cpu: 1,
+            flags: SAMPLE_PY_WALKED,
+            ktime_ns: 42,
+            kernel_frames: kernel as u32,
+            user_frames: user as u32,
+            py_frames: python as u32,
             _pad: 0,
-            user_stack: [0; MAX_STACK_DEPTH],
-            kernel_stack: [0; MAX_STACK_DEPTH],
-            py_frames: [PyFrameRecord::default(); PY_MAX_FRAMES],
-        };
-        event.user_stack[..user.len()].copy_from_slice(user);
-        event.kernel_stack[..kernel.len()].copy_from_slice(kernel);
-        event
+        }
+    }
+
+    fn sample(tid: u32, user: &[u64], kernel: &[u64]) -> Sample {
+        Sample {
+            header: header(tid, kernel.len(), user.len(), 0),
+            kernel: kernel.to_vec(),
+            user: user.to_vec(),
+            python: Vec::new(),
+        }
+    }
+
+    /// The record the kernel writes for `sample`: its header and frames, back to back.
+    fn record(sample: &Sample) -> Vec<u8> {
+        let h = &sample.header;
+        let mut bytes = Vec::new();
+        for field in [h.tgid, h.tid, h.cpu, h.flags] {
+            bytes.extend(field.to_ne_bytes());
+        }
+        bytes.extend(h.ktime_ns.to_ne_bytes());
+        for field in [h.kernel_frames, h.user_frames, h.py_frames, h._pad] {
+            bytes.extend(field.to_ne_bytes());
+        }
+        for addr in sample.kernel.iter().chain(&sample.user) {
+            bytes.extend(addr.to_ne_bytes());
+        }
+        for frame in &sample.python {
+            bytes.extend(frame.code.to_ne_bytes());
+            bytes.extend(frame.offset.to_ne_bytes());
+            bytes.extend(frame.flags.to_ne_bytes());
+        }
+        bytes
+    }
+
+    fn python_sample() -> Sample {
+        let python = vec![
+            PyFrameRecord {
+                code: 0x7000,
+                offset: 12,
+                flags: 0,
+            },
+            PyFrameRecord {
+                code: 0x7100,
+                offset: 4,
+                flags: PY_FRAME_CALL_ENTRY,
+            },
+        ];
+        Sample {
+            header: header(7, 2, 3, python.len()),
+            kernel: vec![0xffff_1000, 0xffff_2000],
+            user: vec![0x401000, 0x402000, 0x403000],
+            python,
+        }
+    }
+
+    #[test]
+    fn records_are_parsed_back_exactly() {
+        let python = python_sample();
+        let bytes = record(&python);
+        assert_eq!(bytes.len(), 40 + 5 * 8 + 2 * 16);
+        assert_eq!(read_sample(&bytes), Some(python));
+        let native = sample(9, &[1, 2], &[]);
+        assert_eq!(read_sample(&record(&native)), Some(native));
+        let mut full = sample(9, &[5; MAX_STACK_DEPTH], &[6; MAX_STACK_DEPTH]);
+        full.python = vec![PyFrameRecord::default(); PY_MAX_FRAMES];
+        full.header.py_frames = PY_MAX_FRAMES as u32;
+        let bytes = record(&full);
+        assert_eq!(bytes.len(), probe_common::SAMPLE_MAX_BYTES);
+        assert_eq!(read_sample(&bytes), Some(full));
+    }
+
+    #[test]
+    fn malformed_records_are_rejected_without_panicking() {
+        let bytes = record(&python_sample());
+        // Every truncation, and a record longer than its counts say.
+        for len in 0..bytes.len() {
+            assert_eq!(read_sample(&bytes[..len]), None, "{len} bytes");
+        }
+        let mut long = bytes.clone();
+        long.extend([0; 8]);
+        assert_eq!(read_sample(&long), None);
+        // Counts beyond what the kernel records, even when the length would match.
+        for (kernel, user, python) in [
+            (MAX_STACK_DEPTH + 1, 0, 0),
+            (0, MAX_STACK_DEPTH + 1, 0),
+            (0, 0, PY_MAX_FRAMES + 1),
+            (u32::MAX as usize, u32::MAX as usize, u32::MAX as usize),
+        ] {
+            let mut bad = sample(1, &[], &[]);
+            bad.header = header(1, kernel, user, python);
+            let mut bytes = record(&bad);
+            bytes.resize(sample_record_bytes(kernel, user, python).min(1 << 20), 0);
+            assert_eq!(read_sample(&bytes), None, "{kernel} {user} {python}");
+        }
     }
 
     #[test]
@@ -493,13 +638,26 @@ mod tests {
     }
 
     #[test]
-    fn frame_counts_beyond_the_buffer_are_clamped() {
+    fn python_frames_and_flags_reach_the_stack() {
         let mut acc = Accumulator::default();
-        let mut event = sample(5, &[7], &[]);
-        event.user_frames = 10_000;
-        acc.add_sample(&event);
-        let stack = acc.threads[&5].stacks.keys().next().unwrap();
-        assert_eq!(stack.user.len(), MAX_STACK_DEPTH);
+        let mut truncated = python_sample();
+        truncated.header.flags |= SAMPLE_PY_TRUNCATED;
+        acc.add_sample(&truncated);
+        let mut not_walked = python_sample();
+        not_walked.header.flags = 0;
+        acc.add_sample(&not_walked);
+        let stack = acc.threads[&7].stacks.keys().find(|s| s.python_truncated);
+        let stack = stack.expect("the truncated sample's stack");
+        assert_eq!(stack.kernel, [0xffff_1000, 0xffff_2000]);
+        assert_eq!(stack.user, [0x401000, 0x402000, 0x403000]);
+        let frames: Vec<_> = stack
+            .python
+            .iter()
+            .map(|f| (f.code, f.offset, f.call_entry))
+            .collect();
+        assert_eq!(frames, [(0x7000, 12, false), (0x7100, 4, true)]);
+        assert_eq!(acc.threads[&7].kernel_samples, 2);
+        assert_eq!(acc.not_walked[&7], 1);
     }
 
     #[test]
@@ -588,10 +746,5 @@ mod tests {
         assert_eq!(acc.threads[&3].syscalls[&110], 15);
         assert_eq!(acc.threads[&3].syscalls[&0], 2);
         assert_eq!(acc.threads.len(), 1);
-    }
-
-    #[test]
-    fn short_records_are_ignored() {
-        assert!(read_sample(&[0u8; 16]).is_none());
     }
 }

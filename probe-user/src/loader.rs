@@ -2,7 +2,7 @@
 //! every exit path, including Ctrl-C and errors) closes the links, which detaches them.
 
 use aya::{
-    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
     programs::{
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
         BtfTracePoint, PerfEvent, ProgramError,
@@ -11,8 +11,8 @@ use aya::{
     Btf, Ebpf, EbpfError, EbpfLoader,
 };
 use probe_common::{
-    names, CpuState, PyLayoutKernel, SampleEvent, SyscallCache, SyscallKey, ThreadStats,
-    WINDOW_END_SLOT, WINDOW_START_SLOT,
+    names, CpuState, PyLayoutKernel, SyscallCache, SyscallKey, ThreadStats, SAMPLE_MAX_BYTES,
+    TAIL_CALL_PY_WALK, WINDOW_END_SLOT, WINDOW_START_SLOT,
 };
 use thiserror::Error;
 
@@ -59,9 +59,22 @@ pub struct Probe {
     /// CLOCK_MONOTONIC nanoseconds at which the window opened (every program attached).
     pub window_start_ns: u64,
     pub online_cpus: Vec<u32>,
+    /// The sampler's Python frame walk, loaded on first need.
+    python_walk: PythonWalk,
 }
 
-/// Every program, for statistics and detaching.
+/// Whether `walk_python` is in the sampler's tail-call slot.
+#[derive(Clone, Debug)]
+enum PythonWalk {
+    NotLoaded,
+    Loaded,
+    /// Loading it failed (the reason, repeated for every Python process): the sampler
+    /// records native frames only.
+    Failed(String),
+}
+
+/// Every attached program, for statistics and detaching. `walk_python` is not among them:
+/// it is never attached, and the kernel counts its runs (tail calls) as `sample_stack`'s.
 const PROGRAMS_IN_ORDER: [&str; 4] = [
     names::PROG_SAMPLE,
     names::PROG_SCHED_SWITCH,
@@ -99,12 +112,20 @@ impl Probe {
             ));
         }
         raise_memlock_limit();
-        let btf = Btf::from_sys_fs().map_err(|err| LoadError::Btf(err.to_string()))?;
+        // `EbpfLoader::new` parses the kernel BTF for itself (~25 ms here; aya offers no
+        // way around it), and the BTF tracepoints need a parsed copy of their own: parse
+        // that one on another thread meanwhile, which takes one parse off the time to attach.
+        let parsing = std::thread::spawn(Btf::from_sys_fs);
+        let mut loader = EbpfLoader::new();
+        let btf = parsing
+            .join()
+            .map_err(|_| LoadError::Btf("parsing it panicked".to_owned()))?
+            .map_err(|err| LoadError::Btf(err.to_string()))?;
         let filter: u32 = (!options.pids.is_empty()).into();
         let online_cpus =
             online_cpus().map_err(|(path, err)| LoadError::Other(format!("read {path}: {err}")))?;
         let ring_bytes = sample_ring_bytes(online_cpus.len(), options.frequency_hz);
-        let ebpf = EbpfLoader::new()
+        let ebpf = loader
             .btf(Some(&btf))
             .map_max_entries(names::SAMPLES, ring_bytes)
             .override_global(names::GLOBAL_FILTER_PIDS, &filter, true)
@@ -114,10 +135,12 @@ impl Probe {
             ebpf,
             window_start_ns: 0,
             online_cpus,
+            python_walk: PythonWalk::NotLoaded,
         };
         probe.fill_pid_filter(&options.pids)?;
         // Verify everything first, then attach in quick succession; the programs account
-        // nothing until the caller opens the window with `start_window`.
+        // nothing until the caller opens the window with `start_window`. The Python walk
+        // (slow to verify) is loaded later, once a Python process is in scope.
         probe.load_programs(&btf)?;
         probe.attach_sampler(options.frequency_hz)?;
         probe.attach_tracepoints()?;
@@ -168,6 +191,44 @@ impl Probe {
         let name = names::PROG_SAMPLE;
         let program: &mut PerfEvent = self.program(name)?;
         program.load().map_err(|source| program_error(name, source))
+    }
+
+    /// Loads `walk_python` and puts it in the sampler's tail-call slot, once: from then on
+    /// the samples of threads in `PY_THREADS` get their Python frames. A failure is kept
+    /// and returned again (the walk is not retried).
+    pub fn load_python_walk(&mut self) -> Result<(), String> {
+        match &self.python_walk {
+            PythonWalk::Loaded => return Ok(()),
+            PythonWalk::Failed(why) => return Err(why.clone()),
+            PythonWalk::NotLoaded => {}
+        }
+        let loaded = self
+            .insert_python_walk()
+            .map_err(|err| format!("the kernel's Python frame walk is unavailable: {err}"));
+        self.python_walk = match &loaded {
+            Ok(()) => PythonWalk::Loaded,
+            Err(why) => PythonWalk::Failed(why.clone()),
+        };
+        loaded
+    }
+
+    fn insert_python_walk(&mut self) -> Result<(), LoadError> {
+        let name = names::PROG_PY_WALK;
+        let program: &mut PerfEvent = self.program(name)?;
+        program
+            .load()
+            .map_err(|source| program_error(name, source))?;
+        let fd = program
+            .fd()
+            .map_err(|source| program_error(name, source))?
+            .try_clone()
+            .map_err(|err| LoadError::Other(format!("duplicate the fd of `{name}`: {err}")))?;
+        let map = self.ebpf_map(names::SAMPLE_TAIL_CALLS)?;
+        let mut slots: ProgramArray<_> = ProgramArray::try_from(map)
+            .map_err(|err| LoadError::Other(format!("open the tail-call map: {err}")))?;
+        slots
+            .set(TAIL_CALL_PY_WALK, &fd, 0)
+            .map_err(|err| LoadError::Other(format!("insert `{name}` as a tail call: {err}")))
     }
 
     fn attach_tracepoints(&mut self) -> Result<(), LoadError> {
@@ -284,7 +345,9 @@ impl Probe {
 }
 
 impl PythonMaps for Probe {
+    /// Also loads the kernel's Python frame walk, when this is the first Python process.
     fn add_process(&mut self, pid: u32, layout: &PyLayoutKernel) -> Result<(), String> {
+        self.load_python_walk()?;
         let map = self
             .ebpf_map(names::PY_PROCS)
             .map_err(|err| err.to_string())?;
@@ -314,11 +377,14 @@ impl Drop for Probe {
 }
 
 /// Ring buffer size for the sampling rate: room for half a second of samples from every
-/// CPU (userspace drains it every 100 ms), at least 256 KiB, at most 64 MiB.
+/// CPU at the largest record size (userspace drains it every 100 ms), at least 256 KiB, at
+/// most 64 MiB. A record holds only its valid frames, so typical ones are a fraction of
+/// that size and the ring holds seconds of them: margin for a drain delayed by Python
+/// discovery.
 fn sample_ring_bytes(cpus: usize, frequency_hz: u64) -> u32 {
     const MIN: u64 = 256 << 10;
     const MAX: u64 = 64 << 20;
-    let per_second = cpus as u64 * frequency_hz * std::mem::size_of::<SampleEvent>() as u64;
+    let per_second = cpus as u64 * frequency_hz * SAMPLE_MAX_BYTES as u64;
     (per_second / 2).clamp(MIN, MAX).next_power_of_two() as u32
 }
 
@@ -372,7 +438,7 @@ mod tests {
 
     #[test]
     fn ring_buffer_scales_with_cpus_and_rate() {
-        // A sample is ~4 KiB (native stacks and Python frames).
+        // The largest sample is ~4 KiB (full native stacks and Python frames).
         assert_eq!(sample_ring_bytes(2, 99), 512 << 10);
         assert_eq!(sample_ring_bytes(16, 999), 32 << 20);
         assert_eq!(sample_ring_bytes(1024, 10_000), 64 << 20);
