@@ -211,7 +211,12 @@ fn open_path(pid: u32, maps: &[Mapping], path: &Path) -> Result<PathBuf, Discove
 /// (virtual address, file offset) of each named symbol, `None` where absent.
 fn lookup(path: &Path, names: &[&str]) -> Vec<Option<(u64, Option<u64>)>> {
     let inspector = Inspector::new();
-    let src = Source::Elf(Elf::new(path));
+    // The ELF symbol tables have both symbols; parsing DWARF (pyenv's builds carry it)
+    // would cost tens of milliseconds per interpreter for nothing.
+    let src = Source::Elf(Elf {
+        debug_syms: false,
+        ..Elf::new(path)
+    });
     let found = inspector.lookup(&src, names).unwrap_or_default();
     (0..names.len())
         .map(|i| {
