@@ -339,7 +339,7 @@ pub async fn record(
         recording.notices.push(format!(
             "{missed} samples of Python threads have native frames only: they were taken \
              before probe had found the thread's interpreter state (it looks when a new \
-             process or thread shows up, at most once a second per process)"
+             process or thread shows up, at most every 0.25 s per process)"
         ));
     }
     Ok(recording)

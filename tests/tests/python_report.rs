@@ -396,9 +396,9 @@ fn thread_living_inside_the_window() {
     let tid_arg = tid_file.to_string_lossy().into_owned();
     // Probe attaches in well under a second, then discovers the process and reads its
     // threads. The thread starts 2.5 s after the ready line, so 1.5-2 s into the 6 s window
-    // and over a second after that discovery: probe re-reads a Python process's thread
-    // list at most once a second, and a thread started sooner would have its first
-    // samples without Python frames. It spins 2 s, ~33% of the window, and ends inside it.
+    // and well after that discovery: probe re-reads a Python process's thread list at most
+    // every 0.25 s, and a thread started just after a re-read has its first samples
+    // without Python frames. It spins 2 s, ~33% of the window, and ends inside it.
     let process = start_python(&python, "py_short_thread.py", &[&tid_arg, "2.5", "2"]);
     let pid = process.pid.to_string();
     let report = spin_json(&["-d", "6", "-p", &pid, "--threshold", "15"]);

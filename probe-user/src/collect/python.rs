@@ -27,8 +27,10 @@ use crate::python::memory::{LiveMemory, MemoryError};
 use crate::python::thread_names::{thread_names, ThreadNamesError};
 use crate::python::threads::PyThread;
 
-/// A Python process's thread list is re-read at most this often.
-pub const THREADS_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+/// A Python process's thread list is re-read at most this often: a new thread's first
+/// samples wait up to this long for its Python frames; a process with threads the kernel
+/// never walks (native threads) pays for a re-read this often (a few small reads).
+pub const THREADS_REFRESH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Where the kernel learns about Python processes and threads (the BPF maps, or a fake).
 pub trait PythonMaps {
