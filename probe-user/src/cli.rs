@@ -54,7 +54,8 @@ pub struct SpinArgs {
     pub self_stats: bool,
 
     /// Write the Python frames the kernel recorded, resolved to names and lines, as JSON
-    /// lines to FILE (a debug view for the tests; the reports do not show them yet).
+    /// lines to FILE: every frame of every sample, before merging with native frames (a
+    /// debug view for the tests).
     #[arg(long, hide = true, value_name = "FILE")]
     pub dump_python_frames: Option<std::path::PathBuf>,
 }
