@@ -21,13 +21,13 @@ mod workload;
 
 pub use probe::{probe_bin, probe_output, run_probe, spin_json};
 pub use python::{
-    check_python_frame, check_stack_order, hottest_stack, interpreter, marker_line, py_spy,
-    pyenv_root, python_frames, python_functions, require_interpreter, script_path, start_python,
+    check_python_frame, check_stack_order, interpreter, marker_line, py_spy, pyenv_root,
+    python_frames, python_functions, require_interpreter, script_path, start_python,
     PY_SPY_VERSION,
 };
 pub use report::{
-    all_threads, assert_field, check_thread, find_thread, number, spinning_thread, syscall_names,
-    threads,
+    all_threads, assert_field, assert_open_fstat_close_loop, check_thread, find_thread,
+    hottest_stack, number, spinning_thread, syscall_names, threads,
 };
 pub use workload::{workload_path, ScratchDir, Workload};
 

@@ -86,16 +86,6 @@ pub fn start_python(python: &Path, script: &str, args: &[&str]) -> Workload {
     Workload::start_command(script, command, python.to_path_buf())
 }
 
-/// The stack of `thread` with the most samples.
-pub fn hottest_stack(thread: &Value) -> &Value {
-    thread["stacks"]
-        .as_array()
-        .expect("stacks is an array")
-        .iter()
-        .max_by_key(|stack| stack["count"].as_u64().expect("stack count is an integer"))
-        .unwrap_or_else(|| panic!("thread has no stacks:\n{thread:#}"))
-}
-
 /// A stack's Python frames, innermost first.
 pub fn python_frames(stack: &Value) -> Vec<&Value> {
     stack["frames"]

@@ -29,6 +29,42 @@ pub fn all_threads(report: &Value) -> impl Iterator<Item = &Value> {
         .chain(threads(report, "busiest"))
 }
 
+/// The stack of `thread` with the most samples.
+pub fn hottest_stack(thread: &Value) -> &Value {
+    thread["stacks"]
+        .as_array()
+        .expect("stacks is an array")
+        .iter()
+        .max_by_key(|stack| stack["count"].as_u64().expect("stack count is an integer"))
+        .unwrap_or_else(|| panic!("thread has no stacks:\n{thread:#}"))
+}
+
+/// Asserts a loop of `openat("/")`, `fstat` and `close` (one each per iteration): the three
+/// lead the thread's syscalls in any order, with counts equal but for the iterations cut
+/// by the window's edges. glibc >= 2.33 implements fstat with newfstatat on x86_64.
+pub fn assert_open_fstat_close_loop(thread: &Value, context: &str) {
+    let names = syscall_names(thread);
+    let fstat = if names.contains(&"newfstatat") {
+        "newfstatat"
+    } else {
+        "fstat"
+    };
+    let mut top: Vec<&str> = names.iter().take(3).copied().collect();
+    top.sort_unstable();
+    let mut expected = vec!["close", fstat, "openat"];
+    expected.sort_unstable();
+    assert_eq!(top, expected, "{context}:\n{thread:#}");
+    let counts: Vec<u64> = thread["syscalls"].as_array().expect("syscalls array")[..3]
+        .iter()
+        .map(|syscall| syscall["count"].as_u64().expect("count is an integer"))
+        .collect();
+    let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+    assert!(
+        max - min <= max / 100 + 2,
+        "{context}: counts {counts:?}\n{thread:#}"
+    );
+}
+
 /// The names of a thread's syscalls, in report order.
 pub fn syscall_names(thread: &Value) -> Vec<&str> {
     thread["syscalls"]

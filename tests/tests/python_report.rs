@@ -18,10 +18,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use probe_tests::{
-    all_threads, assert_field, check_python_frame, check_stack_order, check_thread, hottest_stack,
-    marker_line, number, py_spy, python_frames, python_functions, require_bpf, require_interpreter,
-    run_probe, script_path, spin_json, spinning_thread, start_python, syscall_names, ScratchDir,
-    Workload,
+    all_threads, assert_field, assert_open_fstat_close_loop, check_python_frame, check_stack_order,
+    check_thread, hottest_stack, marker_line, number, py_spy, python_frames, python_functions,
+    require_bpf, require_interpreter, run_probe, script_path, spin_json, spinning_thread,
+    start_python, ScratchDir, Workload,
 };
 use serde_json::Value;
 
@@ -243,28 +243,8 @@ fn find_zip_storm(minor: u8) {
         "{context}:\n{thread:#}"
     );
     // One openat("/"), one fstat of it and one close per iteration (checked with strace on
-    // every version): the three lead, in any order, with counts equal but for the
-    // iterations cut by the window's edges. glibc >= 2.33 makes fstat a newfstatat.
-    let names = syscall_names(thread);
-    let fstat = if names.contains(&"newfstatat") {
-        "newfstatat"
-    } else {
-        "fstat"
-    };
-    let mut top: Vec<&str> = names.iter().take(3).copied().collect();
-    top.sort_unstable();
-    let mut want = vec!["close", fstat, "openat"];
-    want.sort_unstable();
-    assert_eq!(top, want, "{context}:\n{thread:#}");
-    let counts: Vec<u64> = thread["syscalls"].as_array().expect("syscalls array")[..3]
-        .iter()
-        .map(|syscall| syscall["count"].as_u64().expect("count is an integer"))
-        .collect();
-    let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
-    assert!(
-        max - min <= max / 100 + 2,
-        "{context}: counts {counts:?}\n{thread:#}"
-    );
+    // every version).
+    assert_open_fstat_close_loop(thread, &context);
 
     // Every sample is in a syscall or in the interpreter, under many different native
     // and kernel frames: the single hottest stack holds a few percent of the samples and

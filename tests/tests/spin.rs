@@ -5,20 +5,10 @@
 //! own workloads with `-p`, so other processes on the machine do not change the outcome.
 
 use probe_tests::{
-    check_thread, find_thread, number, require_bpf, spin_json, spinning_thread, syscall_names,
-    threads, Workload,
+    assert_open_fstat_close_loop, check_thread, find_thread, hottest_stack, number, require_bpf,
+    spin_json, spinning_thread, syscall_names, threads, Workload,
 };
 use serde_json::Value;
-
-/// The stack of `thread` with the most samples.
-fn hottest_stack(thread: &Value) -> &Value {
-    thread["stacks"]
-        .as_array()
-        .expect("stacks is an array")
-        .iter()
-        .max_by_key(|stack| stack["count"].as_u64().expect("stack count is an integer"))
-        .unwrap_or_else(|| panic!("thread has no stacks:\n{thread:#}"))
-}
 
 /// Function names of a stack's user frames, innermost first (`?` when unnamed).
 fn user_functions(stack: &Value) -> Vec<&str> {
@@ -137,26 +127,7 @@ fn open_loop_top_syscalls() {
     let report = spin_json(&["-p", &pid, "-d", "2"]);
     let thread = spinning_thread(&report, opener.tid);
 
-    let names = syscall_names(thread);
-    // glibc >= 2.33 implements fstat with newfstatat on x86_64; older ones use fstat.
-    let fstat = if names.contains(&"newfstatat") {
-        "newfstatat"
-    } else {
-        "fstat"
-    };
-    let mut top: Vec<&str> = names.iter().take(3).copied().collect();
-    top.sort_unstable();
-    let mut expected = vec!["close", fstat, "openat"];
-    expected.sort_unstable();
-    assert_eq!(top, expected, "{thread:#}");
-    // The loop makes the three calls in turn, so their counts differ only by the partial
-    // iterations at the window's edges; which of them comes first is a tie.
-    let counts: Vec<u64> = thread["syscalls"].as_array().expect("syscalls array")[..3]
-        .iter()
-        .map(|syscall| syscall["count"].as_u64().expect("count is an integer"))
-        .collect();
-    let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
-    assert!(max - min <= max / 100 + 2, "counts {counts:?}\n{thread:#}");
+    assert_open_fstat_close_loop(thread, "open_loop");
 }
 
 #[test]
