@@ -32,7 +32,7 @@ pub mod names {
     pub const CPU_STATE: &str = "CPU_STATE";
     pub const COUNTERS: &str = "COUNTERS";
     pub const TARGET_PIDS: &str = "TARGET_PIDS";
-    pub const WINDOW: &str = "WINDOW";
+    pub const CONTROL: &str = "CONTROL";
     pub const SYSCALL_CACHE: &str = "SYSCALL_CACHE";
     pub const PY_PROCS: &str = "PY_PROCS";
     pub const PY_THREADS: &str = "PY_THREADS";
@@ -50,12 +50,18 @@ pub mod names {
     pub const GLOBAL_FILTER_PIDS: &str = "FILTER_PIDS";
 }
 
-/// Index in the `WINDOW` array of the CLOCK_MONOTONIC time the window opened (0: not yet).
-/// Written by userspace once every program is attached; nothing is accounted before it.
-pub const WINDOW_START_SLOT: u32 = 0;
-/// Index in the `WINDOW` array of the time the window closed (0: still open). Run time is
+/// Index in the `CONTROL` array of the CLOCK_MONOTONIC time the window opened (0: not
+/// yet). Written by userspace once every program is attached; nothing is accounted before it.
+pub const CONTROL_WINDOW_START: u32 = 0;
+/// Index in the `CONTROL` array of the time the window closed (0: still open). Run time is
 /// accounted up to it, so detaching afterwards adds nothing.
-pub const WINDOW_END_SLOT: u32 = 1;
+pub const CONTROL_WINDOW_END: u32 = 1;
+/// Index in the `CONTROL` array of a flag: non-zero once `walk_python` is in the sampler's
+/// tail-call slot. Until then the sampler skips its `PY_THREADS` lookup (a hash lookup, cold
+/// at 99 Hz) for every sample.
+pub const CONTROL_PY_WALK_LOADED: u32 = 2;
+/// Slots in the `CONTROL` array.
+pub const CONTROL_SLOTS: u32 = 3;
 
 /// `SampleHeader::flags`: `bpf_get_stack` failed for the user stack (the sample has none).
 pub const SAMPLE_USER_STACK_ERROR: u32 = 1 << 0;

@@ -7,7 +7,7 @@
 use core::{ffi::c_void, mem::size_of, ptr::addr_of_mut};
 
 use aya_ebpf::{
-    bindings::{BPF_F_USER_STACK, BPF_NOEXIST, BPF_RB_NO_WAKEUP},
+    bindings::{bpf_perf_event_data, BPF_F_USER_STACK, BPF_NOEXIST, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id,
         generated::{bpf_get_stack, bpf_ktime_get_ns},
@@ -19,10 +19,10 @@ use aya_ebpf::{
 };
 use probe_common::{
     Counter, CpuState, PyLayoutKernel, SampleHeader, SampleScratch, SyscallCache, SyscallKey,
-    ThreadStats, MAX_STACK_DEPTH, MAX_SYSCALL_KEYS, MAX_TARGET_PIDS, MAX_THREADS, PY_MAX_PROCS,
-    PY_MAX_THREADS, SAMPLE_KERNEL_STACK_ERROR, SAMPLE_RING_BYTES, SAMPLE_SCRATCH_WORDS,
-    SAMPLE_USER_STACK_ERROR, SYSCALL_CACHE_WAYS, TAIL_CALL_PY_WALK, TAIL_CALL_SLOTS,
-    WINDOW_END_SLOT, WINDOW_START_SLOT,
+    ThreadStats, CONTROL_PY_WALK_LOADED, CONTROL_SLOTS, CONTROL_WINDOW_END, CONTROL_WINDOW_START,
+    MAX_STACK_DEPTH, MAX_SYSCALL_KEYS, MAX_TARGET_PIDS, MAX_THREADS, PY_MAX_PROCS, PY_MAX_THREADS,
+    SAMPLE_KERNEL_STACK_ERROR, SAMPLE_RING_BYTES, SAMPLE_SCRATCH_WORDS, SAMPLE_USER_STACK_ERROR,
+    SYSCALL_CACHE_WAYS, TAIL_CALL_PY_WALK, TAIL_CALL_SLOTS,
 };
 
 mod python;
@@ -58,8 +58,10 @@ static CPU_STATE: PerCpuArray<CpuState> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
 
+/// Written by userspace while the programs run: the window's bounds and whether the
+/// Python walk is loaded (the `CONTROL_*` slots).
 #[map]
-static WINDOW: Array<u64> = Array::with_max_entries(2, 0);
+static CONTROL: Array<u64> = Array::with_max_entries(CONTROL_SLOTS, 0);
 
 #[map]
 static TARGET_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TARGET_PIDS, 0);
@@ -86,8 +88,12 @@ fn filter_pids() -> bool {
 /// is 0 while the window is open.
 #[inline(always)]
 fn window() -> (u64, u64) {
-    let slot = |index| WINDOW.get(index).copied().unwrap_or(0);
-    (slot(WINDOW_START_SLOT), slot(WINDOW_END_SLOT))
+    (control(CONTROL_WINDOW_START), control(CONTROL_WINDOW_END))
+}
+
+#[inline(always)]
+fn control(slot: u32) -> u64 {
+    CONTROL.get(slot).copied().unwrap_or(0)
 }
 
 #[inline(always)]
@@ -171,7 +177,13 @@ pub fn sample_stack(ctx: PerfEventContext) -> u32 {
         (*header).cpu = current_cpu();
         (*header).ktime_ns = now;
         let mut flags = 0;
-        let kernel = bpf_get_stack(ctx.as_ptr(), words.cast::<c_void>(), STACK_BYTES, 0);
+        // A sample taken in user mode has no kernel frames: skip the helper, whose set-up
+        // alone costs ~1 µs when cold.
+        let kernel = if interrupted_user_mode(&ctx) {
+            0
+        } else {
+            bpf_get_stack(ctx.as_ptr(), words.cast::<c_void>(), STACK_BYTES, 0)
+        };
         let kernel_frames = frames(kernel);
         if kernel < 0 {
             flags |= SAMPLE_KERNEL_STACK_ERROR;
@@ -190,7 +202,7 @@ pub fn sample_stack(ctx: PerfEventContext) -> u32 {
         (*header).py_frames = 0;
         (*header)._pad = 0;
         (*header).flags = flags;
-        if PY_THREADS.get_ptr(tid).is_some() {
+        if control(CONTROL_PY_WALK_LOADED) != 0 && PY_THREADS.get_ptr(tid).is_some() {
             // Does not return once the walker is loaded: it walks and emits the record.
             SAMPLE_TAIL_CALLS.tail_call(&ctx, TAIL_CALL_PY_WALK);
         }
@@ -253,6 +265,17 @@ unsafe fn emit(scratch: *const SampleScratch) {
     {
         bump(Counter::SamplesLost);
     }
+}
+
+/// Whether the sample interrupted user mode. x86-64: the privilege level, the low two bits
+/// of the interrupted CS, is 3. (probe is built for x86-64 only; its syscall table is too.)
+#[inline(always)]
+fn interrupted_user_mode(ctx: &PerfEventContext) -> bool {
+    let data = ctx.as_ptr().cast::<bpf_perf_event_data>();
+    // SAFETY: a perf_event program's context is a `bpf_perf_event_data`, whose registers
+    // the verifier lets the program read (8-byte loads, as here).
+    let cs = unsafe { (*data).regs.cs };
+    cs & 3 == 3
 }
 
 #[inline(always)]

@@ -11,8 +11,8 @@ use aya::{
     Btf, Ebpf, EbpfError, EbpfLoader,
 };
 use probe_common::{
-    names, CpuState, PyLayoutKernel, SyscallCache, SyscallKey, ThreadStats, SAMPLE_MAX_BYTES,
-    TAIL_CALL_PY_WALK, WINDOW_END_SLOT, WINDOW_START_SLOT,
+    names, CpuState, PyLayoutKernel, SyscallCache, SyscallKey, ThreadStats, CONTROL_PY_WALK_LOADED,
+    CONTROL_WINDOW_END, CONTROL_WINDOW_START, SAMPLE_MAX_BYTES, TAIL_CALL_PY_WALK,
 };
 use thiserror::Error;
 
@@ -149,24 +149,28 @@ impl Probe {
 
     /// Opens the window: from now on the programs sample and account.
     pub fn start_window(&mut self) -> Result<(), LoadError> {
-        self.window_start_ns = self.mark_window(WINDOW_START_SLOT)?;
+        self.window_start_ns = self.mark_window(CONTROL_WINDOW_START)?;
         Ok(())
     }
 
     /// Closes the window: nothing after the returned time (CLOCK_MONOTONIC ns) is accounted.
     pub fn end_window(&mut self) -> Result<u64, LoadError> {
-        self.mark_window(WINDOW_END_SLOT)
+        self.mark_window(CONTROL_WINDOW_END)
     }
 
     fn mark_window(&mut self, slot: u32) -> Result<u64, LoadError> {
-        let map = self.ebpf_map(names::WINDOW)?;
-        let mut window: Array<_, u64> = Array::try_from(map)
-            .map_err(|err| LoadError::Other(format!("open the window map: {err}")))?;
         let now = monotonic_ns();
-        window
-            .set(slot, now, 0)
-            .map_err(|err| LoadError::Other(format!("write the window bounds: {err}")))?;
+        self.set_control(slot, now)?;
         Ok(now)
+    }
+
+    fn set_control(&mut self, slot: u32, value: u64) -> Result<(), LoadError> {
+        let map = self.ebpf_map(names::CONTROL)?;
+        let mut control: Array<_, u64> = Array::try_from(map)
+            .map_err(|err| LoadError::Other(format!("open the control map: {err}")))?;
+        control
+            .set(slot, value, 0)
+            .map_err(|err| LoadError::Other(format!("write the control map: {err}")))
     }
 
     fn fill_pid_filter(&mut self, pids: &[u32]) -> Result<(), LoadError> {
@@ -228,7 +232,9 @@ impl Probe {
             .map_err(|err| LoadError::Other(format!("open the tail-call map: {err}")))?;
         slots
             .set(TAIL_CALL_PY_WALK, &fd, 0)
-            .map_err(|err| LoadError::Other(format!("insert `{name}` as a tail call: {err}")))
+            .map_err(|err| LoadError::Other(format!("insert `{name}` as a tail call: {err}")))?;
+        // Only now does the sampler start looking threads up in `PY_THREADS`.
+        self.set_control(CONTROL_PY_WALK_LOADED, 1)
     }
 
     fn attach_tracepoints(&mut self) -> Result<(), LoadError> {
