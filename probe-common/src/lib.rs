@@ -260,13 +260,28 @@ pub const SYSCALL_CACHE_WAYS: usize = 4;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SyscallCache {
-    pub tid: [u32; SYSCALL_CACHE_WAYS],
-    pub nr: [u32; SYSCALL_CACHE_WAYS],
+    /// Each entry's `SyscallCache::key` (thread and syscall number in one word, so a hit is
+    /// one comparison).
+    pub key: [u64; SYSCALL_CACHE_WAYS],
     /// Calls not yet added to `SYSCALL_COUNTS` (0: the entry is free).
     pub pending: [u64; SYSCALL_CACHE_WAYS],
     /// The entry to evict next (round robin).
     pub next_victim: u32,
     pub _pad: u32,
+}
+
+impl SyscallCache {
+    /// The entry key of syscall `nr` made by thread `tid`.
+    #[inline(always)]
+    pub const fn key(tid: u32, nr: u32) -> u64 {
+        ((tid as u64) << 32) | nr as u64
+    }
+
+    /// (tid, syscall number) of an entry key.
+    #[inline(always)]
+    pub const fn split(key: u64) -> (u32, u32) {
+        ((key >> 32) as u32, key as u32)
+    }
 }
 
 /// Per-CPU bookkeeping (`CPU_STATE`): lets userspace account the run that is still in

@@ -385,23 +385,23 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> u32 {
     let Some(cache) = SYSCALL_CACHE.get_ptr_mut(0) else {
         return 0;
     };
-    let tid = pid_tgid as u32;
     // sys_enter(struct pt_regs *regs, long id)
     let nr = ctx.arg::<i64>(1) as u32;
+    let key = SyscallCache::key(pid_tgid as u32, nr);
     // SAFETY: per-CPU slot, see `bump`; indexes are bounded by the array length.
     unsafe {
         let cache = &mut *cache;
         for way in 0..SYSCALL_CACHE_WAYS {
-            if cache.tid[way] == tid && cache.nr[way] == nr {
+            if cache.key[way] == key {
                 cache.pending[way] += 1;
                 return 0;
             }
         }
         let victim = cache.next_victim as usize % SYSCALL_CACHE_WAYS;
         cache.next_victim = (victim as u32 + 1) % SYSCALL_CACHE_WAYS as u32;
-        add_syscalls(cache.tid[victim], cache.nr[victim], cache.pending[victim]);
-        cache.tid[victim] = tid;
-        cache.nr[victim] = nr;
+        let (old_tid, old_nr) = SyscallCache::split(cache.key[victim]);
+        add_syscalls(old_tid, old_nr, cache.pending[victim]);
+        cache.key[victim] = key;
         cache.pending[victim] = 1;
     }
     0

@@ -161,7 +161,8 @@ impl Accumulator {
     pub fn add_syscall_cache(&mut self, cache: &SyscallCache) {
         for way in 0..SYSCALL_CACHE_WAYS {
             if cache.pending[way] > 0 {
-                self.add_syscalls(cache.tid[way], cache.nr[way], cache.pending[way]);
+                let (tid, nr) = SyscallCache::split(cache.key[way]);
+                self.add_syscalls(tid, nr, cache.pending[way]);
             }
         }
     }
@@ -737,8 +738,7 @@ mod tests {
         );
         acc.add_syscalls(3, 110, 10);
         let cache = SyscallCache {
-            tid: [3, 3, 0, 0],
-            nr: [110, 0, 0, 0],
+            key: [SyscallCache::key(3, 110), SyscallCache::key(3, 0), 0, 0],
             pending: [5, 2, 0, 0],
             ..SyscallCache::default()
         };
