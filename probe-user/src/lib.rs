@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod collect;
+pub mod elf;
 pub mod loader;
 pub mod model;
 pub mod preflight;

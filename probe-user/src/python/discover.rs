@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 
 use blazesym::inspect::{source::Elf, source::Source, Inspector};
 
-use super::elf;
 use super::memory::{LiveMemory, ProcessMemory};
 use super::offsets::{LayoutError, PyLayout};
+use crate::elf;
 
 /// A CPython process probe can read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

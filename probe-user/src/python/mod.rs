@@ -3,8 +3,8 @@
 //! Pieces, in the order a profiler uses them:
 //! - [`discover`]: from a pid, find the CPython image in `/proc/PID/maps`, its version and
 //!   the address of `_PyRuntime`, and pick the [`offsets::PyLayout`] for it
-//!   ([`discover::PythonProcess`]); [`elf`] supplies the load bias and the `.PyRuntime`
-//!   section fallback.
+//!   ([`discover::PythonProcess`]); [`crate::elf`] supplies the load bias and the
+//!   `.PyRuntime` section fallback.
 //! - [`offsets`]: the one description of a CPython build. 3.8–3.12 come from a table
 //!   generated from each interpreter's own headers (`python/generate.sh`, `layouts.rs`);
 //!   3.13 reads `_Py_DebugOffsets` from the target at run time.
@@ -61,7 +61,9 @@ pub mod code;
 pub mod dict;
 pub mod discover;
 pub mod dump;
-pub mod elf;
+/// The ELF reader now shared with symbolization; still reachable here for existing users
+/// (`probe-user/tests/python_real.rs`).
+pub use crate::elf;
 pub mod frames;
 pub mod kernel;
 mod layouts;

@@ -2,9 +2,11 @@
 //!
 //! User addresses are translated to (file, file offset) through the [`ProcessMaps`] captured
 //! while each process was alive, and symbolized from the held-open file with blazesym's ELF
-//! source, so a process that exited, or whose binary was replaced, still gets names. Kernel
-//! addresses are named from /proc/kallsyms alone: a vmlinux is rarely installed, and kallsyms
-//! has every function name.
+//! source, so a process that exited, or whose binary was replaced, still gets names. Line
+//! numbers come only from DWARF a file carries itself; a stripped library is named from the
+//! symbol table of its separate debug file when one is installed (`file_source`). Kernel
+//! addresses are named from /proc/kallsyms alone (`kallsyms`): a vmlinux is rarely
+//! installed, and kallsyms has every function name.
 //!
 //! The work is batched: every distinct (file, offset) of all threads and processes is
 //! symbolized once, in one blazesym call per file, by one `Symbolizer` whose caches of parsed
@@ -15,23 +17,26 @@
 //! there and is marked truncated. No frame is ever invented.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use blazesym::symbolize::source::{Elf, Kernel, Process, Source};
+use blazesym::symbolize::source::{Elf, Process, Source};
 use blazesym::symbolize::{CodeInfo, Input, Sym, Symbolized, Symbolizer};
-use blazesym::{MaybeDefault, Pid};
+use blazesym::Pid;
 use probe_common::MAX_STACK_DEPTH;
 
+use crate::elf::{self, LoadSegment};
 use crate::model::{
     Frame, FrameKind, ProcessInfo, Profile, RawStack, Recording, StackCount, ThreadProfile,
     ThreadRecord,
 };
 use crate::procmaps::{self, Backing, FileId, Location, ProcMapsError, ProcessMaps};
+use file_source::FileSource;
+use kallsyms::KernelSymbols;
 
+mod file_source;
+mod kallsyms;
 mod python;
 
 /// Module of user frames whose process's mappings are unknown.
@@ -250,7 +255,7 @@ impl Resolved {
                 Err(notice) => notices.push(notice),
             }
         }
-        let kernel = symbolize_kernel(symbolizer, &plan.kernel, notices);
+        let kernel = symbolize_kernel(&plan.kernel, notices);
         let kernel_modules = if plan.kernel.is_empty() {
             Vec::new()
         } else {
@@ -292,15 +297,62 @@ fn symbolize_target(
             let Some((path, name)) = plan.files.get(&id) else {
                 return Err(format!("internal: no path for file {id:?}"));
             };
-            let source = Source::Elf(Elf::new(path));
-            let found = symbolizer.symbolize(&source, Input::FileOffset(offsets));
-            let found = found.map_err(|err| {
+            symbolize_file(symbolizer, path, offsets).map_err(|err| {
                 format!("could not read symbols of {name}, its frames are unnamed: {err:#}")
-            })?;
-            Ok(found.iter().map(names_of).collect())
+            })
         }
         Target::Vdso => symbolize_vdso(symbolizer, offsets),
     }
+}
+
+/// Names for `offsets` of the ELF file at `path`, from the source [`file_source`] picks.
+fn symbolize_file(
+    symbolizer: &Symbolizer,
+    path: &Path,
+    offsets: &[u64],
+) -> blazesym::Result<Vec<Names>> {
+    let dwarf = match file_source::file_source(path) {
+        FileSource::Itself { dwarf } => dwarf,
+        FileSource::DebugFile {
+            path: debug_file,
+            segments,
+        } => match symbolize_debug_file(symbolizer, &debug_file, &segments, offsets) {
+            Ok(names) => return Ok(names),
+            // A debug file that blazesym cannot read must not cost the file its names.
+            Err(_) => false,
+        },
+    };
+    let source = Source::Elf(Elf {
+        debug_syms: dwarf,
+        ..Elf::new(path)
+    });
+    let found = symbolizer.symbolize(&source, Input::FileOffset(offsets))?;
+    Ok(found.iter().map(names_of).collect())
+}
+
+/// Names for `offsets` of a file from the symbol table (only) of its separate debug file;
+/// offsets outside the file's `segments` stay unnamed.
+fn symbolize_debug_file(
+    symbolizer: &Symbolizer,
+    debug_file: &Path,
+    segments: &[LoadSegment],
+    offsets: &[u64],
+) -> blazesym::Result<Vec<Names>> {
+    let (indices, addrs): (Vec<usize>, Vec<u64>) = offsets
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &offset)| Some((i, elf::virtual_address(segments, offset)?)))
+        .unzip();
+    let source = Source::Elf(Elf {
+        debug_syms: false,
+        ..Elf::new(debug_file)
+    });
+    let found = symbolizer.symbolize(&source, Input::VirtOffset(&addrs))?;
+    let mut names: Vec<Names> = vec![Arc::from([]); offsets.len()];
+    for (i, found) in indices.into_iter().zip(&found) {
+        names[i] = names_of(found);
+    }
+    Ok(names)
 }
 
 /// The vDSO has no file: symbolize the offsets against this process's own copy of it, which
@@ -352,15 +404,20 @@ fn file_of(info: &CodeInfo<'_>) -> Arc<str> {
 }
 
 /// Kernel function names by (lookup) address; empty, with a notice, when unavailable.
-fn symbolize_kernel(
-    symbolizer: &Symbolizer,
-    addrs: &BTreeSet<u64>,
-    notices: &mut Vec<String>,
-) -> HashMap<u64, Names> {
+fn symbolize_kernel(addrs: &BTreeSet<u64>, notices: &mut Vec<String>) -> HashMap<u64, Names> {
     if addrs.is_empty() {
         return HashMap::new();
     }
-    if !kallsyms_has_addresses() {
+    let symbols = match KernelSymbols::read() {
+        Ok(symbols) => symbols,
+        Err(err) => {
+            notices.push(format!(
+                "kernel frames are unnamed: failed to read /proc/kallsyms: {err}"
+            ));
+            return HashMap::new();
+        }
+    };
+    if symbols.is_empty() {
         notices.push(
             "kernel frames are unnamed: /proc/kallsyms shows no addresses \
              (probe needs to run as root, with CAP_SYSLOG)"
@@ -368,38 +425,30 @@ fn symbolize_kernel(
         );
         return HashMap::new();
     }
-    // No vmlinux: it is rarely installed, and looking for one costs time.
-    let source = Source::Kernel(Kernel {
-        vmlinux: MaybeDefault::None,
-        debug_syms: false,
-        ..Kernel::default()
-    });
-    let addrs: Vec<u64> = addrs.iter().copied().collect();
-    match symbolizer.symbolize(&source, Input::AbsAddr(&addrs)) {
-        Ok(found) => addrs
-            .iter()
-            .zip(found)
-            .map(|(&addr, found)| (addr, names_of(&found)))
-            .collect(),
-        Err(err) => {
-            notices.push(format!("kernel frames are unnamed: {err:#}"));
-            HashMap::new()
-        }
-    }
+    // One `Names` per function, shared by all its addresses.
+    let mut by_name: HashMap<&[u8], Names> = HashMap::new();
+    let mut names_at = |addr: u64| -> Names {
+        let Some(name) = symbols.name(addr) else {
+            return Arc::from([]);
+        };
+        let names = by_name.entry(name).or_insert_with(|| kernel_names(name));
+        Arc::clone(names)
+    };
+    addrs.iter().map(|&addr| (addr, names_at(addr))).collect()
 }
 
-/// Without privileges kallsyms lists every symbol at address 0, which would name every
-/// kernel frame after one arbitrary symbol.
-fn kallsyms_has_addresses() -> bool {
-    let Ok(file) = File::open("/proc/kallsyms") else {
-        return false;
+/// One kernel function, Rust ones demangled (as blazesym showed them).
+fn kernel_names(name: &[u8]) -> Names {
+    let name = String::from_utf8_lossy(name);
+    let function = match rustc_demangle::try_demangle(&name) {
+        Ok(demangled) => Arc::from(format!("{demangled:#}")),
+        Err(_) => Arc::from(&*name),
     };
-    let mut first = String::new();
-    if BufReader::new(file).read_line(&mut first).is_err() {
-        return false;
-    }
-    let addr = first.split_whitespace().next().unwrap_or("0");
-    u64::from_str_radix(addr, 16).is_ok_and(|addr| addr != 0)
+    Arc::from([SymFrame {
+        function,
+        file: None,
+        line: None,
+    }])
 }
 
 /// Loaded modules and their text ranges; empty when unreadable (or without privileges,

@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::path::Path;
 
 use super::*;
 use crate::model::Window;
@@ -255,6 +256,76 @@ fn kernel_frames_come_first_and_are_named() {
     assert_eq!(frames[0].module_offset, addr + 1);
     assert_eq!(frames[2].kind, FrameKind::User);
     assert!(function(&frames[2]).ends_with("hot_loop"));
+}
+
+#[test]
+fn kernel_addresses_below_every_symbol_are_unnamed() {
+    if kallsyms_entry("vfs_read").is_none() {
+        println!("skipped: /proc/kallsyms shows no addresses (not root)");
+        return;
+    }
+    let pid = std::process::id();
+    let raw = RawStack {
+        kernel: vec![0x1000],
+        ..user(vec![hot_loop_addr()])
+    };
+    let profile = symbolize(recording(pid, vec![(raw, 1)]));
+    let frame = &profile.threads[0].stacks[0].frames[0];
+    assert_eq!(frame.kind, FrameKind::Kernel);
+    assert_eq!(frame.function, None, "{frame:?}");
+    assert_eq!(frame.module, KERNEL_MODULE);
+    assert!(profile.notices.iter().all(|n| !n.contains("kernel")));
+}
+
+/// The libc this process maps.
+fn libc_path() -> std::path::PathBuf {
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+    let path = maps
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .find(|path| path.contains("/libc.so"))
+        .expect("libc mapped");
+    path.into()
+}
+
+/// Virtual addresses of `names` in the symbol table of `elf`.
+fn symbol_addrs(elf: &Path, names: &[&str]) -> Vec<u64> {
+    use blazesym::inspect::{source, Inspector};
+    let src = source::Source::Elf(source::Elf {
+        debug_syms: false,
+        ..source::Elf::new(elf)
+    });
+    let inspector = Inspector::new();
+    let found = inspector.lookup(&src, names).expect("inspect");
+    let first = |syms: &Vec<blazesym::inspect::SymInfo<'_>>| syms.first().expect("symbol").addr;
+    found.iter().map(first).collect()
+}
+
+#[test]
+fn stripped_libc_is_named_from_its_debug_file_without_lines() {
+    let libc = libc_path();
+    let file_source::FileSource::DebugFile { path: debug, .. } = file_source::file_source(&libc)
+    else {
+        println!("skipped: no separate debug file for {}", libc.display());
+        return;
+    };
+    // `syscall` is exported; `__libc_start_call_main` is static, only in the debug file's
+    // symbol table.
+    let vaddrs = symbol_addrs(&debug, &["syscall", "__libc_start_call_main"]);
+    let syscall_addr = libc::syscall as *const () as usize as u64;
+    let bias = syscall_addr - vaddrs[0];
+    let pid = std::process::id();
+    let addrs = vec![syscall_addr + 4, bias + vaddrs[1] + 8];
+    let profile = symbolize(recording(pid, vec![(user(addrs), 1)]));
+    let frames = &profile.threads[0].stacks[0].frames;
+    let names: Vec<&str> = frames.iter().map(function).collect();
+    assert_eq!(names, ["syscall", "__libc_start_call_main"], "{frames:#?}");
+    let libc_name = libc.file_name().and_then(|n| n.to_str()).expect("name");
+    for frame in frames {
+        assert_eq!(frame.module, libc_name);
+        assert_eq!((&frame.file, frame.line), (&None, None), "{frame:?}");
+    }
+    assert_eq!(profile.notices, vec!["earlier notice".to_owned()]);
 }
 
 #[test]
