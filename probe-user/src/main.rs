@@ -51,10 +51,13 @@ fn spin(options: &SpinOptions, started: Instant) -> anyhow::Result<()> {
             stop,
         )
         .await?;
+        // Before the programs go: a sample can land inside one of them (`sys_enter` runs
+        // in every syscall), and kallsyms lists a BPF program only while it is loaded.
+        let kernel_symbols = symbolize::KernelSymbols::read();
         drop(probe);
-        anyhow::Ok((recording, attached))
+        anyhow::Ok((recording, attached, kernel_symbols))
     })?;
-    let (recording, attached) = recording;
+    let (recording, attached, kernel_symbols) = recording;
     if let Some(path) = &options.dump_python_frames {
         dump_python_frames(&recording, path)?;
     }
@@ -69,7 +72,8 @@ fn spin(options: &SpinOptions, started: Instant) -> anyhow::Result<()> {
         threshold_pct: options.threshold_pct,
         top: options.top,
     };
-    let profile = symbolize::symbolize(keep_stacks_of_shown_threads(recording, &report_options));
+    let recording = keep_stacks_of_shown_threads(recording, &report_options);
+    let profile = symbolize::symbolize_with(recording, kernel_symbols);
     let report = report::analyze(&profile, &report_options);
     let text = if options.json {
         report::render_json(&report)

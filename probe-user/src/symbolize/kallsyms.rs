@@ -23,19 +23,43 @@ struct TextSymbol {
     addr: u64,
     name_start: u32,
     name_len: u32,
+    /// The `[module]` suffix's name (0 length: the core kernel).
+    module_start: u32,
+    module_len: u32,
 }
 
 /// The text (function) symbols of the running kernel, its modules and its BPF programs,
 /// sorted by address.
-pub(super) struct KernelSymbols {
+pub struct KernelSymbols {
     text: Vec<u8>,
     /// Sorted by address, one per address.
     symbols: Vec<TextSymbol>,
+    /// The core kernel's text: `_stext.._etext` and `_sinittext.._einittext` (empty when a
+    /// bound is missing).
+    core_text: [Range<u64>; 2],
+}
+
+/// What kallsyms cannot say is how far a symbol reaches. Past the last function of the
+/// core kernel or of a module lie data, other regions, or code that is gone: naming such
+/// an address after the function before it would be a guess. Each symbol reaches at most
+/// to the next one, and:
+/// - core kernel functions lie inside the core kernel's text;
+/// - a module's functions inside the module's range (from /proc/modules, the caller's);
+/// - BPF programs and trampolines (the `[bpf]`, `[__builtin__*]` pseudo-modules, which
+///   have no range) at most [`PSEUDO_MODULE_REACH`] bytes past their start.
+pub(super) const PSEUDO_MODULE_REACH: u64 = 4096;
+
+/// A kernel function found for an address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct KernelFunction<'a> {
+    pub name: &'a [u8],
+    /// `None` for the core kernel.
+    pub module: Option<&'a [u8]>,
 }
 
 impl KernelSymbols {
     /// Read and parse /proc/kallsyms.
-    pub(super) fn read() -> io::Result<KernelSymbols> {
+    pub fn read() -> io::Result<KernelSymbols> {
         let mut text = Vec::with_capacity(INITIAL_CAPACITY);
         File::open(KALLSYMS)?
             .take(MAX_BYTES)
@@ -51,16 +75,38 @@ impl KernelSymbols {
         let line_ends = memchr::memchr_iter(b'\n', &text).chain([text.len()]);
         for line_end in line_ends {
             let line = text.get(line_start..line_end).unwrap_or_default();
-            if let Some((addr, name)) = parse_line(line) {
-                symbols.extend(TextSymbol::new(addr, line_start + name.start, name.len()));
+            if let Some((addr, name, module)) = parse_line(line) {
+                let name = line_start + name.start..line_start + name.end;
+                let module = line_start + module.start..line_start + module.end;
+                symbols.extend(TextSymbol::new(addr, name, module));
             }
             line_start = line_end + 1;
         }
+        let core_text = {
+            let core_addr = |wanted: &[u8]| {
+                symbols
+                    .iter()
+                    .find(|s| s.module_len == 0 && symbol_name(&text, s) == Some(wanted))
+                    .map(|s| s.addr)
+            };
+            let range = |start: &[u8], end: &[u8]| match (core_addr(start), core_addr(end)) {
+                (Some(start), Some(end)) => start..end,
+                _ => 0..0,
+            };
+            [
+                range(b"_stext", b"_etext"),
+                range(b"_sinittext", b"_einittext"),
+            ]
+        };
         // Stable: of the aliases at one address (`_text`, `_stext`), the first listed names
         // it, as blazesym did.
         symbols.sort_by_key(|symbol| symbol.addr);
         symbols.dedup_by_key(|symbol| symbol.addr);
-        KernelSymbols { text, symbols }
+        KernelSymbols {
+            text,
+            symbols,
+            core_text,
+        }
     }
 
     /// Whether no symbol has an address. Without privileges (CAP_SYSLOG, and
@@ -70,33 +116,62 @@ impl KernelSymbols {
         self.symbols.is_empty()
     }
 
-    /// The name of the function containing `addr`: the last symbol starting at or before
-    /// it. `None` below the first symbol.
-    pub(super) fn name(&self, addr: u64) -> Option<&[u8]> {
+    /// The function containing `addr`: the last symbol starting at or before it, if `addr`
+    /// is within its reach (see [`PSEUDO_MODULE_REACH`]); `module_range` gives a loaded
+    /// module's address range by name.
+    pub(super) fn function(
+        &self,
+        addr: u64,
+        module_range: impl Fn(&[u8]) -> Option<Range<u64>>,
+    ) -> Option<KernelFunction<'_>> {
         let after = self.symbols.partition_point(|symbol| symbol.addr <= addr);
         let symbol = self.symbols.get(after.checked_sub(1)?)?;
-        let start = usize::try_from(symbol.name_start).ok()?;
-        let len = usize::try_from(symbol.name_len).ok()?;
+        let name = symbol_name(&self.text, symbol)?;
+        let module = self.module(symbol);
+        let within = match module {
+            None => self.core_text.iter().any(|text| text.contains(&addr)),
+            Some(module) if module == b"bpf" || module.starts_with(b"__builtin__") => {
+                addr - symbol.addr < PSEUDO_MODULE_REACH
+            }
+            Some(module) => module_range(module).is_some_and(|range| range.contains(&addr)),
+        };
+        within.then_some(KernelFunction { name, module })
+    }
+
+    fn module(&self, symbol: &TextSymbol) -> Option<&[u8]> {
+        if symbol.module_len == 0 {
+            return None;
+        }
+        let start = usize::try_from(symbol.module_start).ok()?;
+        let len = usize::try_from(symbol.module_len).ok()?;
         self.text.get(start..start.checked_add(len)?)
     }
 }
 
+fn symbol_name<'t>(text: &'t [u8], symbol: &TextSymbol) -> Option<&'t [u8]> {
+    let start = usize::try_from(symbol.name_start).ok()?;
+    let len = usize::try_from(symbol.name_len).ok()?;
+    text.get(start..start.checked_add(len)?)
+}
+
 impl TextSymbol {
     /// `None` past the `u32` offsets (unreachable with [`MAX_BYTES`]).
-    fn new(addr: u64, name_start: usize, name_len: usize) -> Option<TextSymbol> {
+    fn new(addr: u64, name: Range<usize>, module: Range<usize>) -> Option<TextSymbol> {
         Some(TextSymbol {
             addr,
-            name_start: u32::try_from(name_start).ok()?,
-            name_len: u32::try_from(name_len).ok()?,
+            name_start: u32::try_from(name.start).ok()?,
+            name_len: u32::try_from(name.len()).ok()?,
+            module_start: u32::try_from(module.start).ok()?,
+            module_len: u32::try_from(module.len()).ok()?,
         })
     }
 }
 
-/// The text symbol of one line (without its newline): its address and the name's place in
-/// the line; `None` for data symbols, zero addresses and lines that are not
-/// `address type name`. It runs for 100,000 lines and more, so names are not scanned: only
-/// lines ending in `]` have a module suffix to cut off.
-fn parse_line(line: &[u8]) -> Option<(u64, Range<usize>)> {
+/// The text symbol of one line (without its newline): its address, the name's place in the
+/// line and its module's (empty for the core kernel); `None` for data symbols, zero
+/// addresses and lines that are not `address type name`. It runs for 100,000 lines and
+/// more, so names are not scanned: only lines ending in `]` have a module suffix.
+fn parse_line(line: &[u8]) -> Option<(u64, Range<usize>, Range<usize>)> {
     let (addr, digits) = hex_prefix(line);
     let fields = (1..=16).contains(&digits)
         && line.get(digits) == Some(&b' ')
@@ -109,12 +184,16 @@ fn parse_line(line: &[u8]) -> Option<(u64, Range<usize>)> {
     }
     let name_start = digits + 3;
     // Only module and BPF lines end in `\t[module]`; names hold no tabs.
-    let name_end = match line.last() {
+    let tab = match line.last() {
         Some(b']') => memchr::memrchr(b'\t', line).filter(|&tab| tab >= name_start),
         _ => None,
     };
-    let name_end = name_end.unwrap_or(line.len());
-    (name_end > name_start).then_some((addr, name_start..name_end))
+    let (name_end, module) = match tab {
+        Some(tab) if line.get(tab + 1) == Some(&b'[') => (tab, tab + 2..line.len() - 1),
+        Some(tab) => (tab, 0..0),
+        None => (line.len(), 0..0),
+    };
+    (name_end > name_start).then_some((addr, name_start..name_end, module))
 }
 
 /// The value of the hex digits that start `text`, and how many there are (the value is
@@ -145,6 +224,7 @@ ffffffff81000300 D some_data
 ffffffff81000400 R some_rodata
 ffffffff81000500 b some_bss
 ffffffff81000600 T ksys_read
+ffffffff81000800 T _etext
 ffffffffc0a01000 t ext4_read_folio\t[ext4]
 ffffffffc0200800 t bpf_prog_6deef7357e7b4530_sd_fw_egress\t[bpf]
 ffffffffc0a00000 T ext4_file_read_iter\t[ext4]
@@ -154,10 +234,15 @@ ffffffffzz000000 T bad_address
 ffffffff81000700 T
 ";
 
+    /// ext4 is loaded at 0xffffffffc0a00000, 8 KiB.
+    fn module_range(name: &[u8]) -> Option<Range<u64>> {
+        (name == b"ext4").then_some(0xffffffffc0a00000..0xffffffffc0a02000)
+    }
+
     fn name(symbols: &KernelSymbols, addr: u64) -> Option<&str> {
         symbols
-            .name(addr)
-            .map(|name| std::str::from_utf8(name).expect("utf-8"))
+            .function(addr, module_range)
+            .map(|function| std::str::from_utf8(function.name).expect("utf-8"))
     }
 
     #[test]
@@ -187,6 +272,26 @@ ffffffff81000700 T
     }
 
     #[test]
+    fn names_nothing_beyond_a_symbols_reach() {
+        let symbols = KernelSymbols::parse(SAMPLE.as_bytes().to_vec());
+        // Past the core kernel's text (e.g. a BPF program gone from the list).
+        assert_eq!(name(&symbols, 0xffffffff81000900), None);
+        // Past a module's range, and in a module whose range is unknown.
+        assert_eq!(name(&symbols, 0xffffffffc0a02000), None);
+        let unknown_module = SAMPLE.replace("[ext4]", "[xfs]");
+        let unknown_module = KernelSymbols::parse(unknown_module.into_bytes());
+        assert_eq!(name(&unknown_module, 0xffffffffc0a01010), None);
+        // A BPF program reaches PSEUDO_MODULE_REACH bytes at most.
+        let bpf = 0xffffffffc0200800;
+        assert!(name(&symbols, bpf + PSEUDO_MODULE_REACH - 1).is_some());
+        assert_eq!(name(&symbols, bpf + PSEUDO_MODULE_REACH), None);
+        let function = symbols.function(bpf, module_range).expect("bpf program");
+        assert_eq!(function.module, Some(&b"bpf"[..]));
+        let core = symbols.function(0xffffffff81000650, module_range);
+        assert_eq!(core.and_then(|function| function.module), None);
+    }
+
+    #[test]
     fn keeps_only_well_formed_text_symbols() {
         let symbols = KernelSymbols::parse(SAMPLE.as_bytes().to_vec());
         let addrs: Vec<u64> = symbols.symbols.iter().map(|s| s.addr).collect();
@@ -194,7 +299,7 @@ ffffffff81000700 T
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(addrs, sorted);
-        assert_eq!(addrs.len(), 9, "{addrs:x?}");
+        assert_eq!(addrs.len(), 10, "{addrs:x?}");
     }
 
     #[test]
@@ -206,17 +311,21 @@ ffffffff81000700 T
 ";
         let symbols = KernelSymbols::parse(unprivileged.as_bytes().to_vec());
         assert!(symbols.is_empty());
-        assert_eq!(symbols.name(u64::MAX), None);
+        assert_eq!(symbols.function(u64::MAX, module_range), None);
         assert!(KernelSymbols::parse(Vec::new()).is_empty());
     }
 
     #[test]
     fn parses_lines() {
         let module = b"ffffffffc0a01000 t ext4_read_folio\t[ext4]";
-        assert_eq!(parse_line(module), Some((0xffffffffc0a01000, 19..34)));
+        assert_eq!(
+            parse_line(module),
+            Some((0xffffffffc0a01000, 19..34, 36..40))
+        );
         assert_eq!(&module[19..34], b"ext4_read_folio");
+        assert_eq!(&module[36..40], b"ext4");
         let core = b"ffffffff81000000 T _text";
-        assert_eq!(parse_line(core), Some((0xffffffff81000000, 19..24)));
+        assert_eq!(parse_line(core), Some((0xffffffff81000000, 19..24, 0..0)));
         assert_eq!(parse_line(b"ffffffff81000300 D some_data"), None);
         assert_eq!(parse_line(b"1ffffffff81000000 T too_long"), None);
         assert_eq!(parse_line(b"0x10 T prefixed"), None);
@@ -224,7 +333,9 @@ ffffffff81000700 T
         assert_eq!(parse_line(b"10 T "), None);
         assert_eq!(parse_line(b"10 T \t[mod]"), None);
         assert_eq!(parse_line(b""), None);
-        assert_eq!(parse_line(b"10 T odd]"), Some((0x10, 5..9)));
+        assert_eq!(parse_line(b"10 T odd]"), Some((0x10, 5..9, 0..0)));
+        assert_eq!(parse_line(b"10 T odd\t]"), Some((0x10, 5..8, 0..0)));
+        assert_eq!(parse_line(b"10 T odd\t[]"), Some((0x10, 5..8, 10..10)));
         assert_eq!(hex_prefix(b"00ffFF x"), (0xffff, 6));
         assert_eq!(hex_prefix(b"x"), (0, 0));
     }

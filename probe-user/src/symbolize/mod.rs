@@ -33,7 +33,7 @@ use crate::model::{
 };
 use crate::procmaps::{self, Backing, FileId, Location, ProcMapsError, ProcessMaps};
 use file_source::FileSource;
-use kallsyms::KernelSymbols;
+pub use kallsyms::KernelSymbols;
 
 mod file_source;
 mod kallsyms;
@@ -51,11 +51,20 @@ const KERNEL_MODULE: &str = "[kernel]";
 /// alive), and the files the [`ProcessMaps`] held open are closed when it is dropped here.
 /// Never fails: what cannot be named becomes unnamed frames plus a line in
 /// [`Profile::notices`].
-pub fn symbolize(mut recording: Recording) -> Profile {
+pub fn symbolize(recording: Recording) -> Profile {
+    symbolize_with(recording, KernelSymbols::read())
+}
+
+/// [`symbolize`], with kernel symbols read earlier: while probe's own programs were still
+/// loaded, so that frames inside them (a sample can land in `sys_enter`) get their names.
+pub fn symbolize_with(
+    mut recording: Recording,
+    kernel_symbols: std::io::Result<KernelSymbols>,
+) -> Profile {
     let mut notices = std::mem::take(&mut recording.notices);
     capture_missing_maps(&mut recording, &mut notices);
     let symbolizer = Symbolizer::new();
-    let mut resolved = Resolved::new(&symbolizer, &recording, &mut notices);
+    let mut resolved = Resolved::new(&symbolizer, &recording, kernel_symbols, &mut notices);
     resolved.python = python::PythonCode::new(&recording.python_code);
     let threads = std::mem::take(&mut recording.threads)
         .into_values()
@@ -240,7 +249,12 @@ struct Resolved {
 }
 
 impl Resolved {
-    fn new(symbolizer: &Symbolizer, recording: &Recording, notices: &mut Vec<String>) -> Self {
+    fn new(
+        symbolizer: &Symbolizer,
+        recording: &Recording,
+        kernel_symbols: std::io::Result<KernelSymbols>,
+        notices: &mut Vec<String>,
+    ) -> Self {
         let plan = Plan::new(recording);
         notices.extend(
             plan.unopened
@@ -255,12 +269,12 @@ impl Resolved {
                 Err(notice) => notices.push(notice),
             }
         }
-        let kernel = symbolize_kernel(&plan.kernel, notices);
         let kernel_modules = if plan.kernel.is_empty() {
             Vec::new()
         } else {
             read_kernel_modules()
         };
+        let kernel = symbolize_kernel(&plan.kernel, kernel_symbols, &kernel_modules, notices);
         Resolved {
             user,
             kernel,
@@ -404,11 +418,18 @@ fn file_of(info: &CodeInfo<'_>) -> Arc<str> {
 }
 
 /// Kernel function names by (lookup) address; empty, with a notice, when unavailable.
-fn symbolize_kernel(addrs: &BTreeSet<u64>, notices: &mut Vec<String>) -> HashMap<u64, Names> {
+/// An address beyond the reach of every symbol (see [`kallsyms::PSEUDO_MODULE_REACH`]) is
+/// left unnamed.
+fn symbolize_kernel(
+    addrs: &BTreeSet<u64>,
+    symbols: std::io::Result<KernelSymbols>,
+    modules: &[KernelModule],
+    notices: &mut Vec<String>,
+) -> HashMap<u64, Names> {
     if addrs.is_empty() {
         return HashMap::new();
     }
-    let symbols = match KernelSymbols::read() {
+    let symbols = match symbols {
         Ok(symbols) => symbols,
         Err(err) => {
             notices.push(format!(
@@ -425,13 +446,19 @@ fn symbolize_kernel(addrs: &BTreeSet<u64>, notices: &mut Vec<String>) -> HashMap
         );
         return HashMap::new();
     }
+    let module_range = |name: &[u8]| {
+        let found = modules.iter().find(|m| m.name.as_bytes() == name);
+        found.map(|m| m.range.clone())
+    };
     // One `Names` per function, shared by all its addresses.
     let mut by_name: HashMap<&[u8], Names> = HashMap::new();
     let mut names_at = |addr: u64| -> Names {
-        let Some(name) = symbols.name(addr) else {
+        let Some(function) = symbols.function(addr, module_range) else {
             return Arc::from([]);
         };
-        let names = by_name.entry(name).or_insert_with(|| kernel_names(name));
+        let names = by_name
+            .entry(function.name)
+            .or_insert_with(|| kernel_names(function.name));
         Arc::clone(names)
     };
     addrs.iter().map(|&addr| (addr, names_at(addr))).collect()
