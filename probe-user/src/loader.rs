@@ -140,7 +140,7 @@ impl Probe {
         probe.fill_pid_filter(&options.pids)?;
         // Verify everything first, then attach in quick succession; the programs account
         // nothing until the caller opens the window with `start_window`. The Python walk
-        // (slow to verify) is loaded later, once a Python process is in scope.
+        // is loaded later, once a Python process is in scope.
         probe.load_programs(&btf)?;
         probe.attach_sampler(options.frequency_hz)?;
         probe.attach_tracepoints()?;

@@ -34,8 +34,8 @@ pub const THREADS_REFRESH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Where the kernel learns about Python processes and threads (the BPF maps, or a fake).
 pub trait PythonMaps {
-    /// The first call also loads the kernel's Python frame walk: it is verified (~0.1 s)
-    /// only once a Python process is found, not at attach.
+    /// The first call also loads the kernel's Python frame walk: it is verified (~2 ms of
+    /// kernel time) only once a Python process is found, not at attach.
     fn add_process(&mut self, pid: u32, layout: &PyLayoutKernel) -> Result<(), String>;
     fn add_thread(&mut self, tid: u32, tstate: u64) -> Result<(), String>;
 }
