@@ -35,6 +35,13 @@ pub enum LoadError {
     Btf(String),
     #[error("failed to load the eBPF object: {0}")]
     Object(#[source] EbpfError),
+    #[error("the kernel's verifier rejected program `{program}` ({errno}): {last_line}")]
+    Verifier {
+        program: &'static str,
+        errno: std::io::Error,
+        /// The verifier log's last line, which says why.
+        last_line: String,
+    },
     #[error("the kernel rejected program `{program}`: {source}")]
     Program {
         program: &'static str,
@@ -395,6 +402,47 @@ fn sample_ring_bytes(cpus: usize, frequency_hz: u64) -> u32 {
 }
 
 fn program_error(program: &'static str, source: ProgramError) -> LoadError {
+    // A verifier rejection also fails with EACCES, but with a log saying why: not a
+    // permission problem.
+    if let ProgramError::LoadError {
+        io_error,
+        verifier_log,
+    } = source
+    {
+        return match verifier_last_line(&verifier_log.to_string()) {
+            Some(last_line) => LoadError::Verifier {
+                program,
+                errno: io_error,
+                last_line,
+            },
+            None => program_error_without_log(
+                program,
+                ProgramError::LoadError {
+                    io_error,
+                    verifier_log,
+                },
+            ),
+        };
+    }
+    program_error_without_log(program, source)
+}
+
+/// The last line of a verifier log that says why, control characters escaped (the
+/// statistics lines that close the log are skipped); `None` when the log is empty (the load
+/// failed before the verifier ran, e.g. for lack of privileges).
+fn verifier_last_line(log: &str) -> Option<String> {
+    const STATISTICS: [&str; 3] = ["processed ", "verification time", "stack depth"];
+    let line = log.lines().map(str::trim).rfind(|line| {
+        !line.is_empty() && !STATISTICS.iter().any(|prefix| line.starts_with(prefix))
+    })?;
+    let escape = |c: char| match c.is_control() {
+        true => c.escape_default().to_string(),
+        false => c.to_string(),
+    };
+    Some(line.chars().map(escape).collect())
+}
+
+fn program_error_without_log(program: &'static str, source: ProgramError) -> LoadError {
     if is_permission_error(&source) {
         return LoadError::Permission {
             action: format!("loading or attaching `{program}`"),
@@ -441,6 +489,26 @@ fn raise_memlock_limit() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verifier_logs_give_their_reason() {
+        let log = "0: (bf) r6 = r1\n\
+                   7: (85) call bpf_probe_read_user#112\n\
+                   R2 unbounded memory access, use 'var &= const'\n\
+                   processed 8 insns (limit 1000000) max_states_per_insn 0 total_states 0\n\
+                   verification time 12 usec\n\
+                   stack depth 8\n\n";
+        assert_eq!(
+            verifier_last_line(log).as_deref(),
+            Some("R2 unbounded memory access, use 'var &= const'")
+        );
+        assert_eq!(verifier_last_line(""), None);
+        assert_eq!(verifier_last_line("\n  \n"), None);
+        assert_eq!(
+            verifier_last_line("bad\x1b[2J").as_deref(),
+            Some("bad\\u{1b}[2J")
+        );
+    }
 
     #[test]
     fn ring_buffer_scales_with_cpus_and_rate() {
