@@ -1,14 +1,19 @@
 //! The machine under the bench: the kernel settings it needs for the length of the bench,
 //! what the machine and the probe build are, and other tracers that would disturb a run.
 
-use std::{fs, path::Path, process::Command, thread};
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+    process::Command,
+    thread,
+};
 
 use anyhow::{Context as _, Result};
 
 use super::parse::parse_prog_type;
 use crate::{run as run_command, workspace_root};
 
-const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+pub(super) const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
 const TRACEFS: &str = "/sys/kernel/tracing";
 
 /// Enables `kernel.bpf_stats_enabled` (run time and count per program) for the bench and
@@ -178,19 +183,27 @@ pub(super) fn other_bpf_users(own: Option<libc::pid_t>) -> Vec<String> {
 /// filters: systemd holds some on most machines) do not run on a workload's syscalls or
 /// timer ticks, so they are no disturbance.
 fn holds_tracing_program(pid: libc::pid_t) -> bool {
-    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+    let Ok(fdinfos) = bpf_program_fdinfos(pid) else {
         return false;
     };
-    fds.filter_map(|fd| fd.ok())
-        .filter(|fd| {
-            fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == "anon_inode:bpf-prog")
-        })
-        .filter_map(|fd| {
-            fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_str()?)).ok()
-        })
+    fdinfos
+        .iter()
+        .filter_map(|path| fs::read_to_string(path).ok())
         .any(|fdinfo| {
             parse_prog_type(&fdinfo).is_some_and(|kind| TRACING_PROG_TYPES.contains(&kind))
         })
+}
+
+/// The /proc/PID/fdinfo/FD paths of the process's file descriptors that are BPF programs.
+pub(super) fn bpf_program_fdinfos(pid: libc::pid_t) -> io::Result<Vec<PathBuf>> {
+    let fds = fs::read_dir(format!("/proc/{pid}/fd"))?;
+    Ok(fds
+        .filter_map(|fd| fd.ok())
+        .filter(|fd| {
+            fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == "anon_inode:bpf-prog")
+        })
+        .map(|fd| PathBuf::from(format!("/proc/{pid}/fdinfo")).join(fd.file_name()))
+        .collect())
 }
 
 /// `enum bpf_prog_type` values of the programs that hook the kernel's execution: kprobe,

@@ -6,13 +6,14 @@
 //! shared VMs drift by up to ±30% over an hour, so only a ratio to "alone" from the same round
 //! means anything (see ../shared/benchmarking.md).
 //! Ratios cannot resolve effects under ~10%, so the cost of probe's kernel programs is also
-//! read directly from the kernel's BPF statistics, and probe's own CPU time and peak RSS from
-//! its rusage. The result is a markdown table on stdout and in `target/bench/results.md`.
+//! read directly from the kernel's BPF statistics, next to bpftrace's from the same rounds,
+//! and probe's own CPU time and peak RSS from its rusage. The result is a markdown table on stdout and in `target/bench/results.md`.
 
 mod format;
 mod machine;
 mod observe;
 mod parse;
+mod peers;
 mod plan;
 mod python;
 mod render;

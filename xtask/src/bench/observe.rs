@@ -72,6 +72,11 @@ impl Observed {
         })
     }
 
+    /// Time since it was started.
+    pub(super) fn running_for(&self) -> Duration {
+        self.started.elapsed()
+    }
+
     /// Fails if the observer already exited, e.g. because it could not attach.
     pub(super) fn ensure_running(&mut self) -> Result<()> {
         match self.try_reap()? {

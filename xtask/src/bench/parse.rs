@@ -104,10 +104,38 @@ pub(super) fn parse_vm_hwm_kib(status: &str) -> Option<u64> {
 
 /// `prog_type:\t26` from /proc/PID/fdinfo/FD of a BPF program.
 pub(super) fn parse_prog_type(fdinfo: &str) -> Option<u32> {
-    let value = fdinfo
-        .lines()
-        .find_map(|line| line.strip_prefix("prog_type:"))?;
-    value.trim().parse().ok()
+    fdinfo_field(fdinfo, "prog_type")
+}
+
+/// What /proc/PID/fdinfo/FD says about a BPF program: which one it is, and its totals from
+/// the kernel's BPF statistics (zero while `kernel.bpf_stats_enabled` is 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct ProgFdinfo {
+    /// `enum bpf_prog_type`: 5 tracepoint, 7 perf_event, ...
+    pub(super) prog_type: u32,
+    /// Unique while the program is loaded: two fds of one program have the same.
+    pub(super) prog_id: u32,
+    pub(super) run_time_ns: u64,
+    pub(super) run_cnt: u64,
+}
+
+/// The program fields of a BPF program's fdinfo (`prog_type:`, `prog_id:`, `run_time_ns:`,
+/// `run_cnt:`, as Linux has printed them since 5.1); `None` if one is missing.
+pub(super) fn parse_prog_fdinfo(fdinfo: &str) -> Option<ProgFdinfo> {
+    Some(ProgFdinfo {
+        prog_type: fdinfo_field(fdinfo, "prog_type")?,
+        prog_id: fdinfo_field(fdinfo, "prog_id")?,
+        run_time_ns: fdinfo_field(fdinfo, "run_time_ns")?,
+        run_cnt: fdinfo_field(fdinfo, "run_cnt")?,
+    })
+}
+
+/// The value of an fdinfo line `key:\tvalue`.
+fn fdinfo_field<T: std::str::FromStr>(fdinfo: &str, key: &str) -> Option<T> {
+    fdinfo.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        (name == key).then(|| value.trim().parse().ok())?
+    })
 }
 
 #[cfg(test)]
@@ -178,5 +206,32 @@ mod tests {
         let fdinfo = "pos:\t0\nflags:\t02000002\nprog_type:\t26\nprog_jited:\t1\n";
         assert_eq!(parse_prog_type(fdinfo), Some(26));
         assert_eq!(parse_prog_type("pos:\t0\n"), None);
+    }
+
+    /// bpftrace's `profile:hz:99` program as Linux 6.18 showed it on the bench machine, with
+    /// `kernel.bpf_stats_enabled=1`, 3 s after bpftrace started.
+    const PERF_EVENT_FDINFO: &str = "pos:\t0\nflags:\t02000002\nmnt_id:\t17\nino:\t21\n\
+        prog_type:\t7\nprog_jited:\t1\nprog_tag:\t2ac447d7ba4a1dca\nmemlock:\t4096\n\
+        prog_id:\t16115\nrun_time_ns:\t4982314\nrun_cnt:\t187\nrecursion_misses:\t0\n\
+        verified_insns:\t41\n";
+
+    #[test]
+    fn program_totals_come_from_fdinfo() {
+        assert_eq!(
+            parse_prog_fdinfo(PERF_EVENT_FDINFO),
+            Some(ProgFdinfo {
+                prog_type: 7,
+                prog_id: 16115,
+                run_time_ns: 4_982_314,
+                run_cnt: 187,
+            })
+        );
+        assert_eq!(parse_prog_type(PERF_EVENT_FDINFO), Some(7));
+        // Keys are whole: `run_cnt` is not read from `run_cnt_total`, say.
+        let renamed = PERF_EVENT_FDINFO.replace("run_cnt:", "run_cnt_total:");
+        assert_eq!(parse_prog_fdinfo(&renamed), None);
+        // A map's fdinfo has no program fields.
+        let map = "pos:\t0\nflags:\t02000002\nmap_type:\t1\nmap_id:\t7\n";
+        assert_eq!(parse_prog_fdinfo(map), None);
     }
 }

@@ -13,7 +13,7 @@ use super::{
     plan::{Observer, Workload, OBSERVERS, WORKLOADS},
     python::PY_SPY_VERSION,
     rounds::Bench,
-    sample::{ProbeRun, Sample},
+    sample::{KernelPrograms, ProbeRun, Sample},
     Options, CFLAGS, MIN_ON_CPU, SETTLE,
 };
 
@@ -37,6 +37,7 @@ impl Results<'_> {
         self.write_targets(out)?;
         self.write_throughput(out)?;
         self.write_programs(out)?;
+        self.write_peer_programs(out)?;
         self.write_process(out)?;
         self.write_commands(out)?;
         self.write_left_out(out)
@@ -79,6 +80,22 @@ impl Results<'_> {
         self.clean()
             .filter(|s| s.workload == workload)
             .filter_map(|s| s.probe.as_ref())
+            .collect()
+    }
+
+    /// probe's kernel programs in its runs while `workload` ran.
+    pub(super) fn probe_programs(&self, workload: Workload) -> Vec<&KernelPrograms> {
+        self.workload_runs(workload)
+            .into_iter()
+            .map(|run| &run.kernel)
+            .collect()
+    }
+
+    /// bpftrace's kernel programs in its runs while `workload` ran, where they could be read.
+    pub(super) fn bpftrace_programs(&self, workload: Workload) -> Vec<&KernelPrograms> {
+        self.clean()
+            .filter(|s| s.workload == workload)
+            .filter_map(|s| s.bpftrace.as_ref()?.as_ref().ok())
             .collect()
     }
 

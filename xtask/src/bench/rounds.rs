@@ -10,8 +10,9 @@ use super::{
     machine::{other_bpf_users, others_note, union},
     observe::{Observed, Observing},
     parse::parse_raw_samples,
+    peers::{read_bpftrace_programs, STACK_SAMPLE, SYS_ENTER},
     plan::{round_order, Observer, Paths, Workload, WORKLOADS},
-    sample::{Observation, ProbeRun, Sample},
+    sample::{KernelPrograms, Observation, ProbeRun, Sample},
     workload::{run_to_end, Held},
     Options, SETTLE,
 };
@@ -33,12 +34,13 @@ impl Bench<'_> {
                 for observer in round_order(round, workload.observers()) {
                     let sample = self.measure(round, workload, observer)?;
                     eprintln!(
-                        "xtask: bench round {}/{}: {} {}: {}/s{}",
+                        "xtask: bench round {}/{}: {} {}: {}/s{}{}",
                         round + 1,
                         self.options.rounds,
                         workload.name(),
                         observer.name(),
                         si(sample.rate.wall),
+                        bpftrace_note(sample.bpftrace.as_ref()),
                         sample
                             .disturbance()
                             .map_or(String::new(), |why| format!(" (left out: {why})"))
@@ -67,6 +69,7 @@ impl Bench<'_> {
             observer,
             rate: observation.value,
             probe: observation.probe,
+            bpftrace: observation.bpftrace,
             others: observation.others,
         })
     }
@@ -104,6 +107,7 @@ impl Bench<'_> {
             return Ok(Observation {
                 value,
                 probe: None,
+                bpftrace: None,
                 others,
             });
         };
@@ -112,6 +116,12 @@ impl Bench<'_> {
         let value = during()?;
         let observing = Observing::between(&before, &observed.snapshot()?);
         let others = union(others_before, other_bpf_users(Some(observed.pid)));
+        // Just before it stops: its programs are unloaded when it exits. A failed read costs
+        // only these figures (the table says n/a), not the run.
+        let bpftrace = (observer == Observer::Bpftrace).then(|| {
+            read_bpftrace_programs(observed.pid, observed.running_for())
+                .map_err(|err| format!("{err:#}"))
+        });
         let exit = observed.stop()?;
         let probe = match observer {
             Observer::Probe => Some(ProbeRun::read(exit, observing, &self.paths)?),
@@ -128,6 +138,7 @@ impl Bench<'_> {
         Ok(Observation {
             value,
             probe,
+            bpftrace,
             others,
         })
     }
@@ -185,5 +196,32 @@ impl Bench<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// bpftrace's programs' cost per run, or why it is missing, for a progress line.
+fn bpftrace_note(programs: Option<&Result<KernelPrograms, String>>) -> String {
+    match programs {
+        None => String::new(),
+        Some(Err(why)) => format!(" (its kernel programs: n/a, {why})"),
+        Some(Ok(programs)) => {
+            let ns = |name| {
+                programs
+                    .program(name)
+                    .and_then(|cost| cost.ns_per_run())
+                    .map_or("n/a".into(), |ns| {
+                        if ns < 1e3 {
+                            format!("{ns:.0} ns")
+                        } else {
+                            format!("{:.1} µs", ns / 1e3)
+                        }
+                    })
+            };
+            format!(
+                "; its {STACK_SAMPLE} {} and {SYS_ENTER} {} per run",
+                ns(STACK_SAMPLE),
+                ns(SYS_ENTER)
+            )
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! What one run yields: a workload's rate under an observer, and when that observer was probe,
-//! what probe itself cost.
+//! what probe itself cost; when it was bpftrace, what its kernel programs cost.
 
 use std::fs;
 
@@ -21,6 +21,8 @@ pub(super) struct Sample {
     pub(super) rate: Rate,
     /// Set when the observer was probe.
     pub(super) probe: Option<ProbeRun>,
+    /// Set when the observer was bpftrace: its kernel programs, or why they could not be read.
+    pub(super) bpftrace: Option<Result<KernelPrograms, String>>,
     /// Other processes that held tracing BPF programs during the run (see `other_bpf_users`).
     pub(super) others: Vec<String>,
 }
@@ -48,6 +50,7 @@ impl Sample {
 pub(super) struct Observation<T> {
     pub(super) value: T,
     pub(super) probe: Option<ProbeRun>,
+    pub(super) bpftrace: Option<Result<KernelPrograms, String>>,
     pub(super) others: Vec<String>,
 }
 
@@ -56,8 +59,7 @@ pub(super) struct ProbeRun {
     pub(super) exit: Exit,
     pub(super) observing: Observing,
     pub(super) attach_secs: f64,
-    pub(super) window_secs: f64,
-    pub(super) programs: Vec<ProgramCost>,
+    pub(super) kernel: KernelPrograms,
 }
 
 impl ProbeRun {
@@ -77,8 +79,10 @@ impl ProbeRun {
             exit,
             observing,
             attach_secs,
-            window_secs,
-            programs,
+            kernel: KernelPrograms {
+                window_secs,
+                programs,
+            },
         })
     }
 
@@ -90,13 +94,36 @@ impl ProbeRun {
     pub(super) fn peak_rss_mib(&self) -> f64 {
         mib(self.exit.peak_rss_kib)
     }
+}
 
+/// An observer's kernel programs over its window, from the kernel's BPF statistics.
+pub(super) struct KernelPrograms {
+    /// What the totals are over, in seconds.
+    pub(super) window_secs: f64,
+    pub(super) programs: Vec<ProgramCost>,
+}
+
+impl KernelPrograms {
     pub(super) fn program(&self, name: &str) -> Option<&ProgramCost> {
         self.programs.iter().find(|cost| cost.program == name)
     }
 
-    /// Share of one core spent in the given programs' runs over the window, in percent.
-    pub(super) fn kernel_pct<'a>(&self, costs: impl IntoIterator<Item = &'a ProgramCost>) -> f64 {
+    pub(super) fn runs_per_sec(&self, name: &str) -> Option<f64> {
+        Some(self.program(name)?.run_count as f64 / self.window_secs)
+    }
+
+    /// Share of one core spent in the named program's runs over the window, in percent; 0
+    /// when there is no such program.
+    pub(super) fn pct(&self, name: &str) -> f64 {
+        self.kernel_pct(self.program(name))
+    }
+
+    /// The same for all the programs.
+    pub(super) fn total_pct(&self) -> f64 {
+        self.kernel_pct(&self.programs)
+    }
+
+    fn kernel_pct<'a>(&self, costs: impl IntoIterator<Item = &'a ProgramCost>) -> f64 {
         let ns: u64 = costs.into_iter().map(|cost| cost.run_time_ns).sum();
         100.0 * ns as f64 / (self.window_secs * 1e9)
     }

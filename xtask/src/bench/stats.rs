@@ -1,6 +1,6 @@
 //! Figures over many runs: median and range, and the worst of several.
 
-use super::sample::ProbeRun;
+use super::sample::KernelPrograms;
 
 /// Median and range of one figure over rounds.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -34,14 +34,11 @@ pub(super) fn worst<'a>(
         .max_by(|a, b| a.1.total_cmp(&b.1))
 }
 
-pub(super) fn median_of(
-    runs: &[&ProbeRun],
-    figure: impl Fn(&ProbeRun) -> Option<f64>,
-) -> Option<f64> {
+pub(super) fn median_of<T>(runs: &[&T], figure: impl Fn(&T) -> Option<f64>) -> Option<f64> {
     Summary::of(runs.iter().filter_map(|run| figure(run))).map(|s| s.median)
 }
 
-pub(super) fn median_ns_per_run(runs: &[&ProbeRun], program: &str) -> Option<f64> {
+pub(super) fn median_ns_per_run(runs: &[&KernelPrograms], program: &str) -> Option<f64> {
     median_of(runs, |run| run.program(program)?.ns_per_run())
 }
 

@@ -1,17 +1,67 @@
-//! The tables of figures: throughput under each observer, and what probe's kernel programs
-//! and its own process cost.
+//! The tables of figures: throughput under each observer, what probe's kernel programs cost,
+//! alone and next to bpftrace's, and what its own process costs.
 
 use std::fmt::{self, Write as _};
 
 use super::{
     format::{fmt_pct, fmt_summary, mib, si},
     parse::Rate,
+    peers::{STACK_SAMPLE, SYS_ENTER},
     plan::{Observer, Workload, NATIVE_OBSERVERS, PYTHON_OBSERVERS, WORKLOADS},
     render::Results,
-    sample::ProbeRun,
+    sample::{KernelPrograms, ProbeRun},
     stats::{median_ns_per_run, median_of, Summary},
     SETTLE,
 };
+
+/// The rows of the side-by-side table: the program, probe's name for it and bpftrace's label
+/// (`None`: that side has no such program). Counterparts first, then probe's others, then any
+/// other program bpftrace ran.
+fn rows(bpftrace: &[&KernelPrograms]) -> Vec<(String, Option<&'static str>, Option<String>)> {
+    let mut rows = vec![
+        (
+            STACK_SAMPLE.to_owned(),
+            Some("sample_stack"),
+            Some(STACK_SAMPLE.to_owned()),
+        ),
+        (
+            SYS_ENTER.to_owned(),
+            Some("sys_enter"),
+            Some(SYS_ENTER.to_owned()),
+        ),
+    ];
+    for program in ["sched_switch", "sched_process_exit"] {
+        rows.push((format!("{program} (probe only)"), Some(program), None));
+    }
+    let mut others: Vec<&str> = bpftrace
+        .iter()
+        .flat_map(|k| &k.programs)
+        .map(|cost| cost.program.as_str())
+        .filter(|&label| label != STACK_SAMPLE && label != SYS_ENTER)
+        .collect();
+    others.sort_unstable();
+    others.dedup();
+    for label in others {
+        rows.push((
+            format!("{label} (bpftrace only)"),
+            None,
+            Some(label.to_owned()),
+        ));
+    }
+    rows
+}
+
+/// ns per run, runs/s and CPU % of one program over runs (medians); — when `program` is
+/// `None`.
+fn program_cells(kernels: &[&KernelPrograms], program: Option<&str>) -> [String; 3] {
+    let Some(program) = program else {
+        return ["—", "—", "—"].map(String::from);
+    };
+    let ns = median_ns_per_run(kernels, program).map_or("n/a".into(), |ns| format!("{ns:.0}"));
+    let per_sec = median_of(kernels, |k| k.runs_per_sec(program));
+    let pct = median_of(kernels, |k| Some(k.pct(program)));
+    [ns, per_sec.map_or("n/a".into(), si), fmt_pct(pct)]
+}
 
 /// probe's kernel programs, in the order its `--self-stats` line lists them.
 const PROGRAMS: [&str; 4] = [
@@ -116,22 +166,101 @@ impl Results<'_> {
              |---|---|---:|---:|---:|"
         )?;
         for (name, runs) in self.probe_runs() {
+            let kernels: Vec<&KernelPrograms> = runs.iter().map(|run| &run.kernel).collect();
             for program in PROGRAMS {
-                let ns =
-                    median_ns_per_run(&runs, program).map_or("n/a".into(), |ns| format!("{ns:.0}"));
-                let per_sec = median_of(&runs, |run| {
-                    Some(run.program(program)?.run_count as f64 / run.window_secs)
-                });
-                let pct = median_of(&runs, |run| Some(run.kernel_pct(run.program(program))));
+                let [ns, per_sec, pct] = program_cells(&kernels, Some(program));
+                writeln!(out, "| {name} | {program} | {ns} | {per_sec} | {pct} |")?;
+            }
+            let total = median_of(&kernels, |k| Some(k.total_pct()));
+            writeln!(out, "| {name} | **all** | | | **{}** |", fmt_pct(total))?;
+        }
+        writeln!(out)
+    }
+
+    /// probe's kernel programs next to bpftrace's, from the same rounds of each workload
+    /// bpftrace watched.
+    pub(super) fn write_peer_programs(&self, out: &mut String) -> fmt::Result {
+        writeln!(
+            out,
+            "## Kernel programs: probe next to bpftrace
+"
+        )?;
+        writeln!(
+            out,
+            "The same statistics for bpftrace's programs in the same rounds, read from \
+             /proc/PID/fdinfo of every BPF program bpftrace held, just before the bench stopped \
+             it: totals since it loaded them, over its window from its start to that read (its \
+             start-up included, so its runs/s and CPU are slightly low). Its `profile:hz:99` \
+             program (prog_type 7, perf_event: one program on every CPU's event) is the stack \
+             sample, its `tracepoint:raw_syscalls:sys_enter` program (prog_type 5) sys_enter; \
+             programs that never ran are left out, and any other is named by its type. probe's \
+             figures are those of the table above (stack sample = its `sample_stack`). Median \
+             over the runs; CPU = run time ÷ window, in % of one core; — = no such program. \
+             perf record and py-spy load no BPF programs: their cost shows in the throughput \
+             ratios only.\n"
+        )?;
+        writeln!(
+            out,
+            "| while running | program | ns per run: probe | ns per run: bpftrace | runs/s: probe \
+             | runs/s: bpftrace | CPU %: probe | CPU %: bpftrace |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|"
+        )?;
+        let watched = WORKLOADS
+            .into_iter()
+            .filter(|w| w.observers().contains(&Observer::Bpftrace));
+        for workload in watched {
+            let probe = self.probe_programs(workload);
+            let bpftrace = self.bpftrace_programs(workload);
+            for (program, probe_name, bpftrace_name) in rows(&bpftrace) {
+                let probe = program_cells(&probe, probe_name);
+                let bpftrace = program_cells(&bpftrace, bpftrace_name.as_deref());
                 writeln!(
                     out,
-                    "| {name} | {program} | {ns} | {} | {} |",
-                    per_sec.map_or("n/a".into(), si),
-                    fmt_pct(pct)
+                    "| {} | {program} | {} | {} | {} | {} | {} | {} |",
+                    workload.name(),
+                    probe[0],
+                    bpftrace[0],
+                    probe[1],
+                    bpftrace[1],
+                    probe[2],
+                    bpftrace[2]
                 )?;
             }
-            let total = median_of(&runs, |run| Some(run.kernel_pct(&run.programs)));
-            writeln!(out, "| {name} | **all** | | | **{}** |", fmt_pct(total))?;
+            let total =
+                |kernels: &[&KernelPrograms]| fmt_pct(median_of(kernels, |k| Some(k.total_pct())));
+            writeln!(
+                out,
+                "| {} | **all** | | | | | **{}** | **{}** |",
+                workload.name(),
+                total(&probe),
+                total(&bpftrace)
+            )?;
+        }
+        writeln!(out)?;
+        self.write_peer_failures(out)
+    }
+
+    /// The bpftrace runs whose programs could not be read, and why.
+    fn write_peer_failures(&self, out: &mut String) -> fmt::Result {
+        let failures: Vec<_> = self
+            .clean()
+            .filter_map(|s| Some((s, s.bpftrace.as_ref()?.as_ref().err()?)))
+            .collect();
+        if failures.is_empty() {
+            return Ok(());
+        }
+        writeln!(
+            out,
+            "bpftrace's programs could not be read in {} of its runs, left out of its medians:\n",
+            failures.len()
+        )?;
+        for (sample, why) in failures {
+            writeln!(
+                out,
+                "- round {}, {}: {why}",
+                sample.round + 1,
+                sample.workload.name()
+            )?;
         }
         writeln!(out)
     }
@@ -200,4 +329,60 @@ fn process_row(runs: &[&ProbeRun]) -> String {
         attach.median,
         attach.max
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::parse::ProgramCost;
+
+    fn kernel(window_secs: f64, programs: &[(&str, u64, u64)]) -> KernelPrograms {
+        KernelPrograms {
+            window_secs,
+            programs: programs
+                .iter()
+                .map(|&(program, run_time_ns, run_count)| ProgramCost {
+                    program: program.into(),
+                    run_time_ns,
+                    run_count,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn bpftrace_only_programs_get_their_own_rows() {
+        let a = kernel(2.0, &[(SYS_ENTER, 400, 4), ("prog_type 2", 9, 1)]);
+        let b = kernel(2.0, &[(SYS_ENTER, 400, 4)]);
+        let rows = rows(&[&a, &b]);
+        let names: Vec<&str> = rows.iter().map(|(name, _, _)| name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                STACK_SAMPLE,
+                SYS_ENTER,
+                "sched_switch (probe only)",
+                "sched_process_exit (probe only)",
+                "prog_type 2 (bpftrace only)"
+            ]
+        );
+        assert_eq!(rows[2].2, None);
+        assert_eq!(rows[4].1, None);
+    }
+
+    #[test]
+    fn cells_are_medians_and_dashes_mean_no_such_program() {
+        let a = kernel(2.0, &[(SYS_ENTER, 2_000_000, 10_000)]);
+        let b = kernel(2.0, &[(SYS_ENTER, 6_000_000, 10_000)]);
+        let c = kernel(2.0, &[(SYS_ENTER, 4_000_000, 10_000)]);
+        assert_eq!(
+            program_cells(&[&a, &b, &c], Some(SYS_ENTER)),
+            ["400", "5.00 k", "0.200"]
+        );
+        assert_eq!(program_cells(&[&a], None), ["—", "—", "—"]);
+        assert_eq!(
+            program_cells(&[], Some(STACK_SAMPLE)),
+            ["n/a", "n/a", "n/a"]
+        );
+    }
 }

@@ -4,9 +4,10 @@ use std::fmt::{self, Write as _};
 
 use super::{
     format::{fmt_summary, mib},
+    peers::{STACK_SAMPLE, SYS_ENTER},
     plan::{Observer, Workload, SAMPLE_HZ, WORKLOADS},
     render::Results,
-    sample::ProbeRun,
+    sample::{KernelPrograms, ProbeRun},
     stats::{median_ns_per_run, median_of, worst, Summary},
 };
 
@@ -98,29 +99,48 @@ impl Results<'_> {
         }
     }
 
+    /// Judged on probe's figure; bpftrace's from the same rounds is shown for context.
     fn syscall_cost_target(&self) -> Target {
-        let runs = self.workload_runs(Workload::GetppidStorm);
-        let ns = median_ns_per_run(&runs, "sys_enter");
+        let ns = median_ns_per_run(&self.probe_programs(Workload::GetppidStorm), "sys_enter");
+        let peer = median_ns_per_run(&self.bpftrace_programs(Workload::GetppidStorm), SYS_ENTER);
+        let ns_text = |ns: Option<f64>| ns.map_or("n/a".into(), |ns| format!("{ns:.0} ns"));
         Target {
             what: "sys_enter program, cost per run (getppid storm, median)",
             goal: "≤ 60 ns",
-            measured: ns.map_or("n/a".into(), |ns| format!("{ns:.0} ns")),
+            measured: format!(
+                "{}; bpftrace's `@[tid] = count()` in the same rounds: {}",
+                ns_text(ns),
+                ns_text(peer)
+            ),
             met: ns.is_some_and(|ns| ns <= 60.0),
         }
     }
 
+    /// Judged on probe's figure; bpftrace's from the same rounds is shown for context.
     fn sample_cost_target(&self) -> Target {
-        let worst = worst(WORKLOADS.iter().map(|&w| {
-            let runs = self.workload_runs(w);
-            (w.name(), median_ns_per_run(&runs, "sample_stack"))
-        }));
+        let worst_of = |programs: fn(&Self, Workload) -> Vec<&KernelPrograms>, name: &str| {
+            worst(
+                WORKLOADS
+                    .iter()
+                    .map(|&w| (w.name(), median_ns_per_run(&programs(self, w), name))),
+            )
+        };
+        let probe = worst_of(Self::probe_programs, SAMPLER);
+        let peer = worst_of(Self::bpftrace_programs, STACK_SAMPLE);
+        let us_text = |worst: Option<(&str, f64)>| {
+            worst.map_or("n/a".into(), |(name, ns)| {
+                format!("{:.1} µs ({name})", ns / 1e3)
+            })
+        };
         Target {
             what: "stack sample program, cost per run (median; worst workload)",
             goal: "≤ 10 µs",
-            measured: worst.map_or("n/a".into(), |(name, ns)| {
-                format!("{:.1} µs ({name})", ns / 1e3)
-            }),
-            met: worst.is_some_and(|(_, ns)| ns <= 10_000.0),
+            measured: format!(
+                "{}; bpftrace's `profile:hz:99` with kstack and ustack in the same rounds: {}",
+                us_text(probe),
+                us_text(peer)
+            ),
+            met: probe.is_some_and(|(_, ns)| ns <= 10_000.0),
         }
     }
 
@@ -243,15 +263,15 @@ impl Results<'_> {
 
     /// The sampler's cost per run while the Python loop ran, next to the C loop's.
     fn python_walk_cost(&self) -> Option<WalkCost> {
-        let python_ns = median_ns_per_run(&self.workload_runs(Workload::PyLoop), SAMPLER)?;
-        let native_ns = median_ns_per_run(&self.workload_runs(Workload::CpuLoop), SAMPLER);
+        let python_ns = median_ns_per_run(&self.probe_programs(Workload::PyLoop), SAMPLER)?;
+        let native_ns = median_ns_per_run(&self.probe_programs(Workload::CpuLoop), SAMPLER);
         // The sampler runs systemwide over probe's whole window (the settle included), so the
         // increment per run is spread over more runs than the loop's own samples.
         let spread = Summary::of(self.clean().filter_map(|s| {
             if s.workload != Workload::PyLoop {
                 return None;
             }
-            let runs = s.probe.as_ref()?.program(SAMPLER)?.run_count as f64;
+            let runs = s.probe.as_ref()?.kernel.program(SAMPLER)?.run_count as f64;
             let loop_samples =
                 f64::from(SAMPLE_HZ) * self.bench.options.secs * s.rate.on_cpu.max(1e-9);
             Some(runs / loop_samples)
