@@ -77,11 +77,13 @@ impl Results<'_> {
     }
 
     fn targets(&self) -> Vec<Target> {
+        let [cpu_sampling, cpu_lifetime] = self.cpu_targets();
         vec![
             self.storm_ratio_target(),
             self.syscall_cost_target(),
             self.sample_cost_target(),
-            self.cpu_target(),
+            cpu_sampling,
+            cpu_lifetime,
             self.rss_target(),
             self.attach_target(),
             self.python_ratio_target(),
@@ -144,9 +146,10 @@ impl Results<'_> {
         }
     }
 
-    /// Judged on the lifetime figure (start to exit); the steady figure while observing is
-    /// shown next to it because fixed start and report costs dominate a short run.
-    fn cpu_target(&self) -> Target {
+    /// Two rows for one goal: the recurring cost while sampling, which is what the rate
+    /// (99 Hz) sets and what continuous use pays, and the whole life of one short run,
+    /// where fixed costs (loading, the report) dominate.
+    fn cpu_targets(&self) -> [Target; 2] {
         let groups = self.probe_runs();
         let median =
             |runs: &[&ProbeRun], pct: fn(&ProbeRun) -> f64| median_of(runs, |run| Some(pct(run)));
@@ -160,17 +163,23 @@ impl Results<'_> {
                 .iter()
                 .map(|(name, runs)| (*name, median(runs, |run| run.observing.cpu_pct()))),
         );
-        Target {
-            what: "probe's own CPU at 99 Hz (median; worst of the workloads and idle)",
-            goal: "≤ 2% of one core",
-            measured: match (lifetime, steady) {
-                (Some((l_name, l)), Some((s_name, s))) => {
-                    format!("{l:.2}% start to exit ({l_name}); {s:.2}% while observing ({s_name})")
-                }
-                _ => "n/a".into(),
+        let text = |worst: Option<(&str, f64)>| {
+            worst.map_or("n/a".into(), |(name, pct)| format!("{pct:.2}% ({name})"))
+        };
+        [
+            Target {
+                what: "probe's own CPU while sampling at 99 Hz (median; worst of the workloads and idle)",
+                goal: "≤ 2% of one core",
+                measured: text(steady),
+                met: steady.is_some_and(|(_, pct)| pct <= 2.0),
             },
-            met: lifetime.is_some_and(|(_, pct)| pct <= 2.0),
-        }
+            Target {
+                what: "probe's own CPU from start to exit of one run (median; worst), loading and the report included",
+                goal: "≤ 2% of one core",
+                measured: text(lifetime),
+                met: lifetime.is_some_and(|(_, pct)| pct <= 2.0),
+            },
+        ]
     }
 
     fn rss_target(&self) -> Target {
