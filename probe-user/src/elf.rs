@@ -346,5 +346,18 @@ pub fn section_addr(file: &File, name: &str) -> io::Result<Option<u64>> {
     Ok(sections.find(name).map(|section| section.addr))
 }
 
+/// The libc this (test) process maps: a real, stripped ELF file on every machine probe
+/// runs on.
+#[cfg(test)]
+pub(crate) fn mapped_libc_path() -> std::path::PathBuf {
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+    let path = maps
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .find(|path| path.contains("/libc.so"))
+        .expect("libc mapped");
+    path.into()
+}
+
 #[cfg(test)]
 mod tests;

@@ -25,17 +25,6 @@ impl Drop for TempFile {
     }
 }
 
-/// The libc mapped by this process.
-fn libc_path() -> PathBuf {
-    let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
-    let path = maps
-        .lines()
-        .filter_map(|line| line.split_whitespace().nth(5))
-        .find(|path| path.contains("/libc.so"))
-        .expect("libc mapped");
-    PathBuf::from(path)
-}
-
 /// Every query, for files that must not panic whatever they hold.
 fn query_everything(file: &File) {
     let Ok(elf) = ElfFile::new(file) else {
@@ -93,7 +82,7 @@ fn file_offsets_translate_to_the_addresses_code_runs_at() {
 
 #[test]
 fn stripped_libc() {
-    let libc = libc_path();
+    let libc = crate::elf::mapped_libc_path();
     let file = File::open(&libc).unwrap();
     let elf = ElfFile::new(&file).unwrap();
     let build_id = elf
@@ -191,7 +180,7 @@ fn build_id_notes() {
 
 #[test]
 fn truncated_and_garbage_files_give_errors() {
-    let libc = std::fs::read(libc_path()).expect("read libc");
+    let libc = std::fs::read(crate::elf::mapped_libc_path()).expect("read libc");
 
     let empty = TempFile::new("empty", b"");
     assert!(ElfFile::new(&empty.open()).is_err());
@@ -236,7 +225,7 @@ impl Noise {
 
 #[test]
 fn random_headers_never_panic() {
-    let libc = std::fs::read(libc_path()).expect("read libc");
+    let libc = std::fs::read(crate::elf::mapped_libc_path()).expect("read libc");
     let mut noise = Noise(0x9e37_79b9_7f4a_7c15);
     let path = TempFile::new("noise", b"");
     for _ in 0..300 {

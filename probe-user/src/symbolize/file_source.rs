@@ -134,20 +134,9 @@ mod tests {
         assert_eq!(file_source(missing), FileSource::Itself { dwarf: true });
     }
 
-    /// The libc mapped by this process.
-    fn libc_path() -> PathBuf {
-        let maps = fs::read_to_string("/proc/self/maps").expect("maps");
-        let path = maps
-            .lines()
-            .filter_map(|line| line.split_whitespace().nth(5))
-            .find(|path| path.contains("/libc.so"))
-            .expect("libc mapped");
-        PathBuf::from(path)
-    }
-
     #[test]
     fn stripped_libc_uses_its_debug_file_when_installed() {
-        let libc = libc_path();
+        let libc = crate::elf::mapped_libc_path();
         let file = File::open(&libc).expect("open libc");
         let elf = ElfFile::new(&file).expect("elf");
         let build_id = elf.build_id().expect("notes").expect("build-id");

@@ -277,17 +277,6 @@ fn kernel_addresses_below_every_symbol_are_unnamed() {
     assert!(profile.notices.iter().all(|n| !n.contains("kernel")));
 }
 
-/// The libc this process maps.
-fn libc_path() -> std::path::PathBuf {
-    let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
-    let path = maps
-        .lines()
-        .filter_map(|line| line.split_whitespace().nth(5))
-        .find(|path| path.contains("/libc.so"))
-        .expect("libc mapped");
-    path.into()
-}
-
 /// Virtual addresses of `names` in the symbol table of `elf`.
 fn symbol_addrs(elf: &Path, names: &[&str]) -> Vec<u64> {
     use blazesym::inspect::{source, Inspector};
@@ -303,7 +292,7 @@ fn symbol_addrs(elf: &Path, names: &[&str]) -> Vec<u64> {
 
 #[test]
 fn stripped_libc_is_named_from_its_debug_file_without_lines() {
-    let libc = libc_path();
+    let libc = crate::elf::mapped_libc_path();
     let file_source::FileSource::DebugFile { path: debug, .. } = file_source::file_source(&libc)
     else {
         println!("skipped: no separate debug file for {}", libc.display());
