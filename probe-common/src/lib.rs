@@ -38,6 +38,7 @@ pub mod names {
     pub const PY_THREADS: &str = "PY_THREADS";
     pub const SAMPLE_SCRATCH: &str = "SAMPLE_SCRATCH";
     pub const SAMPLE_TAIL_CALLS: &str = "SAMPLE_TAIL_CALLS";
+    pub const KERNEL_NAMES: &str = "KERNEL_NAMES";
 
     pub const PROG_SAMPLE: &str = "sample_stack";
     pub const PROG_SCHED_SWITCH: &str = "sched_switch";
@@ -45,6 +46,8 @@ pub mod names {
     pub const PROG_SYS_ENTER: &str = "sys_enter";
     /// `sample_stack`'s Python frame walk, reached by a tail call (never attached).
     pub const PROG_PY_WALK: &str = "walk_python";
+    /// Names kernel addresses for the report; run with `BPF_PROG_TEST_RUN`, never attached.
+    pub const PROG_NAME_KERNEL: &str = "name_kernel_addresses";
 
     /// Load-time global (`EbpfLoader::override_global`).
     pub const GLOBAL_FILTER_PIDS: &str = "FILTER_PIDS";
@@ -238,6 +241,25 @@ pub struct ThreadStats {
     pub comm: [u8; 16],
 }
 
+/// Addresses `name_kernel_addresses` names per run: a raw tracepoint's test run passes it
+/// at most 12 arguments, one address each (0: no address).
+pub const KERNEL_NAME_BATCH: u32 = 12;
+/// Room for one name: the kernel's longest symbol name (`KSYM_NAME_LEN`, 512) plus the
+/// ` [module]` that follows a module's.
+pub const KERNEL_NAME_TEXT_BYTES: usize = 600;
+
+/// One slot of `KERNEL_NAMES`: what the kernel's `%ps` printed for an address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelName {
+    /// `bpf_snprintf`'s result: the bytes `%ps` needed, its NUL included (more than `text`
+    /// holds when the name was cut), or a negative errno.
+    pub needed: i64,
+    /// `symbol`, `symbol [module]`, or `0x<address>` for an address no symbol covers;
+    /// NUL-terminated.
+    pub text: [u8; KERNEL_NAME_TEXT_BYTES],
+}
+
 /// Key of `SYSCALL_COUNTS`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -329,6 +351,8 @@ mod pod {
     unsafe impl aya::Pod for super::SyscallCache {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::PyLayoutKernel {}
+    // SAFETY: as above (600 text bytes after an 8-byte integer leave no padding).
+    unsafe impl aya::Pod for super::KernelName {}
 }
 
 #[cfg(test)]
@@ -349,5 +373,6 @@ mod tests {
         assert_eq!(size_of::<SyscallKey>(), 16);
         assert_eq!(size_of::<CpuState>(), 24);
         assert_eq!(size_of::<SyscallCache>(), SYSCALL_CACHE_WAYS * 16 + 8);
+        assert_eq!(size_of::<KernelName>(), 8 + KERNEL_NAME_TEXT_BYTES);
     }
 }

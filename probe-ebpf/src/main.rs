@@ -25,6 +25,7 @@ use probe_common::{
     SYSCALL_CACHE_WAYS, TAIL_CALL_PY_WALK, TAIL_CALL_SLOTS,
 };
 
+mod kernel_names;
 mod python;
 
 /// Non-zero: only processes in `TARGET_PIDS` are observed. Set at load time.

@@ -4,15 +4,19 @@
 use aya::{
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
     programs::{
-        perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
-        BtfTracePoint, PerfEvent, ProgramError,
+        perf_event::{
+            PerfEventConfig, PerfEventLinkId, PerfEventScope, SamplePolicy, SoftwareEvent,
+        },
+        tp_btf::BtfTracePointLinkId,
+        BtfTracePoint, PerfEvent, ProgramError, RawTracePoint, RawTracePointRunOptions, TestRun,
     },
     util::online_cpus,
     Btf, Ebpf, EbpfError, EbpfLoader,
 };
 use probe_common::{
-    names, CpuState, PyLayoutKernel, SyscallCache, SyscallKey, ThreadStats, CONTROL_PY_WALK_LOADED,
-    CONTROL_WINDOW_END, CONTROL_WINDOW_START, SAMPLE_MAX_BYTES, TAIL_CALL_PY_WALK,
+    names, CpuState, KernelName, PyLayoutKernel, SyscallCache, SyscallKey, ThreadStats,
+    CONTROL_PY_WALK_LOADED, CONTROL_WINDOW_END, CONTROL_WINDOW_START, KERNEL_NAME_BATCH,
+    KERNEL_NAME_TEXT_BYTES, SAMPLE_MAX_BYTES, TAIL_CALL_PY_WALK,
 };
 use thiserror::Error;
 
@@ -68,6 +72,17 @@ pub struct Probe {
     pub online_cpus: Vec<u32>,
     /// The sampler's Python frame walk, loaded on first need.
     python_walk: PythonWalk,
+    /// Every attachment, in attach order; emptied by [`Probe::detach_all`].
+    links: Vec<Attachment>,
+    /// `name_kernel_addresses` is loaded (on first need).
+    kernel_namer_loaded: bool,
+}
+
+/// One attached program. Detaching leaves the program loaded until the [`Probe`] drops, so
+/// the kernel still knows its name when the report names the frames that landed in it.
+enum Attachment {
+    Sampler(PerfEventLinkId),
+    Tracepoint(&'static str, BtfTracePointLinkId),
 }
 
 /// Whether `walk_python` is in the sampler's tail-call slot.
@@ -80,7 +95,7 @@ enum PythonWalk {
     Failed(String),
 }
 
-/// Every attached program, for statistics and detaching. `walk_python` is not among them:
+/// Every attached program, for statistics. `walk_python` is not among them:
 /// it is never attached, and the kernel counts its runs (tail calls) as `sample_stack`'s.
 const PROGRAMS_IN_ORDER: [&str; 4] = [
     names::PROG_SAMPLE,
@@ -143,6 +158,8 @@ impl Probe {
             window_start_ns: 0,
             online_cpus,
             python_walk: PythonWalk::NotLoaded,
+            links: Vec::new(),
+            kernel_namer_loaded: false,
         };
         probe.fill_pid_filter(&options.pids)?;
         // Verify everything first, then attach in quick succession; the programs account
@@ -247,9 +264,10 @@ impl Probe {
     fn attach_tracepoints(&mut self) -> Result<(), LoadError> {
         for name in TRACEPOINTS {
             let program: &mut BtfTracePoint = self.program(name)?;
-            program
+            let link = program
                 .attach()
                 .map_err(|source| program_error(name, source))?;
+            self.links.push(Attachment::Tracepoint(name, link));
         }
         Ok(())
     }
@@ -258,17 +276,20 @@ impl Probe {
         let cpus = self.online_cpus.clone();
         let name = names::PROG_SAMPLE;
         let program: &mut PerfEvent = self.program(name)?;
-        for cpu in cpus {
-            program
-                .attach(
-                    PerfEventConfig::Software(SoftwareEvent::CpuClock),
-                    PerfEventScope::AllProcessesOneCpu { cpu },
-                    SamplePolicy::Frequency(frequency_hz),
-                    false,
-                )
-                .map_err(|source| program_error(name, source))?;
-        }
-        Ok(())
+        let mut links = Vec::with_capacity(cpus.len());
+        let attached = cpus.into_iter().try_for_each(|cpu| {
+            let link = program.attach(
+                PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                PerfEventScope::AllProcessesOneCpu { cpu },
+                SamplePolicy::Frequency(frequency_hz),
+                false,
+            )?;
+            links.push(Attachment::Sampler(link));
+            Ok(())
+        });
+        // Those attached before a failure are detached with the rest.
+        self.links.extend(links);
+        attached.map_err(|source| program_error(name, source))
     }
 
     fn program<'a, T>(&'a mut self, name: &'static str) -> Result<&'a mut T, LoadError>
@@ -290,17 +311,58 @@ impl Probe {
             .ok_or_else(|| LoadError::Other(format!("find map `{name}` in the object")))
     }
 
-    /// Detaches every program (the maps stay readable), so the final reads see a frozen
-    /// state. Idempotent.
+    /// Detaches every program, the last attached first (the maps stay readable), so the
+    /// final reads see a frozen state. The programs stay loaded until the probe drops.
+    /// Idempotent.
     pub fn detach_all(&mut self) {
-        for name in PROGRAMS_IN_ORDER.iter().rev() {
-            // An error here means it was never loaded: nothing to detach.
-            let _ = match self.ebpf.program_mut(name) {
-                Some(aya::programs::Program::PerfEvent(program)) => program.unload(),
-                Some(aya::programs::Program::BtfTracePoint(program)) => program.unload(),
-                _ => Ok(()),
+        while let Some(link) = self.links.pop() {
+            // An error means the link is already gone: nothing to detach.
+            let _ = match link {
+                Attachment::Sampler(link) => self
+                    .program::<PerfEvent>(names::PROG_SAMPLE)
+                    .map(|program| program.detach(link)),
+                Attachment::Tracepoint(name, link) => self
+                    .program::<BtfTracePoint>(name)
+                    .map(|program| program.detach(link)),
             };
         }
+    }
+
+    /// The kernel's own names for kernel addresses, in order: what `%ps` prints for each
+    /// (`symbol`, `symbol [module]`, or `0x<address>` where no symbol covers it), or `None`
+    /// where it failed or the name did not fit. Probe's own programs are named too, while
+    /// they are loaded. Loads `name_kernel_addresses` on first use and runs it with
+    /// `BPF_PROG_TEST_RUN`, `KERNEL_NAME_BATCH` addresses at a time.
+    pub fn name_kernel_addresses(
+        &mut self,
+        addrs: &[u64],
+    ) -> Result<Vec<Option<Vec<u8>>>, LoadError> {
+        let name = names::PROG_NAME_KERNEL;
+        if !self.kernel_namer_loaded {
+            let program: &mut RawTracePoint = self.program(name)?;
+            program
+                .load()
+                .map_err(|source| program_error(name, source))?;
+            self.kernel_namer_loaded = true;
+        }
+        let mut names = Vec::with_capacity(addrs.len());
+        for batch in addrs.chunks(KERNEL_NAME_BATCH as usize) {
+            let mut options = RawTracePointRunOptions::new();
+            options.args[..batch.len()].copy_from_slice(batch);
+            let program: &mut RawTracePoint = self.program(name)?;
+            program
+                .test_run(options)
+                .map_err(|source| program_error(name, source))?;
+            let slots: Array<_, KernelName> =
+                self.read_map(names::KERNEL_NAMES, Array::try_from)?;
+            for (slot, &addr) in (0..).zip(batch) {
+                let named = slots.get(&slot, 0).map_err(|err| {
+                    LoadError::Other(format!("read the kernel's name of {addr:#x}: {err}"))
+                })?;
+                names.push(name_text(addr, &named));
+            }
+        }
+        Ok(names)
     }
 
     /// Per-program kernel statistics (needs `kernel.bpf_stats_enabled=1` to be non-zero).
@@ -355,6 +417,18 @@ impl Probe {
             .ok_or_else(|| LoadError::Other(format!("find map `{name}` in the object")))?;
         open(map).map_err(|err| LoadError::Other(format!("open map `{name}`: {err}")))
     }
+}
+
+/// The text of one `KERNEL_NAMES` slot; `None` for address 0 (which ends a batch, so the
+/// slot is stale), a failed `bpf_snprintf`, or a name cut short.
+fn name_text(addr: u64, named: &KernelName) -> Option<Vec<u8>> {
+    let fits =
+        usize::try_from(named.needed).is_ok_and(|n| (1..=KERNEL_NAME_TEXT_BYTES).contains(&n));
+    if addr == 0 || !fits {
+        return None;
+    }
+    let text = &named.text[..named.needed as usize - 1];
+    Some(text.to_vec())
 }
 
 impl PythonMaps for Probe {

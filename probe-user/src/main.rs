@@ -30,11 +30,15 @@ fn main() -> ExitCode {
 
 fn spin(options: &SpinOptions, started: Instant) -> anyhow::Result<()> {
     preflight::check(&options.pids)?;
+    let report_options = report::SpinOptions {
+        threshold_pct: options.threshold_pct,
+        top: options.top,
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
-    let recording = runtime.block_on(async {
+    let (recording, attached, kernel_names) = runtime.block_on(async {
         // Registered before loading: a Ctrl-C while attaching ends the window at once and
         // still prints a (partial, marked) report.
         let stop = stop_signal();
@@ -51,29 +55,26 @@ fn spin(options: &SpinOptions, started: Instant) -> anyhow::Result<()> {
             stop,
         )
         .await?;
+        if let Some(path) = &options.dump_python_frames {
+            dump_python_frames(&recording, path)?;
+        }
+        let recording = keep_stacks_of_shown_threads(recording, &report_options);
         // Before the programs go: a sample can land inside one of them (`sys_enter` runs
-        // in every syscall), and kallsyms lists a BPF program only while it is loaded.
-        let kernel_symbols = symbolize::KernelSymbols::read();
+        // in every syscall), and the kernel names a BPF program only while it is loaded.
+        let kernel_names =
+            symbolize::KernelNames::look_up(&recording, |addrs| probe.name_kernel_addresses(addrs));
         drop(probe);
-        anyhow::Ok((recording, attached, kernel_symbols))
+        anyhow::Ok((recording, attached, kernel_names))
     })?;
-    let (recording, attached, kernel_symbols) = recording;
-    if let Some(path) = &options.dump_python_frames {
-        dump_python_frames(&recording, path)?;
-    }
     if options.self_stats {
         let stats = serde_json::json!({
             "attach_secs": attached.as_secs_f64(),
             "programs": recording.program_stats,
+            "kernel_names": kernel_names.describe(),
         });
         eprintln!("{stats}");
     }
-    let report_options = report::SpinOptions {
-        threshold_pct: options.threshold_pct,
-        top: options.top,
-    };
-    let recording = keep_stacks_of_shown_threads(recording, &report_options);
-    let profile = symbolize::symbolize_with(recording, kernel_symbols);
+    let profile = symbolize::symbolize_with(recording, kernel_names);
     let report = report::analyze(&profile, &report_options);
     let text = if options.json {
         report::render_json(&report)

@@ -5,8 +5,10 @@
 //! source, so a process that exited, or whose binary was replaced, still gets names. Line
 //! numbers come only from DWARF a file carries itself; a stripped library is named from the
 //! symbol table of its separate debug file when one is installed (`file_source`). Kernel
-//! addresses are named from /proc/kallsyms alone (`kallsyms`): a vmlinux is rarely
-//! installed, and kallsyms has every function name.
+//! addresses are named by the kernel's own symbol lookup, asked address by address while
+//! probe's programs are loaded ([`KernelNames::look_up`]); where that is unavailable, from
+//! /proc/kallsyms (`kallsyms`). A vmlinux is rarely installed; kallsyms has every function
+//! name.
 //!
 //! The work is batched: every distinct (file, offset) of all threads and processes is
 //! symbolized once, in one blazesym call per file, by one `Symbolizer` whose caches of parsed
@@ -52,19 +54,98 @@ const KERNEL_MODULE: &str = "[kernel]";
 /// Never fails: what cannot be named becomes unnamed frames plus a line in
 /// [`Profile::notices`].
 pub fn symbolize(recording: Recording) -> Profile {
-    symbolize_with(recording, KernelSymbols::read())
+    symbolize_with(
+        recording,
+        KernelNames::kallsyms(KernelSymbols::read(), None),
+    )
 }
 
-/// [`symbolize`], with kernel symbols read earlier: while probe's own programs were still
-/// loaded, so that frames inside them (a sample can land in `sys_enter`) get their names.
-pub fn symbolize_with(
-    mut recording: Recording,
-    kernel_symbols: std::io::Result<KernelSymbols>,
-) -> Profile {
+/// Where kernel frames get their names.
+pub struct KernelNames {
+    source: KernelNameSource,
+}
+
+enum KernelNameSource {
+    /// The kernel's own lookup: what `%ps` printed for each lookup address (`None`: it
+    /// failed, or the name did not fit).
+    LookedUp(HashMap<u64, Option<Vec<u8>>>),
+    /// All of /proc/kallsyms, and why the lookup was not used (`None`: not tried).
+    Kallsyms {
+        symbols: std::io::Result<KernelSymbols>,
+        instead_of_lookup: Option<String>,
+    },
+}
+
+impl KernelNames {
+    /// Names the kernel addresses of `recording`'s stacks with `lookup`, the kernel's own
+    /// symbol lookup (`Probe::name_kernel_addresses`: given addresses, what `%ps` prints
+    /// for each). Reads /proc/kallsyms instead when the lookup fails. Call it while probe's
+    /// programs are loaded: a sample can land inside one (`sys_enter` runs in every
+    /// syscall), and the kernel knows a BPF program's name only while it is loaded.
+    pub fn look_up<E: std::fmt::Display>(
+        recording: &Recording,
+        lookup: impl FnOnce(&[u64]) -> Result<Vec<Option<Vec<u8>>>, E>,
+    ) -> KernelNames {
+        let addrs: Vec<u64> = kernel_lookup_addrs(recording).into_iter().collect();
+        if addrs.is_empty() {
+            return KernelNames {
+                source: KernelNameSource::LookedUp(HashMap::new()),
+            };
+        }
+        match lookup(&addrs) {
+            Ok(names) if names.len() == addrs.len() => KernelNames {
+                source: KernelNameSource::LookedUp(addrs.into_iter().zip(names).collect()),
+            },
+            Ok(names) => Self::kallsyms(
+                KernelSymbols::read(),
+                Some(format!(
+                    "the lookup gave {} names for {} addresses",
+                    names.len(),
+                    addrs.len()
+                )),
+            ),
+            Err(err) => Self::kallsyms(KernelSymbols::read(), Some(err.to_string())),
+        }
+    }
+
+    /// Names from all of /proc/kallsyms (read while probe's programs are loaded, for the
+    /// reason [`KernelNames::look_up`] gives); `instead_of_lookup` says why the kernel's
+    /// own lookup was not used, if it was tried.
+    pub fn kallsyms(
+        symbols: std::io::Result<KernelSymbols>,
+        instead_of_lookup: Option<String>,
+    ) -> KernelNames {
+        KernelNames {
+            source: KernelNameSource::Kallsyms {
+                symbols,
+                instead_of_lookup,
+            },
+        }
+    }
+
+    /// Where the names come from, for diagnostics (`probe spin --self-stats`).
+    pub fn describe(&self) -> String {
+        match &self.source {
+            KernelNameSource::LookedUp(_) => "kernel lookup".to_owned(),
+            KernelNameSource::Kallsyms {
+                instead_of_lookup: None,
+                ..
+            } => "/proc/kallsyms".to_owned(),
+            KernelNameSource::Kallsyms {
+                instead_of_lookup: Some(why),
+                ..
+            } => format!("/proc/kallsyms (the kernel lookup failed: {why})"),
+        }
+    }
+}
+
+/// [`symbolize`], with kernel names looked up earlier: while probe's own programs were
+/// still loaded, so that frames inside them get their names.
+pub fn symbolize_with(mut recording: Recording, kernel_names: KernelNames) -> Profile {
     let mut notices = std::mem::take(&mut recording.notices);
     capture_missing_maps(&mut recording, &mut notices);
     let symbolizer = Symbolizer::new();
-    let mut resolved = Resolved::new(&symbolizer, &recording, kernel_symbols, &mut notices);
+    let mut resolved = Resolved::new(&symbolizer, &recording, kernel_names, &mut notices);
     resolved.python = python::PythonCode::new(&recording.python_code);
     let threads = std::mem::take(&mut recording.threads)
         .into_values()
@@ -190,23 +271,19 @@ struct Plan {
 
 impl Plan {
     fn new(recording: &Recording) -> Plan {
-        let mut plan = Plan::default();
+        let mut plan = Plan {
+            kernel: kernel_lookup_addrs(recording),
+            ..Plan::default()
+        };
         for thread in recording.threads.values() {
-            let maps = recording.process_maps.get(&thread.pid);
+            let Some(maps) = recording.process_maps.get(&thread.pid) else {
+                continue;
+            };
             for stack in thread.stacks.keys() {
-                plan.add_kernel(&stack.kernel);
-                if let Some(maps) = maps {
-                    plan.add_user(maps, &stack.user);
-                }
+                plan.add_user(maps, &stack.user);
             }
         }
         plan
-    }
-
-    fn add_kernel(&mut self, kernel: &[u64]) {
-        let addrs = kernel.iter().enumerate();
-        self.kernel
-            .extend(addrs.map(|(depth, &addr)| lookup_addr(depth, addr)));
     }
 
     fn add_user(&mut self, maps: &ProcessMaps, user: &[u64]) {
@@ -231,6 +308,15 @@ impl Plan {
     }
 }
 
+/// The distinct addresses to name in the kernel stacks of `recording`.
+fn kernel_lookup_addrs(recording: &Recording) -> BTreeSet<u64> {
+    let stacks = recording.threads.values().flat_map(|t| t.stacks.keys());
+    let frames = stacks.flat_map(|stack| stack.kernel.iter().enumerate());
+    frames
+        .map(|(depth, &addr)| lookup_addr(depth, addr))
+        .collect()
+}
+
 /// A loaded kernel module's text range, from /proc/modules.
 struct KernelModule {
     range: Range<u64>,
@@ -252,7 +338,7 @@ impl Resolved {
     fn new(
         symbolizer: &Symbolizer,
         recording: &Recording,
-        kernel_symbols: std::io::Result<KernelSymbols>,
+        kernel_names: KernelNames,
         notices: &mut Vec<String>,
     ) -> Self {
         let plan = Plan::new(recording);
@@ -274,7 +360,12 @@ impl Resolved {
         } else {
             read_kernel_modules()
         };
-        let kernel = symbolize_kernel(&plan.kernel, kernel_symbols, &kernel_modules, notices);
+        let kernel = match kernel_names.source {
+            KernelNameSource::LookedUp(printed) => name_looked_up(&plan.kernel, &printed),
+            KernelNameSource::Kallsyms { symbols, .. } => {
+                symbolize_kernel(&plan.kernel, symbols, &kernel_modules, notices)
+            }
+        };
         Resolved {
             user,
             kernel,
@@ -415,6 +506,32 @@ fn outer_frame(sym: &Sym<'_>) -> SymFrame {
 
 fn file_of(info: &CodeInfo<'_>) -> Arc<str> {
     Arc::from(info.to_path().to_string_lossy().as_ref())
+}
+
+/// Kernel function names by (lookup) address, from what the kernel's `%ps` printed.
+fn name_looked_up(
+    addrs: &BTreeSet<u64>,
+    printed: &HashMap<u64, Option<Vec<u8>>>,
+) -> HashMap<u64, Names> {
+    // One `Names` per function, shared by all its addresses.
+    let mut by_name: HashMap<&[u8], Names> = HashMap::new();
+    let mut names_at = |addr: u64| -> Names {
+        let text = printed.get(&addr).and_then(Option::as_deref);
+        let Some(name) = text.and_then(printed_symbol_name) else {
+            return Arc::from([]);
+        };
+        let names = by_name.entry(name).or_insert_with(|| kernel_names(name));
+        Arc::clone(names)
+    };
+    addrs.iter().map(|&addr| (addr, names_at(addr))).collect()
+}
+
+/// The function name in what `%ps` printed: `name`, or `name [module]`; `None` for
+/// `0x<address>`, the kernel's way of saying that no symbol covers the address.
+fn printed_symbol_name(text: &[u8]) -> Option<&[u8]> {
+    let name = text.split(|&b| b == b' ').next()?;
+    let unnamed = name.is_empty() || name.starts_with(b"0x");
+    (!unnamed).then_some(name)
 }
 
 /// Kernel function names by (lookup) address; empty, with a notice, when unavailable.

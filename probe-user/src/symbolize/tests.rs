@@ -457,3 +457,68 @@ fn entry_points() {
     }
     assert!(!is_entry_point("main"));
 }
+
+#[test]
+fn printed_symbol_names() {
+    assert_eq!(printed_symbol_name(b"vfs_read"), Some(&b"vfs_read"[..]));
+    assert_eq!(
+        printed_symbol_name(b"e1000_xmit [e1000]"),
+        Some(&b"e1000_xmit"[..])
+    );
+    assert_eq!(printed_symbol_name(b"0xffffffffc0001000"), None);
+    assert_eq!(printed_symbol_name(b""), None);
+    assert_eq!(printed_symbol_name(b" [mod]"), None);
+}
+
+/// A recording whose one stack has `kernel` frames above a user frame.
+fn kernel_recording(kernel: Vec<u64>) -> Recording {
+    let raw = RawStack {
+        kernel,
+        ..user(vec![hot_loop_addr()])
+    };
+    recording(std::process::id(), vec![(raw, 1)])
+}
+
+#[test]
+fn looked_up_kernel_names_name_frames() {
+    let recording = kernel_recording(vec![0x1000, 0x2001, 0x3001]);
+    let mut asked = Vec::new();
+    let names = KernelNames::look_up(&recording, |addrs| {
+        asked = addrs.to_vec();
+        let printed: [&[u8]; 3] = [b"do_thing", b"0x2000", b"mod_fn [some_mod]"];
+        Ok::<_, String>(printed.iter().map(|p| Some(p.to_vec())).collect())
+    });
+    // Return addresses (all but the innermost) are looked up one byte back.
+    assert_eq!(asked, [0x1000, 0x2000, 0x3000]);
+    assert_eq!(names.describe(), "kernel lookup");
+    let profile = symbolize_with(recording, names);
+    let frames = &profile.threads[0].stacks[0].frames;
+    let kernel: Vec<Option<&str>> = frames[..3].iter().map(|f| f.function.as_deref()).collect();
+    assert_eq!(kernel, [Some("do_thing"), None, Some("mod_fn")]);
+    assert!(frames[..3].iter().all(|f| f.kind == FrameKind::Kernel));
+}
+
+#[test]
+fn failed_kernel_lookup_falls_back_to_kallsyms() {
+    let recording = kernel_recording(vec![0x1000]);
+    let names = KernelNames::look_up(&recording, |_| Err("no BPF here"));
+    assert_eq!(
+        names.describe(),
+        "/proc/kallsyms (the kernel lookup failed: no BPF here)"
+    );
+    let short = KernelNames::look_up(&recording, |_| Ok::<_, String>(Vec::new()));
+    assert!(
+        short.describe().contains("0 names for 1 addresses"),
+        "{}",
+        short.describe()
+    );
+}
+
+#[test]
+fn no_kernel_frames_need_no_lookup() {
+    let recording = recording(std::process::id(), vec![(user(vec![hot_loop_addr()]), 1)]);
+    let names = KernelNames::look_up(&recording, |_| -> Result<_, String> {
+        panic!("nothing to look up")
+    });
+    assert_eq!(names.describe(), "kernel lookup");
+}
