@@ -20,7 +20,7 @@ static KERNEL_NAMES: Array<KernelName> = Array::with_max_entries(KERNEL_NAME_BAT
 static SYMBOL_FORMAT: [u8; 4] = *b"%ps\0";
 
 /// Never attached: userspace runs it with `BPF_PROG_TEST_RUN`, passing up to
-/// `KERNEL_NAME_BATCH` addresses as the tracepoint arguments (0 ends the list), and reads
+/// `KERNEL_NAME_BATCH` addresses as the tracepoint arguments (0: none), and reads
 /// their names from `KERNEL_NAMES`.
 #[raw_tracepoint(tracepoint = "name_kernel_addresses")]
 pub fn name_kernel_addresses(ctx: RawTracePointContext) -> i32 {
@@ -29,7 +29,7 @@ pub fn name_kernel_addresses(ctx: RawTracePointContext) -> i32 {
     let addrs = unsafe { *(ctx.as_ptr() as *const [u64; KERNEL_NAME_BATCH as usize]) };
     for (slot, addr) in addrs.into_iter().enumerate() {
         if addr == 0 {
-            break;
+            continue;
         }
         let Some(name) = KERNEL_NAMES.get_ptr_mut(slot as u32) else {
             break;

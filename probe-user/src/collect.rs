@@ -352,7 +352,7 @@ fn drain_samples(
     python: &mut PythonTracker,
     live: &mut LiveSource,
 ) -> Result<(), LoadError> {
-    let mut ring = probe.samples()?;
+    let ring = probe.samples();
     while let Some(item) = ring.next() {
         let Some(sample) = read_sample(&item) else {
             accumulator.malformed_samples += 1;
@@ -367,7 +367,6 @@ fn drain_samples(
             sample.python.iter().map(|frame| frame.code),
         );
     }
-    drop(ring);
     python.sync(live, probe);
     Ok(())
 }

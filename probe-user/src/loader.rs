@@ -76,6 +76,9 @@ pub struct Probe {
     links: Vec<Attachment>,
     /// `name_kernel_addresses` is loaded (on first need).
     kernel_namer_loaded: bool,
+    /// The ring buffer of stack samples, mapped once: mapping it for every drain cost
+    /// more than reading it.
+    samples: RingBuf<MapData>,
 }
 
 /// One attached program. Detaching leaves the program loaded until the [`Probe`] drops, so
@@ -147,12 +150,17 @@ impl Probe {
         let online_cpus =
             online_cpus().map_err(|(path, err)| LoadError::Other(format!("read {path}: {err}")))?;
         let ring_bytes = sample_ring_bytes(online_cpus.len(), options.frequency_hz);
-        let ebpf = loader
+        let mut ebpf = loader
             .btf(Some(&btf))
             .map_max_entries(names::SAMPLES, ring_bytes)
             .override_global(names::GLOBAL_FILTER_PIDS, &filter, true)
             .load(PROGRAMS)
             .map_err(classify_object_error)?;
+        let samples = ebpf.take_map(names::SAMPLES).ok_or_else(|| {
+            LoadError::Other(format!("find map `{}` in the object", names::SAMPLES))
+        })?;
+        let samples = RingBuf::try_from(samples)
+            .map_err(|err| LoadError::Other(format!("map the sample ring buffer: {err}")))?;
         let mut probe = Self {
             ebpf,
             window_start_ns: 0,
@@ -160,6 +168,7 @@ impl Probe {
             python_walk: PythonWalk::NotLoaded,
             links: Vec::new(),
             kernel_namer_loaded: false,
+            samples,
         };
         probe.fill_pid_filter(&options.pids)?;
         // Verify everything first, then attach in quick succession; the programs account
@@ -381,9 +390,8 @@ impl Probe {
     }
 
     /// The ring buffer of stack samples.
-    pub fn samples(&mut self) -> Result<RingBuf<&mut MapData>, LoadError> {
-        let map = self.ebpf_map(names::SAMPLES)?;
-        RingBuf::try_from(map).map_err(|err| LoadError::Other(format!("open samples: {err}")))
+    pub fn samples(&mut self) -> &mut RingBuf<MapData> {
+        &mut self.samples
     }
 
     pub fn thread_stats(&self) -> Result<BpfHashMap<&MapData, u32, ThreadStats>, LoadError> {
@@ -419,8 +427,8 @@ impl Probe {
     }
 }
 
-/// The text of one `KERNEL_NAMES` slot; `None` for address 0 (which ends a batch, so the
-/// slot is stale), a failed `bpf_snprintf`, or a name cut short.
+/// The text of one `KERNEL_NAMES` slot; `None` for address 0 (never named, so the slot
+/// is stale), a failed `bpf_snprintf`, or a name cut short.
 fn name_text(addr: u64, named: &KernelName) -> Option<Vec<u8>> {
     let fits =
         usize::try_from(named.needed).is_ok_and(|n| (1..=KERNEL_NAME_TEXT_BYTES).contains(&n));
