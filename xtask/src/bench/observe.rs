@@ -12,7 +12,7 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 
 use super::{
-    parse::{parse_schedstat_ns, parse_vm_hwm_kib},
+    parse::parse_vm_hwm_kib,
     plan::{Observer, Paths},
 };
 
@@ -198,17 +198,13 @@ impl Observing {
 }
 
 impl Observed {
-    /// CPU time of all its threads (schedstat: nanoseconds, where /proc/PID/stat has 10 ms
-    /// ticks) and its peak RSS so far (VmHWM).
+    /// CPU time of the whole process so far, threads that already exited included (its
+    /// CPU-time clock: nanoseconds, where /proc/PID/stat has 10 ms ticks and the threads'
+    /// schedstat files vanish with them), and its peak RSS so far (VmHWM).
     pub(super) fn snapshot(&self) -> Result<Snapshot> {
         let dir = PathBuf::from(format!("/proc/{}", self.pid));
-        let tasks = fs::read_dir(dir.join("task"))
-            .with_context(|| format!("failed to list the threads of {}", self.name))?;
-        // A thread that exits meanwhile has no schedstat any more: it is skipped.
-        let cpu_ns = tasks
-            .filter_map(|task| fs::read_to_string(task.ok()?.path().join("schedstat")).ok())
-            .filter_map(|stat| parse_schedstat_ns(&stat))
-            .sum();
+        let cpu_ns = process_cpu_ns(self.pid)
+            .with_context(|| format!("failed to read the CPU time of {}", self.name))?;
         let status = fs::read_to_string(dir.join("status"))
             .with_context(|| format!("failed to read the status of {}", self.name))?;
         Ok(Snapshot {
@@ -217,6 +213,27 @@ impl Observed {
             peak_rss_kib: parse_vm_hwm_kib(&status).unwrap_or(0),
         })
     }
+}
+
+/// Total CPU time of process `pid`, all its threads, living and exited, in nanoseconds.
+fn process_cpu_ns(pid: libc::pid_t) -> std::io::Result<u64> {
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: `clock` is a valid, writable clockid_t.
+    let err = unsafe { libc::clock_getcpuclockid(pid, &mut clock) };
+    if err != 0 {
+        return Err(std::io::Error::from_raw_os_error(err));
+    }
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec; `clock` came from clock_getcpuclockid.
+    if unsafe { libc::clock_gettime(clock, &mut now) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let secs = u64::try_from(now.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(now.tv_nsec).unwrap_or(0);
+    Ok(secs * 1_000_000_000 + nanos)
 }
 
 fn timeval(tv: libc::timeval) -> Duration {
@@ -236,5 +253,32 @@ fn describe(status: libc::c_int) -> String {
         format!("killed by signal {}", libc::WTERMSIG(status))
     } else {
         format!("exit code {}", libc::WEXITSTATUS(status))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_cpu_time_keeps_exited_threads() {
+        let pid = libc::pid_t::try_from(std::process::id()).expect("pid fits pid_t");
+        let before = process_cpu_ns(pid).expect("own CPU clock");
+        let spun = std::thread::spawn(|| {
+            let start = std::time::Instant::now();
+            let mut x = 1u64;
+            while start.elapsed() < Duration::from_millis(50) {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+            x
+        });
+        spun.join().expect("spinning thread");
+        let after = process_cpu_ns(pid).expect("own CPU clock");
+        // The thread is gone, and its ~50 ms (at least 20 on a busy machine) still count.
+        assert!(after - before >= 20_000_000, "{before} -> {after}");
+        // pid_max itself is never a process's pid.
+        let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max").expect("pid_max");
+        let unused: libc::pid_t = pid_max.trim().parse().expect("pid_max is a number");
+        assert!(process_cpu_ns(unused).is_err());
     }
 }

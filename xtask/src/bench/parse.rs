@@ -89,11 +89,6 @@ pub(super) fn parse_raw_samples(raw: &str) -> u64 {
         .sum()
 }
 
-/// The first field of /proc/PID/task/TID/schedstat: time spent on a CPU, in nanoseconds.
-pub(super) fn parse_schedstat_ns(schedstat: &str) -> Option<u64> {
-    schedstat.split_whitespace().next()?.parse().ok()
-}
-
 /// `VmHWM:  1234 kB` from /proc/PID/status: the peak resident set so far, in KiB.
 pub(super) fn parse_vm_hwm_kib(status: &str) -> Option<u64> {
     let value = status
@@ -193,10 +188,6 @@ mod tests {
 
     #[test]
     fn proc_figures_are_parsed() {
-        assert_eq!(
-            parse_schedstat_ns("101344554 17273900 337\n"),
-            Some(101_344_554)
-        );
         let status = "Name:\tprobe\nVmPeak:\t  9000 kB\nVmHWM:\t    2192 kB\n";
         assert_eq!(parse_vm_hwm_kib(status), Some(2192));
     }

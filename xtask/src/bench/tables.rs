@@ -271,8 +271,8 @@ impl Results<'_> {
             out,
             "Start to exit: wait4's rusage (user + system CPU over probe's wall time, so \
              loading, attaching and the final report are included; peak RSS). While observing: \
-             while the workload ran, from /proc (CPU of all threads from schedstat; VmHWM, i.e. \
-             peak RSS before the report). \"Before the workload\" is loading, attaching and the \
+             while the workload ran: the process's CPU-time clock (all threads, exited ones \
+             included) and VmHWM from /proc, i.e. peak RSS before the report. \"Before the workload\" is loading, attaching and the \
              {:.1} s settle; \"after\" is the report. The parts are medians, so they need not add \
              up exactly. Attach = start to attached and sampling, from `--self-stats`. Medians \
              (min–max) over the runs.\n",
