@@ -7,7 +7,9 @@
 use core::{ffi::c_void, mem::size_of, ptr::addr_of_mut};
 
 use aya_ebpf::{
-    bindings::{bpf_perf_event_data, BPF_F_USER_STACK, BPF_NOEXIST, BPF_RB_NO_WAKEUP},
+    bindings::{
+        bpf_perf_event_data, BPF_F_NO_PREALLOC, BPF_F_USER_STACK, BPF_NOEXIST, BPF_RB_NO_WAKEUP,
+    },
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id,
         generated::{bpf_get_stack, bpf_ktime_get_ns},
@@ -44,11 +46,17 @@ static SAMPLE_SCRATCH: PerCpuArray<SampleScratch> = PerCpuArray::with_max_entrie
 #[map]
 static SAMPLE_TAIL_CALLS: ProgramArray = ProgramArray::with_max_entries(TAIL_CALL_SLOTS, 0);
 
+// The two big maps allocate an entry when a key first appears (entries are then updated in
+// place): preallocating them cost ~15 MiB of kernel memory and a few ms at every start, for
+// capacity a run seldom uses. Only tracepoint programs use them; the sampler's maps (a
+// perf_event program) stay preallocated, as kernels before 6.1 require.
 #[map]
-static THREAD_STATS: HashMap<u32, ThreadStats> = HashMap::with_max_entries(MAX_THREADS, 0);
+static THREAD_STATS: HashMap<u32, ThreadStats> =
+    HashMap::with_max_entries(MAX_THREADS, BPF_F_NO_PREALLOC);
 
 #[map]
-static SYSCALL_COUNTS: HashMap<SyscallKey, u64> = HashMap::with_max_entries(MAX_SYSCALL_KEYS, 0);
+static SYSCALL_COUNTS: HashMap<SyscallKey, u64> =
+    HashMap::with_max_entries(MAX_SYSCALL_KEYS, BPF_F_NO_PREALLOC);
 
 #[map]
 static SYSCALL_CACHE: PerCpuArray<SyscallCache> = PerCpuArray::with_max_entries(1, 0);
