@@ -513,11 +513,21 @@ fn name_looked_up(
     addrs: &BTreeSet<u64>,
     printed: &HashMap<u64, Option<Vec<u8>>>,
 ) -> HashMap<u64, Names> {
-    // One `Names` per function, shared by all its addresses.
+    names_by_addr(addrs, |addr| {
+        let text = printed.get(&addr)?.as_deref()?;
+        printed_symbol_name(text)
+    })
+}
+
+/// `Names` for each address from its function's name (`None`: unnamed); one `Names` per
+/// function, shared by all its addresses.
+fn names_by_addr<'n>(
+    addrs: &BTreeSet<u64>,
+    function_at: impl Fn(u64) -> Option<&'n [u8]>,
+) -> HashMap<u64, Names> {
     let mut by_name: HashMap<&[u8], Names> = HashMap::new();
     let mut names_at = |addr: u64| -> Names {
-        let text = printed.get(&addr).and_then(Option::as_deref);
-        let Some(name) = text.and_then(printed_symbol_name) else {
+        let Some(name) = function_at(addr) else {
             return Arc::from([]);
         };
         let names = by_name.entry(name).or_insert_with(|| kernel_names(name));
@@ -567,18 +577,9 @@ fn symbolize_kernel(
         let found = modules.iter().find(|m| m.name.as_bytes() == name);
         found.map(|m| m.range.clone())
     };
-    // One `Names` per function, shared by all its addresses.
-    let mut by_name: HashMap<&[u8], Names> = HashMap::new();
-    let mut names_at = |addr: u64| -> Names {
-        let Some(function) = symbols.function(addr, module_range) else {
-            return Arc::from([]);
-        };
-        let names = by_name
-            .entry(function.name)
-            .or_insert_with(|| kernel_names(function.name));
-        Arc::clone(names)
-    };
-    addrs.iter().map(|&addr| (addr, names_at(addr))).collect()
+    names_by_addr(addrs, |addr| {
+        Some(symbols.function(addr, module_range)?.name)
+    })
 }
 
 /// One kernel function, Rust ones demangled (as blazesym showed them).
