@@ -38,6 +38,7 @@ pub mod names {
     pub const PY_THREADS: &str = "PY_THREADS";
     pub const SAMPLE_SCRATCH: &str = "SAMPLE_SCRATCH";
     pub const SAMPLE_TAIL_CALLS: &str = "SAMPLE_TAIL_CALLS";
+    pub const SWITCH_TAIL_CALLS: &str = "SWITCH_TAIL_CALLS";
     pub const KERNEL_NAMES: &str = "KERNEL_NAMES";
 
     pub const PROG_SAMPLE: &str = "sample_stack";
@@ -46,6 +47,10 @@ pub mod names {
     pub const PROG_SYS_ENTER: &str = "sys_enter";
     /// Follows forks of observed processes (`probe record -- COMMAND`).
     pub const PROG_PROCESS_FORK: &str = "sched_process_fork";
+    /// Tells userspace that an observed process exec'd.
+    pub const PROG_PROCESS_EXEC: &str = "sched_process_exec";
+    /// `sched_switch`'s Python frame walk for off-CPU stacks, reached by a tail call.
+    pub const PROG_PY_WALK_SWITCH: &str = "walk_python_switch";
     /// `sample_stack`'s Python frame walk, reached by a tail call (never attached).
     pub const PROG_PY_WALK: &str = "walk_python";
     /// Names kernel addresses for the report; run with `BPF_PROG_TEST_RUN`, never attached.
@@ -56,6 +61,8 @@ pub mod names {
     /// Load-time global: byte offset of `tgid` in the kernel's `struct task_struct`, read
     /// from its BTF (0: unknown, forks are not followed).
     pub const GLOBAL_TASK_TGID_OFFSET: &str = "TASK_TGID_OFFSET";
+    /// Load-time global: non-zero makes `sched_switch` record off-CPU stacks.
+    pub const GLOBAL_OFF_CPU_STACKS: &str = "OFF_CPU_STACKS";
 }
 
 /// Index in the `CONTROL` array of the CLOCK_MONOTONIC time the window opened (0: not
@@ -102,8 +109,21 @@ pub struct SampleHeader {
     pub user_frames: u32,
     /// Python frames that follow the user frames (see `SAMPLE_PY_WALKED`).
     pub py_frames: u32,
-    pub _pad: u32,
+    /// What the record is: one of the `RECORD_*` kinds.
+    pub kind: u32,
 }
+
+/// [`SampleHeader::kind`]: an on-CPU stack sample.
+pub const RECORD_SAMPLE: u32 = 0;
+/// [`SampleHeader::kind`]: the process `tgid` exec'd at `ktime_ns` (no frames): its
+/// mappings and interpreter are new from then on.
+pub const RECORD_EXEC: u32 = 1;
+/// [`SampleHeader::kind`]: the stack thread `tid` had when it left the CPU to block at
+/// `ktime_ns` (`record --off-cpu`).
+pub const RECORD_OFF_CPU: u32 = 2;
+/// [`SampleHeader::kind`]: thread `tid`, which blocked with the latest `RECORD_OFF_CPU`
+/// stack, was back on a CPU at `ktime_ns` (no frames).
+pub const RECORD_OFF_CPU_END: u32 = 3;
 
 /// Bytes of a sample record with these frame counts.
 pub const fn sample_record_bytes(
@@ -339,10 +359,12 @@ pub enum Counter {
     SyscallsDropped = 3,
     /// Forked processes of targets that did not fit the target filter (map full).
     TargetsDropped = 4,
+    /// Off-CPU stacks not recorded: the map of blocked threads was full.
+    OffCpuDropped = 5,
 }
 
 impl Counter {
-    pub const COUNT: u32 = 5;
+    pub const COUNT: u32 = 6;
 }
 
 #[cfg(feature = "user")]

@@ -24,8 +24,9 @@ use probe_common::{
     Counter, CpuState, PyLayoutKernel, SampleHeader, SampleScratch, SyscallCache, SyscallKey,
     ThreadStats, CONTROL_PY_WALK_LOADED, CONTROL_SLOTS, CONTROL_WINDOW_END, CONTROL_WINDOW_START,
     MAX_STACK_DEPTH, MAX_SYSCALL_KEYS, MAX_TARGET_PIDS, MAX_THREADS, PY_MAX_PROCS, PY_MAX_THREADS,
-    SAMPLE_KERNEL_STACK_ERROR, SAMPLE_RING_BYTES, SAMPLE_SCRATCH_WORDS, SAMPLE_USER_STACK_ERROR,
-    SYSCALL_CACHE_WAYS, TAIL_CALL_PY_WALK, TAIL_CALL_SLOTS,
+    RECORD_EXEC, RECORD_OFF_CPU, RECORD_OFF_CPU_END, RECORD_SAMPLE, SAMPLE_KERNEL_STACK_ERROR,
+    SAMPLE_RING_BYTES, SAMPLE_SCRATCH_WORDS, SAMPLE_USER_STACK_ERROR, SYSCALL_CACHE_WAYS,
+    TAIL_CALL_PY_WALK, TAIL_CALL_SLOTS,
 };
 
 mod kernel_names;
@@ -34,6 +35,11 @@ mod python;
 /// Non-zero: only processes in `TARGET_PIDS` are observed. Set at load time.
 #[no_mangle]
 static FILTER_PIDS: u32 = 0;
+
+/// Non-zero: `sched_switch` records the stack of each observed thread that blocks
+/// (`record --off-cpu`). Set at load time.
+#[no_mangle]
+static OFF_CPU_STACKS: u32 = 0;
 
 /// Byte offset of `tgid` in `struct task_struct`, from the running kernel's BTF (set at
 /// load time; 0 when unknown). Only `sched_process_fork` reads it.
@@ -56,6 +62,20 @@ static SAMPLE_TAIL_CALLS: ProgramArray = ProgramArray::with_max_entries(TAIL_CAL
 // place): preallocating them cost ~15 MiB of kernel memory and a few ms at every start, for
 // capacity a run seldom uses. Only tracepoint programs use them; the sampler's maps (a
 // perf_event program) stay preallocated, as kernels before 6.1 require.
+/// Where `sched_switch` assembles an off-CPU record. Not shared with the sampler's scratch:
+/// the two never nest (sched_switch runs with interrupts off), but keeping them apart needs
+/// no argument.
+#[map]
+static SWITCH_SCRATCH: PerCpuArray<SampleScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// `sched_switch`'s tail call: `walk_python_switch` at `TAIL_CALL_PY_WALK`.
+#[map]
+static SWITCH_TAIL_CALLS: ProgramArray = ProgramArray::with_max_entries(TAIL_CALL_SLOTS, 0);
+
+/// Threads blocked with a recorded off-CPU stack: tid -> when they left the CPU.
+#[map]
+static OFF_CPU_SINCE: HashMap<u32, u64> = HashMap::with_max_entries(MAX_THREADS, BPF_F_NO_PREALLOC);
+
 #[map]
 static THREAD_STATS: HashMap<u32, ThreadStats> =
     HashMap::with_max_entries(MAX_THREADS, BPF_F_NO_PREALLOC);
@@ -90,6 +110,8 @@ static PY_PROCS: HashMap<u32, PyLayoutKernel> = HashMap::with_max_entries(PY_MAX
 static PY_THREADS: HashMap<u32, u64> = HashMap::with_max_entries(PY_MAX_THREADS, 0);
 
 const TASK_RUNNING: u32 = 0;
+/// `prev_state` bit of a task switched out for the last time (it exited).
+const TASK_DEAD: u32 = 0x80;
 const STACK_BYTES: u32 = (MAX_STACK_DEPTH * size_of::<u64>()) as u32;
 
 #[inline(always)]
@@ -215,7 +237,7 @@ pub fn sample_stack(ctx: PerfEventContext) -> u32 {
         (*header).kernel_frames = kernel_frames;
         (*header).user_frames = frames(user);
         (*header).py_frames = 0;
-        (*header)._pad = 0;
+        (*header).kind = RECORD_SAMPLE;
         (*header).flags = flags;
         if control(CONTROL_PY_WALK_LOADED) != 0 && PY_THREADS.get_ptr(tid).is_some() {
             // Does not return once the walker is loaded: it walks and emits the record.
@@ -233,13 +255,28 @@ pub fn sample_stack(ctx: PerfEventContext) -> u32 {
 /// emits. Its run time counts as `sample_stack`'s in the kernel's statistics.
 #[perf_event]
 pub fn walk_python(_ctx: PerfEventContext) -> u32 {
-    let Some(scratch) = SAMPLE_SCRATCH.get_ptr_mut(0) else {
+    walk_and_emit(&SAMPLE_SCRATCH);
+    0
+}
+
+/// `walk_python` for the off-CPU records of `sched_switch`, which tail calls it (a tail
+/// call must stay within one program type and hook).
+#[btf_tracepoint(function = "sched_switch")]
+pub fn walk_python_switch(_ctx: BtfTracePointContext) -> u32 {
+    walk_and_emit(&SWITCH_SCRATCH);
+    0
+}
+
+/// Adds the Python frames to the record in this CPU's slot of `scratch`, and emits it.
+#[inline(always)]
+fn walk_and_emit(scratch: &PerCpuArray<SampleScratch>) {
+    let Some(scratch) = scratch.get_ptr_mut(0) else {
         bump(Counter::SamplesLost);
-        return 0;
+        return;
     };
-    // SAFETY: `scratch` is this CPU's slot, filled by the `sample_stack` run that tail
-    // called this one (see there). The Python maps' values are plain integers, valid for
-    // the whole run of the program (map values are RCU protected).
+    // SAFETY: `scratch` is this CPU's slot, filled by the program that tail called this
+    // one (see there). The Python maps' values are plain integers, valid for the whole run
+    // of the program (map values are RCU protected).
     unsafe {
         let header = addr_of_mut!((*scratch).header);
         let (tid, tgid) = ((*header).tid, (*header).tgid);
@@ -248,7 +285,28 @@ pub fn walk_python(_ctx: PerfEventContext) -> u32 {
         }
         emit(scratch);
     }
-    0
+}
+
+/// Emits a record of `kind` with no frames (an event, not a stack).
+#[inline(always)]
+fn emit_marker(kind: u32, tid: u32, tgid: u32, time_ns: u64) {
+    let marker = SampleHeader {
+        tgid,
+        tid,
+        cpu: current_cpu(),
+        flags: 0,
+        ktime_ns: time_ns,
+        kernel_frames: 0,
+        user_frames: 0,
+        py_frames: 0,
+        kind,
+    };
+    if SAMPLES
+        .output::<SampleHeader>(&marker, BPF_RB_NO_WAKEUP as u64)
+        .is_err()
+    {
+        bump(Counter::SamplesLost);
+    }
 }
 
 /// Copies the record assembled in `scratch` to the ring buffer: the header and the valid
@@ -323,6 +381,12 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> u32 {
     if start == 0 || tid == 0 || !in_scope(tgid) {
         return 0;
     }
+    // sched_switch(bool preempt, task_struct *prev, task_struct *next, unsigned int prev_state)
+    let prev_state: u32 = ctx.arg(3);
+    // SAFETY: a plain read of a load-time constant (see `filter_pids`).
+    if unsafe { core::ptr::read_volatile(&OFF_CPU_STACKS) } != 0 && in_window(now) {
+        off_cpu(&ctx, tid, tgid, since, now, prev_state);
+    }
     // Only the part of the run inside the window counts.
     let from = since.max(start);
     let to = if end == 0 { now } else { now.min(end) };
@@ -330,8 +394,6 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> u32 {
         return 0;
     }
     let ran_ns = to - from;
-    // sched_switch(bool preempt, task_struct *prev, task_struct *next, unsigned int prev_state)
-    let prev_state: u32 = ctx.arg(3);
     let involuntary = prev_state == TASK_RUNNING;
     let Some(stats) = thread_stats(tid, tgid) else {
         return 0;
@@ -345,6 +407,84 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> u32 {
         } else {
             (*stats).voluntary_switches += 1;
         }
+    }
+    0
+}
+
+/// Off-CPU stacks. The thread leaving the CPU is `current`: its stack is the one it
+/// blocked with. It came on this CPU at `since` (the previous switch here), which ends
+/// its previous off-CPU period, if one was recorded; and if it now blocks (rather than
+/// being preempted or exiting), its stack is recorded and the time noted.
+#[inline(always)]
+fn off_cpu(ctx: &BtfTracePointContext, tid: u32, tgid: u32, since: u64, now: u64, state: u32) {
+    if OFF_CPU_SINCE.get_ptr(tid).is_some() {
+        emit_marker(RECORD_OFF_CPU_END, tid, tgid, since);
+        let _ = OFF_CPU_SINCE.remove(tid);
+    }
+    if state == TASK_RUNNING || state & TASK_DEAD != 0 {
+        return;
+    }
+    let Some(scratch) = SWITCH_SCRATCH.get_ptr_mut(0) else {
+        bump(Counter::SamplesLost);
+        return;
+    };
+    if OFF_CPU_SINCE.insert(tid, now, 0).is_err() {
+        bump(Counter::OffCpuDropped);
+        return;
+    }
+    // SAFETY: `scratch` is this CPU's slot, used only by this program and the walker it
+    // tail calls, never nested (sched_switch runs with interrupts off). The helper writes
+    // at most MAX_STACK_DEPTH frames per side, which fit the slot (see `sample_stack`).
+    unsafe {
+        let header = addr_of_mut!((*scratch).header);
+        let words = addr_of_mut!((*scratch).words).cast::<u64>();
+        (*header).tgid = tgid;
+        (*header).tid = tid;
+        (*header).cpu = current_cpu();
+        (*header).ktime_ns = now;
+        (*header).kind = RECORD_OFF_CPU;
+        let mut flags = 0;
+        let kernel = bpf_get_stack(ctx.as_ptr(), words.cast::<c_void>(), STACK_BYTES, 0);
+        let kernel_frames = frames(kernel);
+        if kernel < 0 {
+            flags |= SAMPLE_KERNEL_STACK_ERROR;
+        }
+        let user = bpf_get_stack(
+            ctx.as_ptr(),
+            words.add(kernel_frames as usize).cast::<c_void>(),
+            STACK_BYTES,
+            BPF_F_USER_STACK as u64,
+        );
+        if user < 0 {
+            flags |= SAMPLE_USER_STACK_ERROR;
+        }
+        (*header).kernel_frames = kernel_frames;
+        (*header).user_frames = frames(user);
+        (*header).py_frames = 0;
+        (*header).flags = flags;
+        if PY_THREADS.get_ptr(tid).is_some() {
+            // Does not return once the walker is in its slot.
+            SWITCH_TAIL_CALLS.tail_call(ctx, TAIL_CALL_PY_WALK);
+        }
+        emit(scratch);
+    }
+}
+
+/// An observed process exec'd: its interpreter state is gone (so are the kernel's Python
+/// entries for it), and userspace learns that its mappings are new from now on.
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sched_process_exec(_ctx: BtfTracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    let tgid = (pid_tgid >> 32) as u32;
+    if !in_scope(tgid) {
+        return 0;
+    }
+    let _ = PY_THREADS.remove(tid);
+    let _ = PY_PROCS.remove(tgid);
+    let now = now_ns();
+    if in_window(now) {
+        emit_marker(RECORD_EXEC, tid, tgid, now);
     }
     0
 }

@@ -16,8 +16,9 @@ use std::{
 
 use probe_common::{
     sample_record_bytes, Counter, CpuState, PyFrameRecord, SampleHeader, SyscallCache, ThreadStats,
-    MAX_STACK_DEPTH, PY_FRAME_CALL_ENTRY, PY_MAX_FRAMES, SAMPLE_KERNEL_STACK_ERROR,
-    SAMPLE_PY_TRUNCATED, SAMPLE_PY_WALKED, SAMPLE_USER_STACK_ERROR, SYSCALL_CACHE_WAYS,
+    MAX_STACK_DEPTH, PY_FRAME_CALL_ENTRY, PY_MAX_FRAMES, RECORD_EXEC, RECORD_OFF_CPU,
+    RECORD_OFF_CPU_END, RECORD_SAMPLE, SAMPLE_KERNEL_STACK_ERROR, SAMPLE_PY_TRUNCATED,
+    SAMPLE_PY_WALKED, SAMPLE_USER_STACK_ERROR, SYSCALL_CACHE_WAYS,
 };
 
 mod python;
@@ -27,8 +28,8 @@ pub use python::{LiveSource, PythonMaps, PythonSource, PythonTracker};
 use crate::{
     loader::{monotonic_ns, LoadError, Probe},
     model::{
-        LossCounters, ProcessInfo, PyRawFrame, RawStack, Recording, SampleKind, ThreadRecord,
-        Window,
+        LossCounters, MapsChange, ProcessInfo, PyRawFrame, RawStack, Recording, SampleKind,
+        StackStats, ThreadRecord, Window,
     },
     procmaps::ProcessMaps,
 };
@@ -38,6 +39,13 @@ const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
 /// A process whose samples miss its known mappings gets its maps re-read at most this often
 /// (libraries loaded with dlopen after the first snapshot).
 const MAPS_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the maps of a sampled process are checked for a mapping replaced by another
+/// (dlclose, then dlopen at the same address): every drain for the processes the user
+/// named, every second systemwide.
+const MAPS_CHECK_TARGETED: Duration = DRAIN_INTERVAL;
+const MAPS_CHECK_SYSTEMWIDE: Duration = Duration::from_secs(1);
+/// Most maps checks per drain (each reads /proc/PID/maps), to bound probe's own cost.
+const MAPS_CHECKS_PER_DRAIN: usize = 16;
 
 /// What ended an observation before its duration, as a user would name it (`Ctrl-C`,
 /// `SIGTERM`); `None` when it ran its course (or the spawned command exited).
@@ -64,14 +72,50 @@ pub struct ObserveOptions {
 pub struct Accumulator {
     threads: BTreeMap<u32, ThreadRecord>,
     processes: BTreeMap<u32, ProcessInfo>,
-    process_maps: BTreeMap<u32, ProcessMaps>,
+    /// Snapshots by (pid, generation): a process gets a new generation when it execs or
+    /// a mapping is replaced; a sample is named from the generation it was taken in.
+    process_maps: BTreeMap<(u32, u32), ProcessMaps>,
     maps_refreshed: HashMap<u32, Instant>,
+    /// The current generation of each process's maps (absent: 0).
+    generations: HashMap<u32, u32>,
+    /// What each process's samples added since its maps were last checked, by (tid, raw
+    /// stack): if the check finds a replaced mapping, these may have been taken in either.
+    unchecked: HashMap<u32, HashMap<(u32, RawStack), StackStats>>,
+    maps_checked: HashMap<u32, Instant>,
+    /// Replaced mappings found, for symbolization.
+    maps_changes: Vec<MapsChange>,
     /// Samples per thread whose Python frames the kernel did not walk.
     not_walked: HashMap<u32, u64>,
     /// Ring-buffer records that were not a well-formed sample (ignored).
     malformed_samples: u64,
     /// Samples added so far (for the status line).
     samples: u64,
+    /// Threads blocked with a recorded off-CPU stack, waiting for the record that says
+    /// when they were back: tid -> (stack, when they left the CPU).
+    blocked: HashMap<u32, (RawStack, u32, u64)>,
+}
+
+/// The aggregation key of a sample: its frames and flags, on-CPU.
+fn raw_stack(sample: &Sample) -> RawStack {
+    let header = &sample.header;
+    RawStack {
+        kind: SampleKind::OnCpu,
+        user: sample.user.clone(),
+        kernel: sample.kernel.clone(),
+        user_error: header.flags & SAMPLE_USER_STACK_ERROR != 0,
+        python: sample
+            .python
+            .iter()
+            .map(|frame| PyRawFrame {
+                code: frame.code,
+                offset: frame.offset,
+                call_entry: frame.flags & PY_FRAME_CALL_ENTRY != 0,
+            })
+            .collect(),
+        python_truncated: header.flags & SAMPLE_PY_TRUNCATED != 0,
+        maps_generation: 0,
+        maps_changed: false,
+    }
 }
 
 /// One sample as read from the ring buffer (see [`read_sample`]).
@@ -89,20 +133,8 @@ impl Accumulator {
     pub fn add_sample(&mut self, sample: &Sample) {
         let header = &sample.header;
         let stack = RawStack {
-            kind: SampleKind::OnCpu,
-            user: sample.user.clone(),
-            kernel: sample.kernel.clone(),
-            user_error: header.flags & SAMPLE_USER_STACK_ERROR != 0,
-            python: sample
-                .python
-                .iter()
-                .map(|frame| PyRawFrame {
-                    code: frame.code,
-                    offset: frame.offset,
-                    call_entry: frame.flags & PY_FRAME_CALL_ENTRY != 0,
-                })
-                .collect(),
-            python_truncated: header.flags & SAMPLE_PY_TRUNCATED != 0,
+            maps_generation: self.generation(header.tgid),
+            ..raw_stack(sample)
         };
         if header.flags & SAMPLE_PY_WALKED == 0 {
             *self.not_walked.entry(header.tid).or_insert(0) += 1;
@@ -114,9 +146,139 @@ impl Accumulator {
             thread.user_samples += 1;
         }
         *thread.samples_by_cpu.entry(header.cpu).or_insert(0) += 1;
-        let stats = thread.stacks.entry(stack).or_default();
-        stats.add(header.ktime_ns, 0);
+        self.add_stack(header.tid, header.tgid, stack, header.ktime_ns, 0);
         self.samples += 1;
+    }
+
+    /// Counts one sample of `stack` for thread `tid`, also as not yet checked against a
+    /// change of its process's maps.
+    fn add_stack(&mut self, tid: u32, pid: u32, stack: RawStack, time_ns: u64, off_ns: u64) {
+        let has_user = !stack.user.is_empty();
+        if has_user {
+            let unchecked = self.unchecked.entry(pid).or_default();
+            let delta = unchecked.entry((tid, stack.clone())).or_default();
+            delta.add(time_ns, off_ns);
+        }
+        let thread = self.thread(tid, pid);
+        thread.stacks.entry(stack).or_default().add(time_ns, off_ns);
+    }
+
+    fn generation(&self, pid: u32) -> u32 {
+        self.generations.get(&pid).copied().unwrap_or(0)
+    }
+
+    /// Checks the maps of `pid` for a replaced mapping. If there is one, the stacks
+    /// sampled since the last check that have an address in a replaced range are moved to
+    /// a key marked `maps_changed` (their frames stop at that address), and the process
+    /// moves to a new generation of maps. A process that is gone keeps what it had.
+    fn check_maps(&mut self, pid: u32) {
+        self.maps_checked.insert(pid, Instant::now());
+        let unchecked = self.unchecked.remove(&pid).unwrap_or_default();
+        let generation = self.generation(pid);
+        let Some(maps) = self.process_maps.get_mut(&(pid, generation)) else {
+            return;
+        };
+        let Ok(Some(changed)) = maps.check(pid) else {
+            return;
+        };
+        for ((tid, stack), delta) in unchecked {
+            let touched = stack
+                .user
+                .iter()
+                .any(|addr| changed.changed.iter().any(|range| range.contains(addr)));
+            let Some(thread) = self.threads.get_mut(&tid) else {
+                continue;
+            };
+            if !touched {
+                continue;
+            }
+            if let std::collections::hash_map::Entry::Occupied(mut entry) =
+                thread.stacks.entry(stack.clone())
+            {
+                let stats = entry.get_mut();
+                stats.count = stats.count.saturating_sub(delta.count);
+                stats.off_cpu_ns = stats.off_cpu_ns.saturating_sub(delta.off_cpu_ns);
+                if stats.count == 0 {
+                    entry.remove();
+                }
+            }
+            let moved = RawStack {
+                maps_changed: true,
+                ..stack
+            };
+            let stats = thread.stacks.entry(moved).or_default();
+            stats.count += delta.count;
+            stats.off_cpu_ns += delta.off_cpu_ns;
+            stats.first_ns = if stats.first_ns == 0 {
+                delta.first_ns
+            } else {
+                stats.first_ns.min(delta.first_ns)
+            };
+            stats.last_ns = stats.last_ns.max(delta.last_ns);
+        }
+        self.maps_changes.push(MapsChange {
+            pid,
+            generation,
+            ranges: changed.changed.iter().map(|r| (r.start, r.end)).collect(),
+        });
+        self.generations.insert(pid, generation + 1);
+        self.process_maps
+            .insert((pid, generation + 1), changed.fresh);
+    }
+
+    /// Checks the maps of the processes sampled since their last check that are due.
+    fn check_due_maps(&mut self, targeted: bool) {
+        let interval = if targeted {
+            MAPS_CHECK_TARGETED
+        } else {
+            MAPS_CHECK_SYSTEMWIDE
+        };
+        let mut due: Vec<u32> = self
+            .unchecked
+            .keys()
+            .copied()
+            .filter(|pid| {
+                self.maps_checked
+                    .get(pid)
+                    .is_none_or(|at| at.elapsed() >= interval)
+            })
+            .collect();
+        // Longest unchecked first, so a busy machine still gets to every process.
+        due.sort_by_key(|pid| self.maps_checked.get(pid).copied());
+        for pid in due.into_iter().take(MAPS_CHECKS_PER_DRAIN) {
+            self.check_maps(pid);
+        }
+    }
+
+    /// Notes the stack of a thread that left the CPU to block (`RECORD_OFF_CPU`); it
+    /// counts once [`Accumulator::add_off_cpu_end`] (or the end of the window) says for how
+    /// long.
+    pub fn add_off_cpu(&mut self, sample: &Sample) {
+        let header = &sample.header;
+        let stack = RawStack {
+            kind: SampleKind::OffCpu,
+            maps_generation: self.generation(header.tgid),
+            ..raw_stack(sample)
+        };
+        // A previous period whose end was lost (ring buffer full) is dropped, not guessed.
+        self.blocked
+            .insert(header.tid, (stack, header.tgid, header.ktime_ns));
+    }
+
+    /// Thread `tid` was back on a CPU at `time_ns` (`RECORD_OFF_CPU_END`): its blocked
+    /// stack counts for the time it was off.
+    pub fn add_off_cpu_end(&mut self, tid: u32, time_ns: u64) {
+        if let Some((stack, tgid, since)) = self.blocked.remove(&tid) {
+            self.add_stack(tid, tgid, stack, since, time_ns.saturating_sub(since));
+        }
+    }
+
+    /// Threads still blocked when the window closed at `end_ns` count up to then.
+    pub fn close_off_cpu(&mut self, end_ns: u64) {
+        let blocked: Vec<u32> = self.blocked.keys().copied().collect();
+        for tid in blocked {
+            self.add_off_cpu_end(tid, end_ns);
+        }
     }
 
     fn thread(&mut self, tid: u32, pid: u32) -> &mut ThreadRecord {
@@ -132,10 +294,17 @@ impl Accumulator {
     fn observe_process(&mut self, pid: u32, user_leaf: Option<u64>) {
         if let std::collections::btree_map::Entry::Vacant(entry) = self.processes.entry(pid) {
             entry.insert(read_process_info(pid));
-            self.capture_maps(pid);
+        }
+        let key = (pid, self.generation(pid));
+        if let std::collections::btree_map::Entry::Vacant(entry) = self.process_maps.entry(key) {
+            // On failure symbolization tries once more after the window and, if the maps
+            // are still unreadable, says so in one notice.
+            if let Ok(maps) = ProcessMaps::capture(pid) {
+                entry.insert(maps);
+            }
             return;
         }
-        let Some(maps) = self.process_maps.get_mut(&pid) else {
+        let Some(maps) = self.process_maps.get_mut(&key) else {
             return;
         };
         if user_leaf.is_some_and(|leaf| !maps.covers(leaf)) {
@@ -151,12 +320,13 @@ impl Accumulator {
         }
     }
 
-    fn capture_maps(&mut self, pid: u32) {
-        // On failure symbolization tries once more after the window and, if the maps are
-        // still unreadable, says so in one notice.
-        if let Ok(maps) = ProcessMaps::capture(pid) {
-            self.process_maps.insert(pid, maps);
-        }
+    /// Process `pid` exec'd: from now on it is another program. Its name, command line
+    /// and mappings are read again at its next sample; stacks sampled before keep the
+    /// old mappings' names (see `maps_generation`).
+    pub fn exec(&mut self, pid: u32) {
+        self.processes.remove(&pid);
+        let generation = self.generations.entry(pid).or_insert(0);
+        *generation += 1;
     }
 
     /// Adds the scheduler statistics of one thread.
@@ -234,6 +404,7 @@ impl Accumulator {
         recording.threads = self.threads;
         recording.processes = self.processes;
         recording.resources.process_maps = self.process_maps;
+        recording.maps_changes = self.maps_changes;
         recording
     }
 }
@@ -334,6 +505,7 @@ pub async fn observe(
     probe.detach_all();
     status.clear();
     collector.drain(probe)?;
+    collector.accumulator.close_off_cpu(end_ns);
     collector.read_aggregates(probe, end_ns)?;
     let window = Window {
         requested_ns: options.duration.map_or(0, |d| d.as_nanos() as u64),
@@ -430,14 +602,29 @@ fn drain_samples(
             continue;
         };
         let header = &sample.header;
-        accumulator.observe_process(header.tgid, sample.user.first().copied());
-        accumulator.add_sample(&sample);
-        python.note_sample(
-            header.tgid,
-            header.flags & SAMPLE_PY_WALKED != 0,
-            sample.python.iter().map(|frame| frame.code),
-        );
+        match header.kind {
+            RECORD_SAMPLE | RECORD_OFF_CPU => {
+                accumulator.observe_process(header.tgid, sample.user.first().copied());
+                if header.kind == RECORD_SAMPLE {
+                    accumulator.add_sample(&sample);
+                } else {
+                    accumulator.add_off_cpu(&sample);
+                }
+                python.note_sample(
+                    header.tgid,
+                    header.flags & SAMPLE_PY_WALKED != 0,
+                    sample.python.iter().map(|frame| frame.code),
+                );
+            }
+            RECORD_OFF_CPU_END => accumulator.add_off_cpu_end(header.tid, header.ktime_ns),
+            RECORD_EXEC => {
+                accumulator.exec(header.tgid);
+                python.forget(header.tgid);
+            }
+            _ => accumulator.malformed_samples += 1,
+        }
     }
+    accumulator.check_due_maps(probe.filters_pids());
     python.sync(live, probe);
     Ok(())
 }
@@ -462,6 +649,11 @@ pub fn read_sample(bytes: &[u8]) -> Option<Sample> {
         return None;
     }
     if bytes.len() != sample_record_bytes(kernel_frames, user_frames, py_frames) {
+        return None;
+    }
+    let events_have_frames = matches!(header.kind, RECORD_EXEC | RECORD_OFF_CPU_END)
+        && kernel_frames + user_frames + py_frames > 0;
+    if events_have_frames {
         return None;
     }
     let (native, python) = bytes[header_len..].split_at((kernel_frames + user_frames) * 8);
@@ -605,7 +797,7 @@ mod tests {
             kernel_frames: kernel as u32,
             user_frames: user as u32,
             py_frames: python as u32,
-            _pad: 0,
+            kind: RECORD_SAMPLE,
         }
     }
 
@@ -626,7 +818,7 @@ mod tests {
             bytes.extend(field.to_ne_bytes());
         }
         bytes.extend(h.ktime_ns.to_ne_bytes());
-        for field in [h.kernel_frames, h.user_frames, h.py_frames, h._pad] {
+        for field in [h.kernel_frames, h.user_frames, h.py_frames, h.kind] {
             bytes.extend(field.to_ne_bytes());
         }
         for addr in sample.kernel.iter().chain(&sample.user) {

@@ -80,6 +80,9 @@ pub struct ProgramSet {
     /// Add every process that an observed process forks to the filter, in the kernel, so
     /// a short-lived child is observed from its first instruction.
     pub follow_forks: bool,
+    /// Record the stack of every observed thread that blocks, and for how long
+    /// (`record --off-cpu`): a ring-buffer record per voluntary context switch.
+    pub off_cpu: bool,
 }
 
 impl ProgramSet {
@@ -87,6 +90,7 @@ impl ProgramSet {
     pub const SPIN: ProgramSet = ProgramSet {
         syscalls: true,
         follow_forks: false,
+        off_cpu: false,
     };
 }
 
@@ -109,6 +113,8 @@ pub struct Probe {
     programs: ProgramSet,
     /// Features that are unavailable on this kernel, one line each, for the report.
     pub notices: Vec<String>,
+    /// Only the processes in the filter are observed.
+    filter_pids: bool,
 }
 
 /// One attached program. Detaching leaves the program loaded until the [`Probe`] drops, so
@@ -131,17 +137,22 @@ enum PythonWalk {
 /// Every program that can be attached, for statistics (those not loaded are left out).
 /// `walk_python` is not among them: it is never attached, and the kernel counts its runs
 /// (tail calls) as `sample_stack`'s.
-const PROGRAMS_IN_ORDER: [&str; 5] = [
+const PROGRAMS_IN_ORDER: [&str; 6] = [
     names::PROG_SAMPLE,
     names::PROG_SCHED_SWITCH,
     names::PROG_PROCESS_EXIT,
+    names::PROG_PROCESS_EXEC,
     names::PROG_PROCESS_FORK,
     names::PROG_SYS_ENTER,
 ];
 
 /// The BTF tracepoints every observation attaches; each program is named after its
 /// tracepoint. The optional ones ([`ProgramSet`]) are attached after them.
-const ALWAYS_ATTACHED: [&str; 2] = [names::PROG_SCHED_SWITCH, names::PROG_PROCESS_EXIT];
+const ALWAYS_ATTACHED: [&str; 3] = [
+    names::PROG_SCHED_SWITCH,
+    names::PROG_PROCESS_EXIT,
+    names::PROG_PROCESS_EXEC,
+];
 
 /// CLOCK_MONOTONIC now, in nanoseconds: the clock `bpf_ktime_get_ns` reads.
 pub fn monotonic_ns() -> u64 {
@@ -194,6 +205,11 @@ impl Probe {
             .map_max_entries(names::SAMPLES, ring_bytes)
             .override_global(names::GLOBAL_FILTER_PIDS, &filter, true)
             .override_global(names::GLOBAL_TASK_TGID_OFFSET, &tgid_offset, true)
+            .override_global(
+                names::GLOBAL_OFF_CPU_STACKS,
+                &u32::from(options.programs.off_cpu),
+                true,
+            )
             .load(PROGRAMS)
             .map_err(classify_object_error)?;
         let samples = ebpf.take_map(names::SAMPLES).ok_or_else(|| {
@@ -211,12 +227,23 @@ impl Probe {
             samples,
             programs: ProgramSet::default(),
             notices,
+            filter_pids: filter != 0,
         };
         probe.fill_pid_filter(&options.pids)?;
         // Verify everything first, then attach in quick succession; the programs account
         // nothing until the caller opens the window with `start_window`. The Python walk
         // is loaded later, once a Python process is in scope.
         probe.load_programs(&btf, options.programs)?;
+        if options.programs.off_cpu {
+            // Off-CPU stacks of Python threads get their Python frames once the walk is in
+            // its slot; without it they keep their native frames.
+            if let Err(err) = probe.insert_python_switch_walk(&btf) {
+                probe.notices.push(format!(
+                    "off-CPU stacks have native frames only: the Python walk for them could \
+                     not be loaded ({err})"
+                ));
+            }
+        }
         probe.attach_sampler(options.frequency_hz)?;
         probe.attach_tracepoints(&ALWAYS_ATTACHED)?;
         if options.programs.follow_forks {
@@ -252,6 +279,11 @@ impl Probe {
         let mut pids: Vec<u32> = targets.keys().filter_map(Result::ok).collect();
         pids.sort_unstable();
         pids
+    }
+
+    /// Whether the kernel observes only the processes in its filter.
+    pub fn filters_pids(&self) -> bool {
+        self.filter_pids
     }
 
     /// Samples lost so far (ring buffer full), for status lines.
@@ -339,6 +371,25 @@ impl Probe {
             Err(why) => PythonWalk::Failed(why.clone()),
         };
         loaded
+    }
+
+    fn insert_python_switch_walk(&mut self, btf: &Btf) -> Result<(), LoadError> {
+        let name = names::PROG_PY_WALK_SWITCH;
+        let program: &mut BtfTracePoint = self.program(name)?;
+        program
+            .load(names::PROG_SCHED_SWITCH, btf)
+            .map_err(|source| program_error(name, source))?;
+        let fd = program
+            .fd()
+            .map_err(|source| program_error(name, source))?
+            .try_clone()
+            .map_err(|err| LoadError::Other(format!("duplicate the fd of `{name}`: {err}")))?;
+        let map = self.ebpf_map(names::SWITCH_TAIL_CALLS)?;
+        let mut slots: ProgramArray<_> = ProgramArray::try_from(map)
+            .map_err(|err| LoadError::Other(format!("open the tail-call map: {err}")))?;
+        slots
+            .set(TAIL_CALL_PY_WALK, &fd, 0)
+            .map_err(|err| LoadError::Other(format!("insert `{name}` as a tail call: {err}")))
     }
 
     fn insert_python_walk(&mut self) -> Result<(), LoadError> {

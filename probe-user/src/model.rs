@@ -77,6 +77,25 @@ pub struct RawStack {
     pub python: Vec<PyRawFrame>,
     /// The kernel's Python walk stopped before the outermost frame.
     pub python_truncated: bool,
+    /// Which snapshot of the process's maps names the user frames (a process gets a new
+    /// one when it execs or a mapping is replaced).
+    #[serde(default)]
+    pub maps_generation: u32,
+    /// Sampled while a mapping of the process was replaced by another: an address in a
+    /// replaced range (see [`MapsChange`]) may belong to either, so the stack stops there.
+    #[serde(default)]
+    pub maps_changed: bool,
+}
+
+/// Mappings of a process replaced by others (a library unloaded, another loaded at its
+/// address) between two checks of its maps.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapsChange {
+    pub pid: u32,
+    /// The generation of the maps that held the old mappings.
+    pub generation: u32,
+    /// [start, end) of the old mappings that were replaced.
+    pub ranges: Vec<(u64, u64)>,
 }
 
 /// One Python frame as the kernel recorded it.
@@ -188,6 +207,9 @@ pub struct Recording {
     pub notices: Vec<String>,
     /// Cost of each kernel program, read just before detaching.
     pub program_stats: Vec<ProgramStats>,
+    /// Mappings replaced while sampled.
+    #[serde(default)]
+    pub maps_changes: Vec<MapsChange>,
     /// The code objects of the recorded Python frames by (pid, code address), read while
     /// the processes ran; `None` for one that could not be read.
     #[serde(with = "pairs")]
@@ -203,7 +225,8 @@ pub struct Resources {
     /// Memory maps of each process with samples, captured while it was alive, with the
     /// mapped files held open so symbolization works after it exits or its binary is
     /// replaced.
-    pub process_maps: BTreeMap<u32, crate::procmaps::ProcessMaps>,
+    /// By (pid, generation): see [`RawStack::maps_generation`].
+    pub process_maps: BTreeMap<(u32, u32), crate::procmaps::ProcessMaps>,
     /// The CPython processes whose frames the kernel walked, by pid, with their layouts.
     pub python: BTreeMap<u32, crate::python::discover::PythonProcess>,
 }

@@ -127,7 +127,27 @@ struct Mapping {
     range: Range<u64>,
     /// File offset of `range.start` (0 for non-file mappings).
     file_offset: u64,
+    /// (device, inode) as maps shows them: what is mapped, to tell a replaced mapping.
+    identity: (u64, u64),
     module: Arc<Module>,
+}
+
+impl Mapping {
+    /// Whether `other` maps the same thing at the same place.
+    fn same_as(&self, other: &Mapping) -> bool {
+        self.range == other.range
+            && self.file_offset == other.file_offset
+            && self.identity == other.identity
+    }
+}
+
+/// The executable mappings of a process changed where some were: what the next
+/// generation of its maps is, and which address ranges may now mean something else.
+#[derive(Debug)]
+pub struct ChangedMaps {
+    pub fresh: ProcessMaps,
+    /// Ranges of the old mappings that a different mapping now overlaps.
+    pub changed: Vec<Range<u64>>,
 }
 
 /// The executable mappings of one process, with their files held open.
@@ -152,15 +172,50 @@ impl ProcessMaps {
     /// one are kept, so addresses sampled before a `dlclose` still resolve. On error `self`
     /// is unchanged.
     pub fn refresh(&mut self, pid: u32) -> Result<(), ProcMapsError> {
-        let text = read_maps(pid)?;
+        let fresh = self.read_fresh(pid)?;
+        self.mappings = merge_mappings(fresh, std::mem::take(&mut self.mappings));
+        Ok(())
+    }
+
+    /// Re-reads the mappings. Mappings added in free space and mappings removed only
+    /// update `self` (no address changes meaning); where a different mapping now overlaps
+    /// an old one (a library unloaded and another loaded at its address), `self` is left
+    /// as it was, valid for what was sampled before, and the new state is returned.
+    pub fn check(&mut self, pid: u32) -> Result<Option<ChangedMaps>, ProcMapsError> {
+        let fresh = self.read_fresh(pid)?;
+        let changed: Vec<Range<u64>> = self
+            .mappings
+            .iter()
+            .filter(|old| {
+                let overlapping = fresh.iter().filter(|new| {
+                    new.range.start < old.range.end && old.range.start < new.range.end
+                });
+                overlapping.into_iter().any(|new| !new.same_as(old))
+            })
+            .map(|old| old.range.clone())
+            .collect();
+        if changed.is_empty() {
+            self.mappings = merge_mappings(fresh, std::mem::take(&mut self.mappings));
+            return Ok(None);
+        }
+        let mut sorted = fresh;
+        sorted.sort_by_key(|m| m.range.start);
+        let fresh = ProcessMaps {
+            mappings: sorted,
+            files: self.files.clone(),
+        };
+        Ok(Some(ChangedMaps { fresh, changed }))
+    }
+
+    fn read_fresh(&mut self, pid: u32) -> Result<Vec<Mapping>, ProcMapsError> {
+        let (text, dir) = read_maps(pid)?;
         let mut fresh = Vec::new();
         for line in text.lines().filter_map(MapsLine::parse) {
             if line.exec {
-                fresh.push(self.mapping_for(pid, &line));
+                fresh.push(self.mapping_for(&dir, &line));
             }
         }
-        self.mappings = merge_mappings(fresh, std::mem::take(&mut self.mappings));
-        Ok(())
+        Ok(fresh)
     }
 
     /// Whether `addr` lies in an executable mapping (including the vDSO): a plausible
@@ -194,26 +249,27 @@ impl ProcessMaps {
         (addr < mapping.range.end).then_some(mapping)
     }
 
-    fn mapping_for(&mut self, pid: u32, line: &MapsLine<'_>) -> Mapping {
+    fn mapping_for(&mut self, dir: &str, line: &MapsLine<'_>) -> Mapping {
         let (module, file_offset) = if line.path.starts_with('/') {
-            (self.file_module(pid, line), line.offset)
+            (self.file_module(dir, line), line.offset)
         } else {
             (Arc::new(special_module(line.path)), 0)
         };
         Mapping {
             range: line.start..line.end,
             file_offset,
+            identity: (line.dev, line.inode),
             module,
         }
     }
 
-    fn file_module(&mut self, pid: u32, line: &MapsLine<'_>) -> Arc<Module> {
+    fn file_module(&mut self, dir: &str, line: &MapsLine<'_>) -> Arc<Module> {
         let key = (line.dev, line.inode);
         let module = self.files.entry(key).or_insert_with(|| {
             Arc::new(Module {
                 name: display_name(line.path).into(),
                 path: Some(line.path.trim_end_matches(" (deleted)").into()),
-                backing: Backing::File(open_mapped(pid, line)),
+                backing: Backing::File(open_mapped(dir, line)),
             })
         });
         Arc::clone(module)
@@ -229,6 +285,7 @@ impl ProcessMaps {
             .map(|(range, file_offset, module)| Mapping {
                 range,
                 file_offset,
+                identity: (0, 0),
                 module: Arc::new(module),
             })
             .collect();
@@ -283,13 +340,36 @@ fn merge_mappings(fresh: Vec<Mapping>, old: Vec<Mapping>) -> Vec<Mapping> {
     all
 }
 
-fn read_maps(pid: u32) -> Result<String, ProcMapsError> {
-    match fs::read_to_string(format!("/proc/{pid}/maps")) {
-        // A zombie (or a kernel thread) has no memory map; only the former is "gone".
-        Ok(text) if text.is_empty() && is_zombie(pid) => Err(ProcMapsError::Gone { pid }),
-        Ok(text) => Ok(text),
-        Err(err) => Err(classify(pid, err)),
+/// The text of the process's maps and the /proc directory it came from: `/proc/PID`, or,
+/// when the main thread has exited while others run (its maps read empty), a live
+/// thread's `/proc/PID/task/TID`, whose maps and map_files are the process's.
+fn read_maps(pid: u32) -> Result<(String, String), ProcMapsError> {
+    let dir = format!("/proc/{pid}");
+    let text = match fs::read(format!("{dir}/maps")) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(err) => return Err(classify(pid, err)),
+    };
+    if !text.is_empty() {
+        return Ok((text, dir));
     }
+    if let Some(found) = thread_maps(pid) {
+        return Ok(found);
+    }
+    // A zombie (or a kernel thread) has no memory map; only the former is "gone".
+    if is_zombie(pid) {
+        return Err(ProcMapsError::Gone { pid });
+    }
+    Ok((text, dir))
+}
+
+/// The maps of the first thread of `pid` that has any, with its task directory.
+fn thread_maps(pid: u32) -> Option<(String, String)> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    tasks.filter_map(Result::ok).find_map(|task| {
+        let dir = format!("/proc/{pid}/task/{}", task.file_name().to_string_lossy());
+        let bytes = fs::read(format!("{dir}/maps")).ok()?;
+        (!bytes.is_empty()).then(|| (String::from_utf8_lossy(&bytes).into_owned(), dir))
+    })
 }
 
 fn classify(pid: u32, err: io::Error) -> ProcMapsError {
@@ -305,9 +385,10 @@ fn classify(pid: u32, err: io::Error) -> ProcMapsError {
 
 /// A process that cannot be inspected counts as a zombie: it has no memory to read either.
 fn is_zombie(pid: u32) -> bool {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    let Ok(stat) = fs::read(format!("/proc/{pid}/stat")) else {
         return true;
     };
+    let stat = String::from_utf8_lossy(&stat);
     // The state follows the parenthesised comm, which may itself contain spaces and ')'.
     let state = stat
         .rsplit_once(')')
@@ -316,7 +397,7 @@ fn is_zombie(pid: u32) -> bool {
 }
 
 /// The file behind a mapping: the one another snapshot holds open, or newly opened.
-fn open_mapped(pid: u32, line: &MapsLine<'_>) -> Result<Arc<MappedFile>, String> {
+fn open_mapped(dir: &str, line: &MapsLine<'_>) -> Result<Arc<MappedFile>, String> {
     let key = (line.dev, line.inode);
     // One lock for look-up, open and insert: two captures racing for the same file must end
     // up sharing one handle.
@@ -324,7 +405,7 @@ fn open_mapped(pid: u32, line: &MapsLine<'_>) -> Result<Arc<MappedFile>, String>
     if let Some(file) = shared.get(&key).and_then(Weak::upgrade) {
         return Ok(file);
     }
-    let file = Arc::new(open_mapped_file(pid, line)?);
+    let file = Arc::new(open_mapped_file(dir, line)?);
     // Forget closed files now and then, so the table stays as small as what is open.
     if shared.len() >= 256 && shared.len().is_power_of_two() {
         shared.retain(|_, file| file.strong_count() > 0);
@@ -346,13 +427,13 @@ fn shared_files() -> MutexGuard<'static, SharedFiles> {
 /// Open the file behind a mapping: through `map_files` (exact inode, any mount namespace,
 /// works for deleted files; needs CAP_SYS_ADMIN), else by path inside the process's root,
 /// accepted only when it is still the inode that was mapped.
-fn open_mapped_file(pid: u32, line: &MapsLine<'_>) -> Result<MappedFile, String> {
-    let link = format!("/proc/{pid}/map_files/{:x}-{:x}", line.start, line.end);
+fn open_mapped_file(dir: &str, line: &MapsLine<'_>) -> Result<MappedFile, String> {
+    let link = format!("{dir}/map_files/{:x}-{:x}", line.start, line.end);
     if let Ok(file) = open_with_id(Path::new(&link)) {
         return Ok(file);
     }
     let path = line.path.strip_suffix(" (deleted)").unwrap_or(line.path);
-    let rooted = format!("/proc/{pid}/root{path}");
+    let rooted = format!("{dir}/root{path}");
     let file = open_with_id(Path::new(&rooted)).map_err(|err| format!("{path}: {err}"))?;
     if file.id.ino != line.inode {
         return Err(format!("{path}: replaced since it was mapped"));
@@ -556,6 +637,7 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         let mapping = |start: u64, end: u64| Mapping {
             range: start..end,
             file_offset: 0,
+            identity: (0, 0),
             module: Arc::clone(&module),
         };
         let merged = merge_mappings(

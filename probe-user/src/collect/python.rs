@@ -128,6 +128,12 @@ impl PythonTracker {
         }
     }
 
+    /// Forgets process `pid` (it exec'd): it is discovered again at its next sample.
+    pub fn forget(&mut self, pid: u32) {
+        self.states.remove(&pid);
+        self.to_refresh.remove(&pid);
+    }
+
     /// Notes a sample of process `tgid`; `python_walked`: the kernel knew its thread
     /// (`SAMPLE_PY_WALKED`); `code`: the code objects of the Python frames it recorded.
     /// Cheap: no I/O.

@@ -68,6 +68,7 @@ async fn record(options: &RecordOptions, pids: &[u32]) -> anyhow::Result<(Profil
         programs: ProgramSet {
             syscalls: false,
             follow_forks: spawning,
+            off_cpu: options.off_cpu,
         },
     })?;
     let command = match held {

@@ -178,30 +178,75 @@ pub fn symbolize_with(mut recording: Recording, kernel_names: KernelNames) -> Pr
 
 /// The collector captures maps at a process's first sample; if that failed or was skipped,
 /// try now, while the process may still be alive.
+/// Only the latest generation of a process's maps can be captured late: an earlier one
+/// was replaced (exec, or a replaced mapping), and its frames stay unnamed.
 fn capture_missing_maps(recording: &mut Recording, notices: &mut Vec<String>) {
-    let missing: BTreeSet<u32> = recording
+    let sampled: BTreeSet<(u32, u32)> = recording
         .threads
         .values()
-        .filter(|thread| thread.stacks.keys().any(|stack| !stack.user.is_empty()))
-        .map(|thread| thread.pid)
-        .filter(|pid| !recording.resources.process_maps.contains_key(pid))
+        .flat_map(|thread| {
+            let with_user = thread.stacks.keys().filter(|stack| !stack.user.is_empty());
+            with_user.map(|stack| (thread.pid, stack.maps_generation))
+        })
         .collect();
-    for pid in missing {
+    let mut latest: BTreeMap<u32, u32> = BTreeMap::new();
+    for &(pid, generation) in &sampled {
+        let entry = latest.entry(pid).or_insert(generation);
+        *entry = (*entry).max(generation);
+    }
+    let maps = &recording.resources.process_maps;
+    let missing: BTreeSet<(u32, u32)> = sampled
+        .into_iter()
+        .filter(|key| !maps.contains_key(key))
+        .collect();
+    let mut gone = Vec::new();
+    for (pid, generation) in missing {
         let info = recording.processes.get(&pid);
-        match capture_late(pid, info) {
+        let late = match latest.get(&pid) {
+            Some(&last) if last == generation => capture_late(pid, info),
+            _ => Err("its memory maps changed before they were read".to_owned()),
+        };
+        match late {
             Ok(maps) => {
-                recording.resources.process_maps.insert(pid, maps);
+                recording
+                    .resources
+                    .process_maps
+                    .insert((pid, generation), maps);
             }
+            Err(reason) if reason == GONE => gone.push(match info {
+                Some(info) if !info.name.is_empty() => format!("{pid} ({})", info.name),
+                _ => pid.to_string(),
+            }),
             Err(reason) => notices.push(format!(
                 "user frames of process {pid}{} are unnamed: {reason}",
                 info.map(|i| format!(" ({})", i.name)).unwrap_or_default()
             )),
         }
     }
+    // Short-lived processes (a shell's helpers) can be many: one line for all of them.
+    match gone.as_slice() {
+        [] => {}
+        [one] => notices.push(format!("user frames of process {one} are unnamed: {GONE}")),
+        many => {
+            const SHOWN: usize = 5;
+            let more = match many.len().saturating_sub(SHOWN) {
+                0 => String::new(),
+                n => format!(" and {n} more"),
+            };
+            notices.push(format!(
+                "user frames of {} processes ({}{more}) are unnamed: they exited before their \
+                 memory maps were read",
+                many.len(),
+                many[..many.len().min(SHOWN)].join(", "),
+            ));
+        }
+    }
 }
 
+/// Why a process's frames are unnamed when it was gone before its maps were read.
+const GONE: &str = "it exited before its memory maps were read";
+
 fn capture_late(pid: u32, info: Option<&ProcessInfo>) -> Result<ProcessMaps, String> {
-    const GONE: &str = "it exited before its memory maps were read";
     // Its PID may already belong to another program, whose maps would give wrong names.
     if info.is_some_and(|info| info.exited) {
         return Err(GONE.to_owned());
@@ -289,11 +334,11 @@ impl Plan {
             ..Plan::default()
         };
         for thread in recording.threads.values() {
-            let Some(maps) = recording.resources.process_maps.get(&thread.pid) else {
-                continue;
-            };
             for stack in thread.stacks.keys() {
-                plan.add_user(maps, &stack.user);
+                let key = (thread.pid, stack.maps_generation);
+                if let Some(maps) = recording.resources.process_maps.get(&key) {
+                    plan.add_user(maps, &stack.user);
+                }
             }
         }
         plan
@@ -345,6 +390,8 @@ struct Resolved {
     unknown: Arc<str>,
     kernel_core: Arc<str>,
     python: python::PythonCode,
+    /// Replaced mappings by (pid, generation of the maps that had them).
+    replaced: HashMap<(u32, u32), Vec<(u64, u64)>>,
 }
 
 impl Resolved {
@@ -386,7 +433,23 @@ impl Resolved {
             unknown: UNKNOWN_MODULE.into(),
             kernel_core: KERNEL_MODULE.into(),
             python: python::PythonCode::default(),
+            replaced: recording
+                .maps_changes
+                .iter()
+                .map(|change| ((change.pid, change.generation), change.ranges.clone()))
+                .collect(),
         }
+    }
+
+    /// Where in `user` (innermost first) the first address in a mapping of `pid` that
+    /// was replaced after maps `generation` lies.
+    fn replaced(&self, pid: u32, generation: u32, user: &[u64]) -> Option<usize> {
+        let ranges = self.replaced.get(&(pid, generation))?;
+        user.iter().position(|addr| {
+            ranges
+                .iter()
+                .any(|&(start, end)| (start..end).contains(addr))
+        })
     }
 
     /// The kernel module containing `addr` and the offset in it; `[kernel]` and the address
@@ -692,6 +755,17 @@ fn push_frames(
     }
 }
 
+/// The tracepoint machinery around a BPF program run from `sched_switch`.
+fn is_tracing_frame(frame: &Pending) -> bool {
+    let Some(sym) = &frame.sym else {
+        return false;
+    };
+    let name = &*sym.function;
+    name.starts_with("bpf_prog_")
+        || name.starts_with("bpf_trace_run")
+        || name.starts_with("__traceiter_")
+}
+
 /// Functions that start a thread's stack: a walk that ends in one of them reached the root.
 fn is_entry_point(function: &str) -> bool {
     matches!(
@@ -720,11 +794,38 @@ fn stack_frames(
         let module = r.kernel_module(addr);
         push_frames(&mut frames, FrameKind::Kernel, addr, module, names);
     }
+    if raw.kind == SampleKind::OffCpu {
+        // The stack was taken inside probe's own sched_switch program: the innermost
+        // frames are the tracepoint machinery that ran it, not where the thread waits.
+        let observer = frames
+            .iter()
+            .take_while(|frame| is_tracing_frame(frame))
+            .count();
+        frames.drain(..observer);
+    }
     let kernel_cut = raw.kernel.len() >= MAX_STACK_DEPTH;
     let mut user = Vec::with_capacity(raw.user.len() + raw.python.len());
+    // Sampled while a mapping was replaced: an address in a replaced range may belong to
+    // either mapping, so the stack stops before it.
+    let replaced_at = raw
+        .maps_changed
+        .then(|| r.replaced(pid, raw.maps_generation, &raw.user))
+        .flatten();
+    let cut_raw;
+    let raw_user = match replaced_at {
+        Some(at) => {
+            cut_raw = RawStack {
+                user: raw.user[..at].to_vec(),
+                user_error: true,
+                ..raw.clone()
+            };
+            &cut_raw
+        }
+        None => raw,
+    };
     let user_cut = match maps {
-        Some(maps) => push_user_frames(&mut user, raw, maps, r),
-        None => push_unknown_frames(&mut user, raw, r),
+        Some(maps) => push_user_frames(&mut user, raw_user, maps, r),
+        None => push_unknown_frames(&mut user, raw_user, r),
     };
     frames.extend(python::merge(user, r.python.calls(pid, &raw.python)));
     (frames, kernel_cut || user_cut || raw.python_truncated)
@@ -775,7 +876,7 @@ fn push_unknown_frames(out: &mut Vec<Pending>, raw: &RawStack, r: &Resolved) -> 
 /// return addresses into one line, say) become one.
 fn thread_samples(
     thread: &ThreadRecord,
-    maps: Option<&ProcessMaps>,
+    process_maps: &BTreeMap<(u32, u32), ProcessMaps>,
     r: &Resolved,
     period_ns: u64,
     profile: &mut Profile,
@@ -783,6 +884,7 @@ fn thread_samples(
 ) -> Vec<StackSamples> {
     let mut by_stack: BTreeMap<(StackId, SampleKind), (u64, u64)> = BTreeMap::new();
     for (raw, stats) in &thread.stacks {
+        let maps = process_maps.get(&(thread.pid, raw.maps_generation));
         let (frames, truncated) = stack_frames(raw, thread.pid, maps, r);
         let frames: Vec<Frame> = frames.into_iter().map(Pending::into_frame).collect();
         let stack = profile.intern_stack(&frames, truncated, interner);
@@ -808,14 +910,13 @@ fn thread_samples(
 
 fn thread_profile(
     thread: ThreadRecord,
-    process_maps: &BTreeMap<u32, ProcessMaps>,
+    process_maps: &BTreeMap<(u32, u32), ProcessMaps>,
     r: &Resolved,
     period_ns: u64,
     profile: &mut Profile,
     interner: &mut Interner,
 ) -> ThreadProfile {
-    let maps = process_maps.get(&thread.pid);
-    let samples = thread_samples(&thread, maps, r, period_ns, profile, interner);
+    let samples = thread_samples(&thread, process_maps, r, period_ns, profile, interner);
     ThreadProfile {
         tid: thread.tid,
         pid: thread.pid,

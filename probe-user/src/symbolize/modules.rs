@@ -13,7 +13,7 @@ use crate::procmaps::{Backing, Module, ProcessMaps};
 /// (two `libc.so.6` in two containers), the first one found describes it.
 pub(super) fn describe(
     frames: &[Frame],
-    process_maps: &BTreeMap<u32, ProcessMaps>,
+    process_maps: &BTreeMap<(u32, u32), ProcessMaps>,
 ) -> BTreeMap<String, ModuleInfo> {
     let mut files: HashMap<&str, &Arc<Module>> = HashMap::new();
     for module in process_maps.values().flat_map(ProcessMaps::modules) {

@@ -56,7 +56,7 @@ fn recording(pid: u32, stacks: Vec<(RawStack, u64)>) -> Recording {
         ..Recording::default()
     };
     let maps = ProcessMaps::capture(pid).expect("capture self");
-    recording.resources.process_maps.insert(pid, maps);
+    recording.resources.process_maps.insert((pid, 0), maps);
     recording.threads.insert(pid, thread(pid, stacks));
     recording
 }
@@ -344,7 +344,7 @@ fn unreadable_symbols_give_unnamed_frames_and_one_notice() {
     ]);
     let pid = 1;
     let mut recording = Recording::default();
-    recording.resources.process_maps.insert(pid, maps);
+    recording.resources.process_maps.insert((pid, 0), maps);
     let raw = vec![(user(vec![0x1010, 0x1021]), 1), (user(vec![0x2010]), 1)];
     recording.threads.insert(pid, thread(pid, raw));
     let profile = symbolize(recording);
@@ -424,7 +424,7 @@ fn names_survive_exit_and_deletion() {
     std::fs::remove_file(&exe).expect("remove copy");
 
     let mut recording = Recording::default();
-    recording.resources.process_maps.insert(pid, maps);
+    recording.resources.process_maps.insert((pid, 0), maps);
     recording
         .threads
         .insert(pid, thread(pid, vec![(user(vec![addr]), 1)]));
