@@ -29,7 +29,7 @@ pub enum PreflightError {
 
 /// Everything that must hold before loading the programs.
 pub fn check(pids: &[u32]) -> Result<(), PreflightError> {
-    check_capabilities(&fs::read_to_string("/proc/self/status").unwrap_or_default())?;
+    check_capabilities(&read_status("self").unwrap_or_default())?;
     if !Path::new(BTF_PATH).exists() {
         return Err(PreflightError::MissingBtf);
     }
@@ -58,10 +58,16 @@ fn check_capabilities(status: &str) -> Result<(), PreflightError> {
     }
 }
 
+/// /proc/PID/status as text. Its `Name:` is the comm, which may hold any bytes: read
+/// lossily, so such a name cannot make the whole file (root, a live PID) unreadable.
+fn read_status(pid: &str) -> std::io::Result<String> {
+    let bytes = fs::read(format!("/proc/{pid}/status"))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 fn check_pid(pid: u32) -> Result<(), PreflightError> {
     // /proc/TID exists for threads too (hidden from listings), so compare with its Tgid.
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|_| PreflightError::NoSuchPid(pid))?;
+    let status = read_status(&pid.to_string()).map_err(|_| PreflightError::NoSuchPid(pid))?;
     let tgid = status
         .lines()
         .find_map(|line| line.strip_prefix("Tgid:"))
@@ -116,6 +122,33 @@ mod tests {
             done_rx.recv().unwrap();
         });
         let tid = tid_rx.recv().unwrap();
+        assert_eq!(
+            check_pid(tid),
+            Err(PreflightError::ThreadNotProcess { tid, pid })
+        );
+        done_tx.send(()).unwrap();
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_are_read() {
+        let pid = std::process::id();
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            // SAFETY: PR_SET_NAME reads a NUL-terminated string (of at most 16 bytes)
+            // from a valid pointer and names only this thread.
+            unsafe { libc::prctl(libc::PR_SET_NAME, c"bad\xff\xfe".as_ptr()) };
+            // SAFETY: gettid has no preconditions.
+            tid_tx.send(unsafe { libc::gettid() } as u32).unwrap();
+            done_rx.recv().unwrap();
+        });
+        let tid = tid_rx.recv().unwrap();
+        let status = read_status(&tid.to_string()).unwrap();
+        assert!(
+            status.starts_with("Name:\tbad\u{fffd}\u{fffd}\n"),
+            "{status}"
+        );
         assert_eq!(
             check_pid(tid),
             Err(PreflightError::ThreadNotProcess { tid, pid })
