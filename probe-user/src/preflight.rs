@@ -1,16 +1,24 @@
 //! Checks made before anything is loaded, so the common mistakes get one clear line with
 //! the fix instead of a kernel error code.
 
-use std::{fs, path::Path};
+use std::{fs, os::unix::fs::MetadataExt as _, path::Path};
 
 use thiserror::Error;
 
 const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
+/// The inode of the initial PID namespace, a constant of the kernel's (`PROC_PID_INIT_INO`).
+const INIT_PID_NS_INODE: u64 = 0xEFFF_FFFC;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum PreflightError {
+    #[error(
+        "probe runs in a child PID namespace (a container or `unshare --pid`), but its kernel \
+         programs see the host's PIDs, so it would report nothing or the wrong processes: run \
+         it in the host's PID namespace (`docker run --pid=host`, or `nsenter -t 1 -p`)"
+    )]
+    ChildPidNamespace,
     #[error(
         "probe needs root (missing {missing}): run it with sudo, or grant the capabilities \
          with `setcap cap_bpf,cap_perfmon,cap_sys_ptrace,cap_syslog+ep probe`"
@@ -29,11 +37,30 @@ pub enum PreflightError {
 
 /// Everything that must hold before loading the programs.
 pub fn check(pids: &[u32]) -> Result<(), PreflightError> {
-    check_capabilities(&read_status("self").unwrap_or_default())?;
+    let status = read_status("self").unwrap_or_default();
+    let pid_ns_inode = fs::metadata("/proc/self/ns/pid").ok().map(|ns| ns.ino());
+    check_pid_namespace(&status, pid_ns_inode)?;
+    check_capabilities(&status)?;
     if !Path::new(BTF_PATH).exists() {
         return Err(PreflightError::MissingBtf);
     }
     pids.iter().try_for_each(|&pid| check_pid(pid))
+}
+
+/// The kernel programs see PIDs of the initial namespace only. `NSpid:` lists this
+/// process's PID in each namespace from that of the /proc mount down to its own, so it
+/// shows a child namespace unless /proc was mounted inside it (`unshare --mount-proc`, a
+/// container); the namespace's inode shows it either way.
+fn check_pid_namespace(status: &str, ns_inode: Option<u64>) -> Result<(), PreflightError> {
+    let levels = status
+        .lines()
+        .find_map(|line| line.strip_prefix("NSpid:"))
+        .map_or(1, |pids| pids.split_whitespace().count());
+    let child_inode = ns_inode.is_some_and(|inode| inode != INIT_PID_NS_INODE);
+    if levels > 1 || child_inode {
+        return Err(PreflightError::ChildPidNamespace);
+    }
+    Ok(())
 }
 
 /// CAP_BPF and CAP_PERFMON (Linux >= 5.8) are enough to load and attach the programs; root
@@ -104,6 +131,21 @@ mod tests {
                 missing: "CAP_PERFMON".into()
             })
         );
+    }
+
+    #[test]
+    fn child_pid_namespaces_are_refused() {
+        let host = "Name:\tprobe\nNSpid:\t4242\n";
+        assert_eq!(check_pid_namespace(host, Some(INIT_PID_NS_INODE)), Ok(()));
+        // Kernels before 4.1 have no NSpid line.
+        assert_eq!(check_pid_namespace("Name:\tprobe\n", None), Ok(()));
+        let child = Err(PreflightError::ChildPidNamespace);
+        let nested = "Name:\tprobe\nNSpid:\t4242\t2\n";
+        assert_eq!(check_pid_namespace(nested, Some(INIT_PID_NS_INODE)), child);
+        assert_eq!(check_pid_namespace(nested, None), child);
+        // /proc mounted inside the child namespace: NSpid shows only its own level.
+        let own_proc = "Name:\tprobe\nNSpid:\t2\n";
+        assert_eq!(check_pid_namespace(own_proc, Some(4026532175)), child);
     }
 
     #[test]
