@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use probe_user::{
     cli::{Cli, Command, SpinOptions},
-    collect,
+    collect, diag,
     loader::{LoadOptions, Probe},
     model::Recording,
     preflight, python, report, symbolize,
@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // One line: the context chain joined, so scripts and people both get the cause.
-            eprintln!("probe: error: {err:#}");
+            diag!("probe: error: {err:#}");
             ExitCode::FAILURE
         }
     }
@@ -72,7 +72,7 @@ fn spin(options: &SpinOptions, started: Instant) -> anyhow::Result<()> {
             "programs": recording.program_stats,
             "kernel_names": kernel_names.describe(),
         });
-        eprintln!("{stats}");
+        diag!("{stats}");
     }
     let profile = symbolize::symbolize_with(recording, kernel_names);
     let report = report::analyze(&profile, &report_options);

@@ -314,13 +314,25 @@ fn unwritable_stderr_exits_quietly() {
     if !require_bpf() {
         return;
     }
-    let full = std::fs::File::create("/dev/full").expect("/dev/full");
-    let output = Command::new(probe_bin())
-        .args(["spin", "-d", "1", "-p", "999999999"])
-        .stderr(full)
-        .output()
-        .expect("failed to start probe");
-    // 101 is a panic (`eprintln!` panics when it cannot write).
-    assert_eq!(output.status.code(), Some(1), "{}", output.status);
-    assert!(output.stdout.is_empty());
+    // An error that cannot be printed, and statistics that cannot be printed after a
+    // report that can: 101 would be a panic (`eprintln!` panics when it cannot write).
+    for (args, code) in [
+        (&["-p", "999999999"][..], 1),
+        (&["--self-stats", "-p", "1"][..], 0),
+    ] {
+        let full = std::fs::File::create("/dev/full").expect("/dev/full");
+        let output = Command::new(probe_bin())
+            .args(["spin", "-d", "1"])
+            .args(args)
+            .stderr(full)
+            .output()
+            .expect("failed to start probe");
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            output.status
+        );
+        assert_eq!(output.stdout.is_empty(), code != 0, "{args:?}");
+    }
 }
