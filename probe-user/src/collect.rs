@@ -445,8 +445,9 @@ fn read_process_info(pid: u32) -> ProcessInfo {
 
 /// The process a thread belongs to, from /proc/TID/status (works for any tid).
 fn tgid_of(tid: u32) -> Option<u32> {
-    let status = fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
-    status
+    let status = fs::read(format!("/proc/{tid}/status")).ok()?;
+    // Bytes: the Name line holds the comm, which need not be UTF-8.
+    String::from_utf8_lossy(&status)
         .lines()
         .find_map(|line| line.strip_prefix("Tgid:"))
         .and_then(|value| value.trim().parse().ok())

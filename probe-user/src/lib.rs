@@ -3,6 +3,9 @@
 //! Data flows one way: the kernel programs fill maps and a ring buffer; [`collect`] drains
 //! them into a [`model::Recording`]; [`symbolize`] names the frames ([`model::Profile`]);
 //! [`report`] turns that into the spin report (text or JSON).
+//!
+//! Diagnostics go to stderr through [`diag!`] only, which cannot panic.
+#![warn(clippy::print_stderr)]
 
 pub mod btf;
 pub mod cli;

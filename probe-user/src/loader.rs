@@ -11,7 +11,7 @@ use aya::{
         BtfTracePoint, PerfEvent, ProgramError, RawTracePoint, RawTracePointRunOptions, TestRun,
     },
     util::online_cpus,
-    Btf, Ebpf, EbpfError, EbpfLoader,
+    Btf, BtfError, Ebpf, EbpfError, EbpfLoader,
 };
 use probe_common::{
     names, CpuState, KernelName, PyLayoutKernel, SyscallCache, SyscallKey, ThreadStats,
@@ -37,6 +37,16 @@ pub enum LoadError {
         "kernel BTF is unavailable ({0}); probe needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
     )]
     Btf(String),
+    #[error(
+        "too many open files while {action}: probe needs a file descriptor for every map, \
+         program and attachment; raise the limit, e.g. `ulimit -n 4096`"
+    )]
+    TooManyOpenFiles { action: &'static str },
+    #[error(
+        "the system's table of open files is full (ENFILE) while {action}: close files or \
+         raise `sysctl fs.file-max` (raising `ulimit -n` does not help)"
+    )]
+    SystemOutOfFiles { action: &'static str },
     #[error("failed to load the eBPF object: {0}")]
     Object(#[source] EbpfError),
     #[error("the kernel's verifier rejected program `{program}` ({errno}): {last_line}")]
@@ -184,10 +194,12 @@ impl Probe {
         let btf = parsing
             .join()
             .map_err(|_| LoadError::Btf("parsing it panicked".to_owned()))?
-            .map_err(|err| LoadError::Btf(err.to_string()))?;
+            .map_err(btf_error)?;
         let filter: u32 = (options.filter_pids || !options.pids.is_empty()).into();
-        let online_cpus =
-            online_cpus().map_err(|(path, err)| LoadError::Other(format!("read {path}: {err}")))?;
+        let online_cpus = online_cpus().map_err(|(path, err)| {
+            out_of_files(&err, "reading the online CPUs")
+                .unwrap_or_else(|| LoadError::Other(format!("read {path}: {err}")))
+        })?;
         let ring_bytes = sample_ring_bytes(online_cpus.len(), options.frequency_hz);
         let mut notices = Vec::new();
         let mut tgid_offset = 0u32;
@@ -668,6 +680,9 @@ fn verifier_last_line(log: &str) -> Option<String> {
 }
 
 fn program_error_without_log(program: &'static str, source: ProgramError) -> LoadError {
+    if let Some(err) = out_of_files(&source, "loading or attaching the kernel programs") {
+        return err;
+    }
     if is_permission_error(&source) {
         return LoadError::Permission {
             action: format!("loading or attaching `{program}`"),
@@ -677,6 +692,9 @@ fn program_error_without_log(program: &'static str, source: ProgramError) -> Loa
 }
 
 fn classify_object_error(err: EbpfError) -> LoadError {
+    if let Some(err) = out_of_files(&err, "creating BPF maps") {
+        return err;
+    }
     if is_permission_error(&err) {
         return LoadError::Permission {
             action: "creating BPF maps".to_owned(),
@@ -685,18 +703,41 @@ fn classify_object_error(err: EbpfError) -> LoadError {
     LoadError::Object(err)
 }
 
+/// Reading the BTF needs a file descriptor too: running out of them is not missing BTF.
+fn btf_error(err: BtfError) -> LoadError {
+    out_of_files(&err, "reading the kernel BTF").unwrap_or_else(|| LoadError::Btf(err.to_string()))
+}
+
+/// The error to report when `err`'s chain bottoms out in EMFILE (this process's limit)
+/// or ENFILE (the system's): every map, program and link takes a file descriptor.
+fn out_of_files(
+    err: &(dyn std::error::Error + 'static),
+    action: &'static str,
+) -> Option<LoadError> {
+    match errno_in_chain(err, &[libc::EMFILE, libc::ENFILE])? {
+        libc::EMFILE => Some(LoadError::TooManyOpenFiles { action }),
+        _ => Some(LoadError::SystemOutOfFiles { action }),
+    }
+}
+
 /// Whether an error chain bottoms out in EPERM / EACCES.
 fn is_permission_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    errno_in_chain(err, &[libc::EPERM, libc::EACCES]).is_some()
+}
+
+/// The first of `errnos` that an I/O error in `err`'s chain carries.
+fn errno_in_chain(err: &(dyn std::error::Error + 'static), errnos: &[i32]) -> Option<i32> {
     let mut current = Some(err);
     while let Some(err) = current {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if matches!(io.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) {
-                return true;
-            }
+        let errno = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error);
+        if let Some(errno) = errno.filter(|errno| errnos.contains(errno)) {
+            return Some(errno);
         }
         current = err.source();
     }
-    false
+    None
 }
 
 /// Kernels >= 5.11 charge BPF memory to the cgroup, so a memlock limit that can't be raised
@@ -733,6 +774,31 @@ mod tests {
             verifier_last_line("bad\x1b[2J").as_deref(),
             Some("bad\\u{1b}[2J")
         );
+    }
+
+    #[test]
+    fn running_out_of_file_descriptors_says_so() {
+        let file_error = |errno| BtfError::FileError {
+            path: "/sys/kernel/btf/vmlinux".into(),
+            error: std::io::Error::from_raw_os_error(errno),
+        };
+        let err = btf_error(file_error(libc::EMFILE));
+        assert!(matches!(err, LoadError::TooManyOpenFiles { .. }), "{err}");
+        assert!(err.to_string().contains("ulimit -n"), "{err}");
+        let err = btf_error(file_error(libc::ENFILE));
+        assert!(matches!(err, LoadError::SystemOutOfFiles { .. }), "{err}");
+        let err = btf_error(file_error(libc::ENOENT));
+        assert!(matches!(err, LoadError::Btf(_)), "{err}");
+        let map = |errno| {
+            EbpfError::MapError(aya::maps::MapError::CreateError {
+                name: "CONTROL".into(),
+                io_error: std::io::Error::from_raw_os_error(errno),
+            })
+        };
+        let err = classify_object_error(map(libc::EMFILE));
+        assert!(matches!(err, LoadError::TooManyOpenFiles { .. }), "{err}");
+        let err = classify_object_error(map(libc::EPERM));
+        assert!(matches!(err, LoadError::Permission { .. }), "{err}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(err) => {
             // One line: the context chain joined, so scripts and people both get the cause.
-            probe_user::diag::line(&format!("probe: error: {err:#}"));
+            probe_user::diag!("probe: error: {err:#}");
             ExitCode::FAILURE
         }
     }

@@ -1,16 +1,52 @@
 //! Checks made before anything is loaded, so the common mistakes get one clear line with
 //! the fix instead of a kernel error code.
 
-use std::{fs, path::Path};
+use std::{ffi::CStr, fs, io, os::unix::fs::MetadataExt as _, path::Path};
 
 use thiserror::Error;
 
 const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
+/// File descriptors probe needs at the very least: its runtime, the kernel BTF, a dozen
+/// maps, six programs and their links (and one or two more per CPU, which the loader's
+/// error reports when they run out).
+const MIN_OPEN_FILES: u64 = 24;
+/// `statfs` filesystem magics (linux/magic.h).
+const PROC_SUPER_MAGIC: u32 = 0x9fa0;
+const SYSFS_MAGIC: u32 = 0x6265_6572;
+/// Names of the filesystems found where procfs or sysfs should be, for the error message.
+const FILESYSTEM_NAMES: [(u32, &str); 8] = [
+    (PROC_SUPER_MAGIC, "procfs"),
+    (SYSFS_MAGIC, "sysfs"),
+    (0x0102_1994, "tmpfs"),
+    (0x8584_58f6, "ramfs"),
+    (0x794c_7630, "overlayfs"),
+    (0xef53, "ext2/3/4"),
+    (0x9123_683e, "btrfs"),
+    (0x5846_5342, "xfs"),
+];
+/// The inode of the initial PID namespace, a constant of the kernel's (`PROC_PID_INIT_INO`).
+const INIT_PID_NS_INODE: u64 = 0xEFFF_FFFC;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum PreflightError {
+    #[error(
+        "/proc is not procfs ({found}): probe reads processes and its own privileges there; \
+         mount it with `mount -t proc proc /proc`"
+    )]
+    ProcNotProcfs { found: String },
+    #[error(
+        "sysfs is not mounted at /sys ({found}): probe reads the kernel BTF and the online \
+         CPUs there; mount it with `mount -t sysfs sysfs /sys`"
+    )]
+    SysNotSysfs { found: String },
+    #[error(
+        "probe runs in a child PID namespace (a container or `unshare --pid`), but its kernel \
+         programs see the host's PIDs, so it would report nothing or the wrong processes: run \
+         it in the host's PID namespace (`docker run --pid=host`, or `nsenter -t 1 -p`)"
+    )]
+    ChildPidNamespace,
     #[error(
         "probe needs root (missing {missing}): run it with sudo, or grant the capabilities \
          with `setcap cap_bpf,cap_perfmon,cap_sys_ptrace,cap_syslog+ep probe`"
@@ -21,6 +57,12 @@ pub enum PreflightError {
          CONFIG_DEBUG_INFO_BTF=y (most distribution kernels since 2020 are)"
     )]
     MissingBtf,
+    #[error(
+        "the limit of open files (`ulimit -n`) is {0}: probe needs a file descriptor for \
+         every map, program and attachment, at least {MIN_OPEN_FILES}; raise it, e.g. \
+         `ulimit -n 4096`"
+    )]
+    TooFewOpenFiles(u64),
     #[error("no process with PID {0} (check the number with `ps -p {0}`)")]
     NoSuchPid(u32),
     #[error("{tid} is a thread of process {pid}, not a process: pass -p {pid}")]
@@ -29,11 +71,87 @@ pub enum PreflightError {
 
 /// Everything that must hold before loading the programs.
 pub fn check(pids: &[u32]) -> Result<(), PreflightError> {
-    check_capabilities(&fs::read_to_string("/proc/self/status").unwrap_or_default())?;
+    expect_filesystem(c"/proc", PROC_SUPER_MAGIC)
+        .map_err(|found| PreflightError::ProcNotProcfs { found })?;
+    let status = read_status("self").unwrap_or_default();
+    let pid_ns_inode = fs::metadata("/proc/self/ns/pid").ok().map(|ns| ns.ino());
+    check_pid_namespace(&status, pid_ns_inode)?;
+    check_capabilities(&status)?;
+    expect_filesystem(c"/sys", SYSFS_MAGIC)
+        .map_err(|found| PreflightError::SysNotSysfs { found })?;
+    check_open_files(open_files_limit())?;
     if !Path::new(BTF_PATH).exists() {
         return Err(PreflightError::MissingBtf);
     }
     pids.iter().try_for_each(|&pid| check_pid(pid))
+}
+
+/// Fails with what is at `path` instead, unless it is a filesystem of type `magic`: with
+/// something else mounted over /proc or /sys, the files probe reads there are missing, which
+/// would otherwise look like missing privileges or a kernel without BTF.
+fn expect_filesystem(path: &CStr, magic: u32) -> Result<(), String> {
+    match filesystem_magic(path) {
+        Ok(found) if found == magic => Ok(()),
+        found => Err(describe_filesystem(found)),
+    }
+}
+
+fn filesystem_magic(path: &CStr) -> io::Result<u32> {
+    // SAFETY: statfs is plain old data, for which all zeroes is a valid value.
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated and `stat` is a valid, writable statfs.
+    if unsafe { libc::statfs(path.as_ptr(), &mut stat) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // The magics are 32-bit values; `f_type` is a signed long.
+    Ok(stat.f_type as u32)
+}
+
+fn describe_filesystem(found: io::Result<u32>) -> String {
+    match found {
+        Ok(magic) => match FILESYSTEM_NAMES.iter().find(|(m, _)| *m == magic) {
+            Some((_, name)) => format!("it is {name}"),
+            None => format!("it is a filesystem of type {magic:#x}"),
+        },
+        Err(err) if err.kind() == io::ErrorKind::NotFound => "it does not exist".to_owned(),
+        Err(err) => format!("it cannot be examined: {err}"),
+    }
+}
+
+/// Below a few dozen file descriptors, creating the async runtime or the signal handlers
+/// fails (tokio panics on the latter) before the loader could say why.
+fn check_open_files(limit: Option<u64>) -> Result<(), PreflightError> {
+    match limit {
+        Some(limit) if limit < MIN_OPEN_FILES => Err(PreflightError::TooFewOpenFiles(limit)),
+        _ => Ok(()),
+    }
+}
+
+/// The soft limit of open files; `None` if unknown.
+fn open_files_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit; failure is reported by the return value.
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    read.then_some(limit.rlim_cur)
+}
+
+/// The kernel programs see PIDs of the initial namespace only. `NSpid:` lists this
+/// process's PID in each namespace from that of the /proc mount down to its own, so it
+/// shows a child namespace unless /proc was mounted inside it (`unshare --mount-proc`, a
+/// container); the namespace's inode shows it either way.
+fn check_pid_namespace(status: &str, ns_inode: Option<u64>) -> Result<(), PreflightError> {
+    let levels = status
+        .lines()
+        .find_map(|line| line.strip_prefix("NSpid:"))
+        .map_or(1, |pids| pids.split_whitespace().count());
+    let child_inode = ns_inode.is_some_and(|inode| inode != INIT_PID_NS_INODE);
+    if levels > 1 || child_inode {
+        return Err(PreflightError::ChildPidNamespace);
+    }
+    Ok(())
 }
 
 /// CAP_BPF and CAP_PERFMON (Linux >= 5.8) are enough to load and attach the programs; root
@@ -58,10 +176,16 @@ fn check_capabilities(status: &str) -> Result<(), PreflightError> {
     }
 }
 
+/// /proc/PID/status as text. Its `Name:` is the comm, which may hold any bytes: read
+/// lossily, so such a name cannot make the whole file (root, a live PID) unreadable.
+fn read_status(pid: &str) -> std::io::Result<String> {
+    let bytes = fs::read(format!("/proc/{pid}/status"))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 fn check_pid(pid: u32) -> Result<(), PreflightError> {
     // /proc/TID exists for threads too (hidden from listings), so compare with its Tgid.
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|_| PreflightError::NoSuchPid(pid))?;
+    let status = read_status(&pid.to_string()).map_err(|_| PreflightError::NoSuchPid(pid))?;
     let tgid = status
         .lines()
         .find_map(|line| line.strip_prefix("Tgid:"))
@@ -101,6 +225,53 @@ mod tests {
     }
 
     #[test]
+    fn open_file_limits() {
+        assert_eq!(
+            check_open_files(Some(10)),
+            Err(PreflightError::TooFewOpenFiles(10))
+        );
+        assert_eq!(check_open_files(Some(MIN_OPEN_FILES)), Ok(()));
+        assert_eq!(check_open_files(Some(libc::RLIM_INFINITY)), Ok(()));
+        assert_eq!(check_open_files(None), Ok(()));
+        let text = PreflightError::TooFewOpenFiles(10).to_string();
+        assert!(
+            text.contains("open files") && text.contains("ulimit -n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn filesystems_are_named() {
+        assert_eq!(expect_filesystem(c"/proc", PROC_SUPER_MAGIC), Ok(()));
+        assert_eq!(
+            expect_filesystem(c"/proc", SYSFS_MAGIC),
+            Err("it is procfs".to_owned())
+        );
+        let missing = expect_filesystem(c"/nonexistent-probe-test", SYSFS_MAGIC);
+        assert_eq!(missing, Err("it does not exist".to_owned()));
+        assert_eq!(describe_filesystem(Ok(0x0102_1994)), "it is tmpfs");
+        assert_eq!(
+            describe_filesystem(Ok(0x1234)),
+            "it is a filesystem of type 0x1234"
+        );
+    }
+
+    #[test]
+    fn child_pid_namespaces_are_refused() {
+        let host = "Name:\tprobe\nNSpid:\t4242\n";
+        assert_eq!(check_pid_namespace(host, Some(INIT_PID_NS_INODE)), Ok(()));
+        // Kernels before 4.1 have no NSpid line.
+        assert_eq!(check_pid_namespace("Name:\tprobe\n", None), Ok(()));
+        let child = Err(PreflightError::ChildPidNamespace);
+        let nested = "Name:\tprobe\nNSpid:\t4242\t2\n";
+        assert_eq!(check_pid_namespace(nested, Some(INIT_PID_NS_INODE)), child);
+        assert_eq!(check_pid_namespace(nested, None), child);
+        // /proc mounted inside the child namespace: NSpid shows only its own level.
+        let own_proc = "Name:\tprobe\nNSpid:\t2\n";
+        assert_eq!(check_pid_namespace(own_proc, Some(4026532175)), child);
+    }
+
+    #[test]
     fn pids() {
         assert_eq!(check_pid(std::process::id()), Ok(()));
         assert_eq!(
@@ -116,6 +287,33 @@ mod tests {
             done_rx.recv().unwrap();
         });
         let tid = tid_rx.recv().unwrap();
+        assert_eq!(
+            check_pid(tid),
+            Err(PreflightError::ThreadNotProcess { tid, pid })
+        );
+        done_tx.send(()).unwrap();
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_are_read() {
+        let pid = std::process::id();
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            // SAFETY: PR_SET_NAME reads a NUL-terminated string (of at most 16 bytes)
+            // from a valid pointer and names only this thread.
+            unsafe { libc::prctl(libc::PR_SET_NAME, c"bad\xff\xfe".as_ptr()) };
+            // SAFETY: gettid has no preconditions.
+            tid_tx.send(unsafe { libc::gettid() } as u32).unwrap();
+            done_rx.recv().unwrap();
+        });
+        let tid = tid_rx.recv().unwrap();
+        let status = read_status(&tid.to_string()).unwrap();
+        assert!(
+            status.starts_with("Name:\tbad\u{fffd}\u{fffd}\n"),
+            "{status}"
+        );
         assert_eq!(
             check_pid(tid),
             Err(PreflightError::ThreadNotProcess { tid, pid })

@@ -1,6 +1,10 @@
-//! Faults and odd situations: Ctrl-C, no privileges, an unwritable stdout, and workloads
-//! whose binary the probe cannot reach by its path (deleted, other mount namespace).
+//! Faults and odd situations: Ctrl-C, no privileges, an unwritable stdout or stderr, names
+//! that are not UTF-8, a child PID namespace, too few file descriptors, /proc or /sys that
+//! are not what they should be, and workloads whose binary the probe cannot reach by its
+//! path (deleted, other mount namespace).
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -188,4 +192,147 @@ fn reports_quickly_when_nothing_is_in_scope() {
         started.elapsed()
     );
     assert!(String::from_utf8_lossy(&output.stdout).contains("nothing spins"));
+}
+
+/// A name that is not UTF-8 (a lone 0xff and 0xfe), as the kernel keeps it.
+const NOT_UTF8: &[u8] = b"spin\xff\xfe";
+
+#[test]
+fn observes_a_process_whose_comm_and_argv_are_not_utf8() {
+    if !require_bpf() {
+        return;
+    }
+    let path = workload_path("spin_loop");
+    let mut command = Command::new(&path);
+    command
+        .arg0(OsStr::from_bytes(NOT_UTF8))
+        .args(["--invalid-utf8-comm".as_ref(), OsStr::from_bytes(NOT_UTF8)]);
+    let spinner = Workload::start_command("spin_loop", command, path);
+    let status = std::fs::read(format!("/proc/{}/status", spinner.pid)).expect("status");
+    assert!(
+        status.starts_with(b"Name:\tspin\xff\xfe\n"),
+        "the workload did not rename itself"
+    );
+    let report = spin_json(&["-d", "1", "-p", &spinner.pid.to_string()]);
+    let thread = spinning_thread(&report, spinner.tid);
+    assert_eq!(thread["process_name"], "spin\u{fffd}\u{fffd}", "{thread:#}");
+    assert_eq!(loop_in_function(thread), "spin_inner", "{thread:#}");
+}
+
+#[test]
+fn runs_under_a_name_that_is_not_utf8() {
+    if !require_bpf() {
+        return;
+    }
+    // Its comm is the file name it was started by: a symlink's, here.
+    let scratch = ScratchDir::new("badname");
+    let link = scratch.0.join(OsStr::from_bytes(NOT_UTF8));
+    std::os::unix::fs::symlink(probe_bin(), &link).expect("link probe");
+    let spinner = Workload::start("spin_loop", &[]);
+    let output = Command::new(&link)
+        .args(["spin", "--json", "-d", "1", "-p", &spinner.pid.to_string()])
+        .output()
+        .expect("failed to start probe");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("report is JSON");
+    spinning_thread(&report, spinner.tid);
+}
+
+/// Runs `sh -c SCRIPT` where `"$0"` is the probe binary; asserts it failed with one line
+/// on stderr and nothing on stdout; returns that line.
+fn probe_fails_in_shell(script: &str) -> String {
+    let output = Command::new("sh")
+        .args(["-c", script])
+        .arg(probe_bin())
+        .stdin(Stdio::null())
+        .output()
+        .expect("failed to start sh");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "{script} succeeded:\n{stderr}");
+    assert!(output.stdout.is_empty(), "{script} printed on stdout");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "not one line:\n{stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn refuses_to_run_in_a_child_pid_namespace() {
+    if !require_bpf() {
+        return;
+    }
+    // With a /proc of the new namespace (NSpid then shows one pid) and without (two).
+    for flags in ["--mount-proc", ""] {
+        let script = format!("exec unshare --pid --fork {flags} \"$0\" spin -d 1");
+        let stderr = probe_fails_in_shell(&script);
+        assert!(stderr.contains("PID namespace"), "{flags}: {stderr}");
+    }
+}
+
+#[test]
+fn too_few_file_descriptors_say_so() {
+    if !require_bpf() {
+        return;
+    }
+    // 10 is refused before anything starts; 28 runs out while loading (34 are needed with
+    // 2 CPUs).
+    for (limit, says) in [(10, "the limit of open files"), (28, "too many open files")] {
+        let stderr = probe_fails_in_shell(&format!("ulimit -n {limit} && exec \"$0\" spin -d 1"));
+        assert!(stderr.contains(says), "ulimit -n {limit}: {stderr}");
+        assert!(stderr.contains("ulimit -n"), "ulimit -n {limit}: {stderr}");
+    }
+}
+
+#[test]
+fn proc_that_is_not_procfs_is_named() {
+    if !require_bpf() {
+        return;
+    }
+    let script =
+        "exec unshare --mount sh -c 'mount -t tmpfs none /proc && exec \"$0\" spin -d 1' \"$0\"";
+    let stderr = probe_fails_in_shell(script);
+    assert!(stderr.contains("/proc is not procfs"), "{stderr}");
+    assert!(stderr.contains("tmpfs"), "{stderr}");
+}
+
+#[test]
+fn sys_that_is_not_sysfs_is_named() {
+    if !require_bpf() {
+        return;
+    }
+    let script =
+        "exec unshare --mount sh -c 'mount -t tmpfs none /sys && exec \"$0\" spin -d 1' \"$0\"";
+    let stderr = probe_fails_in_shell(script);
+    assert!(stderr.contains("sysfs is not mounted at /sys"), "{stderr}");
+}
+
+#[test]
+fn unwritable_stderr_exits_quietly() {
+    if !require_bpf() {
+        return;
+    }
+    // An error that cannot be printed, and statistics that cannot be printed after a
+    // report that can: 101 would be a panic (`eprintln!` panics when it cannot write).
+    for (args, code) in [
+        (&["-p", "999999999"][..], 1),
+        (&["--self-stats", "-p", "1"][..], 0),
+    ] {
+        let full = std::fs::File::create("/dev/full").expect("/dev/full");
+        let output = Command::new(probe_bin())
+            .args(["spin", "-d", "1"])
+            .args(args)
+            .stderr(full)
+            .output()
+            .expect("failed to start probe");
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            output.status
+        );
+        assert_eq!(output.stdout.is_empty(), code != 0, "{args:?}");
+    }
 }

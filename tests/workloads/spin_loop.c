@@ -1,9 +1,11 @@
 /* A thread "spinner" in a pure user-space loop: spin_outer -> spin_middle -> spin_inner.
  * With argv[1] == "--escape-name" the thread is named "\x1b[31mred" instead, to check that
- * probe never prints a thread name raw to a terminal. */
+ * probe never prints a thread name raw to a terminal. With argv[1] == "--invalid-utf8-comm"
+ * the process (its main thread) is named with bytes that are not UTF-8. */
 #include "common.h"
 
 #include <string.h>
+#include <sys/prctl.h>
 
 static volatile unsigned long sink;
 /* Never set: keeps spin_outer from being noreturn, so the call in spinner() is not the
@@ -43,6 +45,8 @@ int main(int argc, char **argv) {
   const char *name = "spinner";
   if (argc > 1 && strcmp(argv[1], "--escape-name") == 0)
     name = "\x1b[31mred";
+  if (argc > 1 && strcmp(argv[1], "--invalid-utf8-comm") == 0)
+    prctl(PR_SET_NAME, "spin\xff\xfe", 0, 0, 0);
   start_thread(spinner, (void *)name);
   print_ready();
   wait_stdin_eof();

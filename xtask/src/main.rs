@@ -92,10 +92,16 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
+/// [`run`] with the command's stdout sent to our stderr: for the steps before a command
+/// whose stdout is its result (`spin -- --json`, bench's table), which must hold only that.
+pub fn run_to_stderr(command: &mut Command) -> Result<()> {
+    run(command.stdout(std::io::stderr()))
+}
+
 /// Sets up the toolchain and builds `probe` in release; returns its path.
 pub fn build_release_probe() -> Result<PathBuf> {
     setup::ensure_toolchain()?;
-    run(cargo().args([
+    run_to_stderr(cargo().args([
         "build",
         "--release",
         "--package",
@@ -232,7 +238,42 @@ impl Tally {
 
 #[cfg(test)]
 mod tests {
-    use super::Tally;
+    use std::process::Command;
+
+    use super::{run_to_stderr, Tally};
+
+    /// Set in the copy of this test binary that runs a step with separate stdout and
+    /// stderr pipes.
+    const STEP_CHILD: &str = "XTASK_TEST_STEP_CHILD";
+
+    #[test]
+    fn steps_before_a_report_print_nothing_on_stdout() {
+        if std::env::var_os(STEP_CHILD).is_some() {
+            run_to_stderr(Command::new("echo").arg("step output")).unwrap();
+            return;
+        }
+        let exe = std::env::current_exe().unwrap();
+        let output = Command::new(exe)
+            .args([
+                "--exact",
+                "tests::steps_before_a_report_print_nothing_on_stdout",
+            ])
+            .args(["--nocapture", "--test-threads=1"])
+            .env(STEP_CHILD, "1")
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+        );
+        assert!(output.status.success(), "{stdout}\n{stderr}");
+        assert!(
+            stdout.contains("1 passed"),
+            "the step did not run:\n{stdout}"
+        );
+        assert!(!stdout.contains("step output"), "on stdout:\n{stdout}");
+        assert!(stderr.contains("step output"), "not on stderr:\n{stderr}");
+    }
 
     #[test]
     fn tally_reads_cargo_test_result_lines() {

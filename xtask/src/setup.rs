@@ -11,7 +11,9 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::run;
+// Every step's stdout goes to stderr: `cargo xtask spin -- --json | jq` must see only the
+// report, even on the run that installs the toolchain.
+use crate::run_to_stderr as run;
 
 /// Debian packages: the compiler pair with a BPF `core`, and what bpf-linker builds against.
 const APT_PACKAGES: [&str; 6] = [

@@ -140,10 +140,10 @@ async fn command_exit(command: Running, exited: Option<i32>) -> i32 {
     match tokio::time::timeout(COMMAND_EXIT_GRACE, waiting).await {
         Ok(Ok(Ok(code))) => code,
         _ => {
-            crate::diag::line(&format!(
+            crate::diag!(
                 "probe: the command (pid {}) is still running; probe leaves it running",
                 command.pid()
-            ));
+            );
             130
         }
     }
@@ -223,13 +223,13 @@ fn summary(path: &Path, profile: &Profile) {
         .flat_map(|t| &t.samples)
         .map(|s| s.count)
         .sum();
-    crate::diag::line(&format!(
+    crate::diag!(
         "probe: wrote {} ({samples} samples over {:.1} s, {} lost)",
         path.display(),
         profile.window.duration_ns as f64 / 1e9,
         profile.loss.samples_lost
-    ));
+    );
     for notice in &profile.notices {
-        crate::diag::line(&format!("probe: note: {notice}"));
+        crate::diag!("probe: note: {notice}");
     }
 }

@@ -50,7 +50,7 @@ pub fn run(options: &SpinOptions, started: Instant) -> anyhow::Result<()> {
             "programs": recording.program_stats,
             "kernel_names": kernel_names.describe(),
         });
-        crate::diag::line(&stats.to_string());
+        crate::diag!("{stats}");
     }
     let profile = symbolize::symbolize_with(recording, kernel_names);
     let report = report::analyze(&profile, &report_options);

@@ -6,8 +6,10 @@
 //! `/proc/PID/map_files/START-END` (the exact inode mapped, even if deleted or in another
 //! mount namespace), falling back to `/proc/PID/root/PATH`.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -123,31 +125,36 @@ struct Mapping {
 
 fn read_maps(pid: u32) -> Result<Vec<Mapping>, DiscoverError> {
     let path = PathBuf::from(format!("/proc/{pid}/maps"));
-    let text = std::fs::read_to_string(&path).map_err(|source| DiscoverError::Unreadable {
-        pid,
-        path,
-        source,
-    })?;
-    Ok(text.lines().filter_map(parse_maps_line).collect())
+    // Bytes, not text: a path may be any bytes, and one that is not UTF-8 (a mapped file
+    // of any name) must not make the interpreter undiscoverable.
+    let text =
+        std::fs::read(&path).map_err(|source| DiscoverError::Unreadable { pid, path, source })?;
+    Ok(text
+        .split(|&b| b == b'\n')
+        .filter_map(parse_maps_line)
+        .collect())
 }
 
 /// Parses `start-end perms offset dev inode path`; `None` for anonymous mappings.
-fn parse_maps_line(line: &str) -> Option<Mapping> {
-    let mut fields = line.splitn(6, ' ');
-    let (start, end) = fields.next()?.split_once('-')?;
+fn parse_maps_line(line: &[u8]) -> Option<Mapping> {
+    let mut fields = line.splitn(6, |&b| b == b' ');
+    // Every field but the path is ASCII.
+    let hex = |field: &str| u64::from_str_radix(field, 16).ok();
+    let (start, end) = std::str::from_utf8(fields.next()?).ok()?.split_once('-')?;
     let _perms = fields.next()?;
-    let offset = fields.next()?;
+    let offset = std::str::from_utf8(fields.next()?).ok()?;
     let _dev = fields.next()?;
     let _inode = fields.next()?;
-    let path = fields.next()?.trim_start();
-    if !path.starts_with('/') {
+    let path = fields.next()?.trim_ascii_start();
+    if !path.starts_with(b"/") {
         return None;
     }
+    let path = path.strip_suffix(b" (deleted)").unwrap_or(path);
     Some(Mapping {
-        start: u64::from_str_radix(start, 16).ok()?,
-        end: u64::from_str_radix(end, 16).ok()?,
-        offset: u64::from_str_radix(offset, 16).ok()?,
-        path: PathBuf::from(path.strip_suffix(" (deleted)").unwrap_or(path)),
+        start: hex(start)?,
+        end: hex(end)?,
+        offset: hex(offset)?,
+        path: PathBuf::from(OsStr::from_bytes(path)),
     })
 }
 
@@ -252,10 +259,42 @@ mod tests {
     #[test]
     fn maps_lines_parse() {
         let line = "7f00-7f80 r-xp 00001000 08:01 1234    /usr/lib/libpython3.11.so.1.0 (deleted)";
-        let m = parse_maps_line(line).unwrap();
+        let m = parse_maps_line(line.as_bytes()).unwrap();
         assert_eq!((m.start, m.end, m.offset), (0x7f00, 0x7f80, 0x1000));
         assert_eq!(m.path, Path::new("/usr/lib/libpython3.11.so.1.0"));
-        assert!(parse_maps_line("7f00-7f80 rw-p 00000000 00:00 0 [heap]").is_none());
+        assert!(parse_maps_line(b"7f00-7f80 rw-p 00000000 00:00 0 [heap]").is_none());
+        // A path that is not UTF-8 is kept byte for byte.
+        let m = parse_maps_line(b"7f00-7f80 r--p 00000000 08:01 99 /tmp/a\xff\xfe.dat").unwrap();
+        assert_eq!(m.path.as_os_str().as_bytes(), b"/tmp/a\xff\xfe.dat");
+    }
+
+    /// A process that maps a file whose name is not UTF-8 still has readable maps.
+    #[test]
+    fn maps_with_a_path_that_is_not_utf8_are_read() {
+        use std::os::fd::AsRawFd as _;
+        let dir = std::env::temp_dir();
+        let path = dir.join(OsStr::from_bytes(b"probe-discover-\xff\xfe.dat"));
+        std::fs::write(&path, [0u8; 4096]).unwrap();
+        let file = File::open(&path).unwrap();
+        // SAFETY: a fresh read-only private mapping of a 4 KiB file, at an address the
+        // kernel picks; nothing reads through it, and it is unmapped below.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(addr, libc::MAP_FAILED);
+        let maps = read_maps(std::process::id());
+        // SAFETY: `addr` is the 4 KiB mapping made above, unmapped once.
+        unsafe { libc::munmap(addr, 4096) };
+        std::fs::remove_file(&path).unwrap();
+        let maps = maps.unwrap();
+        assert!(maps.iter().any(|m| m.path == path), "{maps:?}");
     }
 
     #[test]

@@ -95,16 +95,27 @@ pub fn read_str(
     obj: u64,
     max_bytes: usize,
 ) -> Result<String, ObjectError> {
+    read_str_prefix(layout, mem, obj, max_bytes).map(|(text, _)| text)
+}
+
+/// [`read_str`], and whether the string was cut (it is longer than what was read).
+pub fn read_str_prefix(
+    layout: &PyLayout,
+    mem: &dyn ProcessMemory,
+    obj: u64,
+    max_bytes: usize,
+) -> Result<(String, bool), ObjectError> {
     expect_flag(layout, mem, obj, layout.tpflags_unicode_subclass, "str")?;
     let (len, kind, data) = str_header(layout, mem, obj)?;
     let chars = len.min((max_bytes / kind as usize) as u64);
     let raw = mem
         .read_vec(data, (chars * u64::from(kind)) as usize)
         .map_err(ObjectError::memory(obj))?;
-    decode(&raw, kind).ok_or(ObjectError::Invalid {
+    let text = decode(&raw, kind).ok_or(ObjectError::Invalid {
         addr: obj,
         what: "bad str kind",
-    })
+    })?;
+    Ok((text, chars < len))
 }
 
 /// Whether the `str` at `obj` equals `want` (cheap for strings of another length).

@@ -17,12 +17,15 @@ use super::dict::{dict_get_str, dict_items, find_str_key, instance_attrs, DictIt
 use super::discover::PythonProcess;
 use super::long::read_int;
 use super::memory::{MemoryError, ProcessMemory, ReadExt};
-use super::object::{read_str, ObjectError};
+use super::object::{read_str_prefix, ObjectError};
 use super::offsets::PyLayout;
 use super::threads::{PyThread, MAX_THREADS};
 
-/// Longest name kept, in bytes of the target's string data; longer names are cut.
+/// Longest name kept, in bytes of the target's string data; longer names are cut, and end
+/// in [`CUT_MARK`].
 pub const MAX_NAME_BYTES: usize = 1024;
+/// Ends a name that was cut at [`MAX_NAME_BYTES`], so no report shows a prefix as the name.
+pub const CUT_MARK: char = '…';
 
 /// Why the thread names of a process could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +141,10 @@ fn read_thread(
         addr: item.value,
         what: "Thread without _name",
     })?;
-    let name = read_str(layout, mem, name, MAX_NAME_BYTES)?;
+    let (mut name, cut) = read_str_prefix(layout, mem, name, MAX_NAME_BYTES)?;
+    if cut {
+        name.push(CUT_MARK);
+    }
     let native = find_str_key(layout, mem, &attrs, "_native_id")?
         .and_then(|id| read_int(layout, mem, id).ok())
         .and_then(|id| u32::try_from(id).ok());
@@ -374,14 +380,27 @@ mod tests {
     }
 
     #[test]
-    fn long_names_are_cut() {
+    fn long_names_are_cut_and_marked() {
         let mut heap = Heap::new(PyLayout::table_row(3, 13).unwrap());
-        let long = "x".repeat(5000);
-        let t = heap.thread(&long, Some(7));
-        let k = heap.int(9);
-        let active = heap.dict(&[(k, t)]);
+        let fits = "f".repeat(MAX_NAME_BYTES);
+        let ascii = "x".repeat(5000);
+        let wide = "нить".repeat(1000); // 2 bytes per character in the target
+        let threads = [(7, &ascii), (8, &wide), (9, &fits)].map(|(tid, name)| {
+            let t = heap.thread(name, Some(tid));
+            (heap.int(tid), t)
+        });
+        let active = heap.dict(&threads);
         heap.modules(Some(active));
         let names = thread_names(&heap.process(), &heap.mem).unwrap();
-        assert_eq!(names[&7].len(), MAX_NAME_BYTES);
+        let cut = |name: &str, chars| {
+            format!(
+                "{}{CUT_MARK}",
+                &name[..name.char_indices().nth(chars).unwrap().0]
+            )
+        };
+        assert_eq!(names[&7], cut(&ascii, MAX_NAME_BYTES));
+        assert_eq!(names[&8], cut(&wide, MAX_NAME_BYTES / 2));
+        // Exactly at the limit: whole, so not marked.
+        assert_eq!(names[&9], fits);
     }
 }

@@ -39,7 +39,7 @@ use self::{
     render::Results,
     rounds::Bench,
 };
-use crate::run as run_command;
+use crate::{run as run_command, run_to_stderr};
 
 /// What `cargo xtask bench` was asked for.
 pub struct Options {
@@ -145,8 +145,9 @@ fn ensure_peers() -> Result<()> {
         return Ok(());
     }
     eprintln!("xtask: installing the peers to compare against: bpftrace linux-perf");
-    run_command(Command::new("apt-get").args(["update", "-q"]))?;
-    run_command(Command::new("apt-get").args(["install", "-y", "-q", "bpftrace", "linux-perf"]))
+    // On stderr: the table on stdout must hold only itself.
+    run_to_stderr(Command::new("apt-get").args(["update", "-q"]))?;
+    run_to_stderr(Command::new("apt-get").args(["install", "-y", "-q", "bpftrace", "linux-perf"]))
 }
 
 fn on_path(program: &str) -> bool {
