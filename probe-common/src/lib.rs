@@ -44,6 +44,8 @@ pub mod names {
     pub const PROG_SCHED_SWITCH: &str = "sched_switch";
     pub const PROG_PROCESS_EXIT: &str = "sched_process_exit";
     pub const PROG_SYS_ENTER: &str = "sys_enter";
+    /// Follows forks of observed processes (`probe record -- COMMAND`).
+    pub const PROG_PROCESS_FORK: &str = "sched_process_fork";
     /// `sample_stack`'s Python frame walk, reached by a tail call (never attached).
     pub const PROG_PY_WALK: &str = "walk_python";
     /// Names kernel addresses for the report; run with `BPF_PROG_TEST_RUN`, never attached.
@@ -51,6 +53,9 @@ pub mod names {
 
     /// Load-time global (`EbpfLoader::override_global`).
     pub const GLOBAL_FILTER_PIDS: &str = "FILTER_PIDS";
+    /// Load-time global: byte offset of `tgid` in the kernel's `struct task_struct`, read
+    /// from its BTF (0: unknown, forks are not followed).
+    pub const GLOBAL_TASK_TGID_OFFSET: &str = "TASK_TGID_OFFSET";
 }
 
 /// Index in the `CONTROL` array of the CLOCK_MONOTONIC time the window opened (0: not
@@ -332,10 +337,12 @@ pub enum Counter {
     ThreadsDropped = 2,
     /// Syscalls not counted because the (tid, nr) map was full.
     SyscallsDropped = 3,
+    /// Forked processes of targets that did not fit the target filter (map full).
+    TargetsDropped = 4,
 }
 
 impl Counter {
-    pub const COUNT: u32 = 4;
+    pub const COUNT: u32 = 5;
 }
 
 #[cfg(feature = "user")]

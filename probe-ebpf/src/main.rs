@@ -12,6 +12,7 @@ use aya_ebpf::{
     },
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id,
+        bpf_probe_read_kernel,
         generated::{bpf_get_stack, bpf_ktime_get_ns},
     },
     macros::{btf_tracepoint, map, perf_event},
@@ -33,6 +34,11 @@ mod python;
 /// Non-zero: only processes in `TARGET_PIDS` are observed. Set at load time.
 #[no_mangle]
 static FILTER_PIDS: u32 = 0;
+
+/// Byte offset of `tgid` in `struct task_struct`, from the running kernel's BTF (set at
+/// load time; 0 when unknown). Only `sched_process_fork` reads it.
+#[no_mangle]
+static TASK_TGID_OFFSET: u32 = 0;
 
 #[map]
 static SAMPLES: RingBuf = RingBuf::with_byte_size(SAMPLE_RING_BYTES, 0);
@@ -359,6 +365,31 @@ pub fn sched_process_exit(_ctx: BtfTracePointContext) -> u32 {
     // A reused tid must not inherit this thread's (freed) Python thread state. Absent
     // entries are the common case: the error is not a problem.
     let _ = PY_THREADS.remove(tid);
+    0
+}
+
+/// Adds the child of an observed process to the filter, so that a spawned command's
+/// descendants are observed from their first instruction. `current` is the parent; the
+/// child's tgid is read from its `task_struct` at the offset userspace found in the
+/// kernel's BTF. Threads (same tgid) add nothing new.
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
+    let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: a plain read of a load-time constant (see `filter_pids`).
+    let offset = unsafe { core::ptr::read_volatile(&TASK_TGID_OFFSET) };
+    if offset == 0 || TARGET_PIDS.get_ptr(parent).is_none() {
+        return 0;
+    }
+    // sched_process_fork(struct task_struct *parent, struct task_struct *child)
+    let child: *const u8 = ctx.arg(1);
+    // SAFETY: `child` is the kernel's task pointer for this tracepoint; the read is checked
+    // by the helper and only its result is used.
+    let tgid = unsafe { bpf_probe_read_kernel(child.add(offset as usize).cast::<u32>()) };
+    if let Ok(tgid) = tgid {
+        if tgid != parent && TARGET_PIDS.insert(tgid, 1, 0).is_err() {
+            bump(Counter::TargetsDropped);
+        }
+    }
     0
 }
 

@@ -17,7 +17,127 @@ pub struct Cli {
 pub enum Command {
     /// Report every thread that spent at least --threshold % of the window on a CPU: its CPU
     /// share, syscall mix, where it loops and its hottest stacks.
+    #[command(after_help = SPIN_EXAMPLES)]
     Spin(SpinArgs),
+    /// Record on-CPU (and with --off-cpu, blocked) stacks of processes, a command or the
+    /// whole machine into a flamegraph, folded stacks, speedscope or pprof file.
+    #[command(after_help = RECORD_EXAMPLES)]
+    Record(RecordArgs),
+}
+
+const SPIN_EXAMPLES: &str = "Examples:
+  probe spin                      every thread on the machine, 5 s window
+  probe spin -d 10 --json         10 s, as JSON
+  probe spin -p 1234 --top 3      one process, three stacks per thread";
+
+const RECORD_EXAMPLES: &str = "Examples:
+  probe record -p 1234 -d 30                  30 s of process 1234 -> probe-1234.svg
+  probe record -o app.pb.gz -- ./app --flag   run ./app, profile it and its children (pprof)
+  probe record -a -F 49 -o all.folded         the whole machine until Ctrl-C, folded stacks
+  probe record -p 1234 --off-cpu --threads    where its threads block, one tower per thread
+
+The format follows the output's extension (.svg, .folded or .txt, .speedscope.json,
+.pb.gz or .pprof) unless --format says otherwise. The file is written when the recording
+ends (duration, Ctrl-C, SIGTERM, or the command's exit), complete and marked partial when
+a signal ended it; the output path is checked before anything is attached.";
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Record this process (repeatable).
+    #[arg(short = 'p', long = "pid", value_name = "PID", conflicts_with_all = ["all", "command"])]
+    pub pids: Vec<u32>,
+
+    /// Record every process on the machine.
+    #[arg(short = 'a', long = "all", conflicts_with = "command")]
+    pub all: bool,
+
+    /// Recording length in seconds; without it, until Ctrl-C (or the command's exit).
+    #[arg(short = 'd', long = "duration", value_parser = parse_duration_secs)]
+    pub duration_secs: Option<f64>,
+
+    /// Stack samples per second on every CPU.
+    #[arg(short = 'F', long = "frequency", default_value_t = 99,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub frequency: u64,
+
+    /// Output file (default: probe-<target>.<format's extension> in the current directory).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+
+    /// Output format; default: from the output's extension, else svg.
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+
+    /// One root frame per thread (OS thread name, Python thread name, tid).
+    #[arg(long)]
+    pub threads: bool,
+
+    /// Also record where threads block: the stack each thread had when it left the CPU,
+    /// weighted by how long it stayed off (a wall-clock profile).
+    #[arg(long)]
+    pub off_cpu: bool,
+
+    /// The command to run and record, with its arguments (after `--`); it runs as the
+    /// invoking user under sudo, and its children are recorded too.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+/// `--format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    Svg,
+    Folded,
+    Speedscope,
+    Pprof,
+}
+
+/// What `probe record` records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordTarget {
+    Pids(Vec<u32>),
+    All,
+    Command(Vec<std::ffi::OsString>),
+}
+
+/// What `probe record` was asked to do, free of clap.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordOptions {
+    pub target: RecordTarget,
+    pub duration: Option<Duration>,
+    pub frequency_hz: u64,
+    pub output: Option<std::path::PathBuf>,
+    pub format: Option<FormatArg>,
+    pub per_thread: bool,
+    pub off_cpu: bool,
+}
+
+impl TryFrom<&RecordArgs> for RecordOptions {
+    type Error = String;
+
+    fn try_from(args: &RecordArgs) -> Result<Self, String> {
+        let target = if !args.command.is_empty() {
+            RecordTarget::Command(args.command.clone())
+        } else if args.all {
+            RecordTarget::All
+        } else if !args.pids.is_empty() {
+            let mut pids = args.pids.clone();
+            pids.sort_unstable();
+            pids.dedup();
+            RecordTarget::Pids(pids)
+        } else {
+            return Err("say what to record: -p PID, -a (the whole machine) or -- COMMAND".into());
+        };
+        Ok(Self {
+            target,
+            duration: args.duration_secs.map(Duration::from_secs_f64),
+            frequency_hz: args.frequency,
+            output: args.output.clone(),
+            format: args.format,
+            per_thread: args.threads,
+            off_cpu: args.off_cpu,
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -121,8 +241,42 @@ mod tests {
 
     fn spin(args: &[&str]) -> Result<SpinOptions, clap::Error> {
         let cli = Cli::try_parse_from(["probe", "spin"].iter().chain(args))?;
-        let Command::Spin(spin) = cli.command;
+        let Command::Spin(spin) = cli.command else {
+            panic!("not spin");
+        };
         Ok(SpinOptions::from(&spin))
+    }
+
+    fn record(args: &[&str]) -> Result<RecordOptions, String> {
+        let cli = Cli::try_parse_from(["probe", "record"].iter().chain(args))
+            .map_err(|err| err.to_string())?;
+        let Command::Record(record) = cli.command else {
+            panic!("not record");
+        };
+        RecordOptions::try_from(&record)
+    }
+
+    #[test]
+    fn record_targets() {
+        let options = record(&["-p", "9", "-p", "3", "-p", "9"]).unwrap();
+        assert_eq!(options.target, RecordTarget::Pids(vec![3, 9]));
+        assert_eq!(options.duration, None);
+        assert_eq!(
+            record(&["-a", "-d", "2"]).unwrap().target,
+            RecordTarget::All
+        );
+        let command = record(&["-F", "49", "--", "sh", "-c", "exit 3"]).unwrap();
+        assert_eq!(command.frequency_hz, 49);
+        let argv: Vec<std::ffi::OsString> = ["sh", "-c", "exit 3"].map(Into::into).into();
+        assert_eq!(command.target, RecordTarget::Command(argv));
+    }
+
+    #[test]
+    fn record_needs_exactly_one_target() {
+        assert!(record(&[]).unwrap_err().contains("say what to record"));
+        assert!(record(&["-a", "-p", "3"]).is_err());
+        assert!(record(&["-p", "3", "--", "true"]).is_err());
+        assert!(record(&["-a", "--format", "jpeg"]).is_err());
     }
 
     #[test]

@@ -1,8 +1,11 @@
-//! Drains the kernel's maps and ring buffer into a [`Recording`] over one window.
+//! Drains the kernel's maps and ring buffer into a [`Recording`] over one observation.
 //!
-//! During the window only the ring buffer is drained (10 times a second) and processes are
-//! snapshotted when first seen, so their names and memory maps survive if they exit. The
-//! aggregated maps are read once, after the programs are detached.
+//! While the programs run, the ring buffer is drained 10 times a second (samples are
+//! aggregated by thread and raw stack as they arrive) and processes are snapshotted when
+//! first seen, so their names and memory maps survive if they exit. The aggregated maps
+//! can be read at any time ([`Collector::read_aggregates`]); [`observe`] reads them once
+//! more after detaching, for the final numbers. How an observation ends is the caller's
+//! choice: a duration, a signal, a spawned command's exit (the `until` future).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -23,7 +26,10 @@ pub use python::{LiveSource, PythonMaps, PythonSource, PythonTracker};
 
 use crate::{
     loader::{monotonic_ns, LoadError, Probe},
-    model::{LossCounters, ProcessInfo, PyRawFrame, RawStack, Recording, ThreadRecord, Window},
+    model::{
+        LossCounters, ProcessInfo, PyRawFrame, RawStack, Recording, SampleKind, ThreadRecord,
+        Window,
+    },
     procmaps::ProcessMaps,
 };
 
@@ -33,11 +39,23 @@ const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
 /// (libraries loaded with dlopen after the first snapshot).
 const MAPS_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
-/// How the window ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WindowEnd {
-    Elapsed,
-    Interrupted,
+/// What ended an observation before its duration, as a user would name it (`Ctrl-C`,
+/// `SIGTERM`); `None` when it ran its course (or the spawned command exited).
+pub type EndReason = Option<String>;
+
+/// What [`observe`] does besides collecting.
+#[derive(Clone, Debug, Default)]
+pub struct ObserveOptions {
+    /// The observation's length; `None`: until `until` resolves.
+    pub duration: Option<Duration>,
+    pub frequency_hz: u64,
+    /// Processes whose Python interpreters are discovered before the window opens.
+    pub target_pids: Vec<u32>,
+    /// Attach `sys_enter` when the window opens (not before: Python discovery makes
+    /// syscalls that are not the targets' business).
+    pub count_syscalls: bool,
+    /// What the status line on a terminal says the observation is doing.
+    pub status: &'static str,
 }
 
 /// Accumulates samples and process snapshots; pure apart from the /proc reads in
@@ -52,6 +70,8 @@ pub struct Accumulator {
     not_walked: HashMap<u32, u64>,
     /// Ring-buffer records that were not a well-formed sample (ignored).
     malformed_samples: u64,
+    /// Samples added so far (for the status line).
+    samples: u64,
 }
 
 /// One sample as read from the ring buffer (see [`read_sample`]).
@@ -69,6 +89,7 @@ impl Accumulator {
     pub fn add_sample(&mut self, sample: &Sample) {
         let header = &sample.header;
         let stack = RawStack {
+            kind: SampleKind::OnCpu,
             user: sample.user.clone(),
             kernel: sample.kernel.clone(),
             user_error: header.flags & SAMPLE_USER_STACK_ERROR != 0,
@@ -92,7 +113,10 @@ impl Accumulator {
         } else {
             thread.user_samples += 1;
         }
-        *thread.stacks.entry(stack).or_insert(0) += 1;
+        *thread.samples_by_cpu.entry(header.cpu).or_insert(0) += 1;
+        let stats = thread.stacks.entry(stack).or_default();
+        stats.add(header.ktime_ns, 0);
+        self.samples += 1;
     }
 
     fn thread(&mut self, tid: u32, pid: u32) -> &mut ThreadRecord {
@@ -209,7 +233,7 @@ impl Accumulator {
         }
         recording.threads = self.threads;
         recording.processes = self.processes;
-        recording.process_maps = self.process_maps;
+        recording.resources.process_maps = self.process_maps;
         recording
     }
 }
@@ -262,88 +286,135 @@ fn comm_to_string(comm: &[u8; 16]) -> String {
     String::from_utf8_lossy(&comm[..len]).into_owned()
 }
 
-/// Opens the window (once the `-p` targets' interpreters are known), observes until
-/// `duration` elapses or `stop` resolves, then reads everything back.
-pub async fn record(
+/// Opens the window (once the `-p` targets' interpreters are known), observes until the
+/// duration elapses or `until` resolves (with what ended it), then detaches and reads
+/// everything back.
+pub async fn observe(
     probe: &mut Probe,
-    duration: Duration,
-    frequency_hz: u64,
-    target_pids: &[u32],
-    stop: impl std::future::Future<Output = ()>,
+    options: &ObserveOptions,
+    until: impl std::future::Future<Output = EndReason>,
 ) -> Result<Recording, LoadError> {
-    let mut accumulator = Accumulator::default();
-    let mut python = PythonTracker::default();
-    let mut live = LiveSource::default();
+    let mut collector = Collector::default();
     // `-p` targets are known now: discovered before the window opens, their Python frames
     // are walked from the first sample.
-    for &pid in target_pids {
-        python.track(pid);
+    for &pid in &options.target_pids {
+        collector.python.track(pid);
     }
-    python.sync(&mut live, probe);
+    collector.python.sync(&mut collector.live, probe);
+    if options.count_syscalls {
+        probe.attach_syscall_counter()?;
+    }
     probe.start_window()?;
-    let countdown = Countdown::new(duration);
+    let status = Status::new(options.duration, options.status);
     // The window opened when the loader wrote its start; count the deadline from there.
     let opened_ago = Duration::from_nanos(monotonic_ns().saturating_sub(probe.window_start_ns));
-    let deadline = tokio::time::Instant::now() + duration.saturating_sub(opened_ago);
+    let deadline = options
+        .duration
+        .map(|duration| tokio::time::Instant::now() + duration.saturating_sub(opened_ago));
+    let elapsed = async {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
+    };
     let mut tick = tokio::time::interval(DRAIN_INTERVAL);
-    tokio::pin!(stop);
-    let end = loop {
+    tokio::pin!(until, elapsed);
+    let interrupted_by = loop {
         tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => break WindowEnd::Elapsed,
-            _ = &mut stop => break WindowEnd::Interrupted,
+            _ = &mut elapsed => break None,
+            reason = &mut until => break reason,
             _ = tick.tick() => {
-                drain_samples(probe, &mut accumulator, &mut python, &mut live)?;
-                countdown.show();
+                collector.drain(probe)?;
+                status.show(collector.accumulator.samples, probe.samples_lost());
             }
         }
     };
     let end_ns = probe.end_window()?;
     let program_stats = probe.program_stats();
     probe.detach_all();
-    countdown.clear();
-    drain_samples(probe, &mut accumulator, &mut python, &mut live)?;
-    read_aggregates(probe, &mut accumulator, end_ns)?;
-    // Names of the threads still alive now; those gone kept the name last read.
-    python.read_thread_names(&mut live);
+    status.clear();
+    collector.drain(probe)?;
+    collector.read_aggregates(probe, end_ns)?;
+    let window = Window {
+        requested_ns: options.duration.map_or(0, |d| d.as_nanos() as u64),
+        duration_ns: end_ns.saturating_sub(probe.window_start_ns),
+        interrupted: interrupted_by.is_some(),
+        interrupted_by,
+    };
     let recording = Recording {
-        notices: python.take_notices(),
-        python: python.processes(),
-        python_code: python.take_code(),
-        window: Window {
-            requested_ns: duration.as_nanos() as u64,
-            duration_ns: end_ns.saturating_sub(probe.window_start_ns),
-            interrupted: end == WindowEnd::Interrupted,
-        },
-        frequency_hz,
+        window,
+        frequency_hz: options.frequency_hz,
         online_cpus: probe.online_cpus.len() as u32,
-        target_pids: target_pids.to_vec(),
+        target_pids: probe.target_pids(),
         loss: read_counters(probe)?,
         program_stats,
+        notices: probe.notices.clone(),
         ..Recording::default()
     };
-    let not_walked = std::mem::take(&mut accumulator.not_walked);
-    let malformed = accumulator.malformed_samples;
-    let mut recording = accumulator.finish(recording);
-    if malformed > 0 {
-        recording.notices.push(format!(
-            "{malformed} ring-buffer records were not well-formed samples and were ignored"
-        ));
+    Ok(collector.finish(recording))
+}
+
+/// The state of one observation: samples and snapshots so far, and the Python
+/// interpreters being followed.
+#[derive(Default)]
+pub struct Collector {
+    accumulator: Accumulator,
+    python: PythonTracker,
+    live: LiveSource,
+}
+
+impl Collector {
+    /// Moves every sample waiting in the ring buffer into the accumulator and tells the
+    /// kernel about new Python threads.
+    pub fn drain(&mut self, probe: &mut Probe) -> Result<(), LoadError> {
+        drain_samples(
+            probe,
+            &mut self.accumulator,
+            &mut self.python,
+            &mut self.live,
+        )
     }
-    let mut missed = 0;
-    for thread in recording.threads.values_mut() {
-        thread.python_name = python.thread_name(thread.tid).map(str::to_owned);
-        if thread.python_name.is_some() {
-            missed += not_walked.get(&thread.tid).copied().unwrap_or(0);
+
+    /// Adds what the kernel's aggregating maps hold now; `end_ns` credits the runs still in
+    /// progress up to it.
+    pub fn read_aggregates(&mut self, probe: &Probe, end_ns: u64) -> Result<(), LoadError> {
+        read_aggregates(probe, &mut self.accumulator, end_ns)
+    }
+
+    /// The recording: `recording`'s header with everything collected.
+    pub fn finish(mut self, recording: Recording) -> Recording {
+        // Names of the threads still alive now; those gone kept the name last read.
+        self.python.read_thread_names(&mut self.live);
+        let mut recording = Recording {
+            python_code: self.python.take_code(),
+            ..recording
+        };
+        recording.notices.extend(self.python.take_notices());
+        recording.resources.python = self.python.processes();
+        let not_walked = std::mem::take(&mut self.accumulator.not_walked);
+        let malformed = self.accumulator.malformed_samples;
+        let mut recording = self.accumulator.finish(recording);
+        if malformed > 0 {
+            recording.notices.push(format!(
+                "{malformed} ring-buffer records were not well-formed samples and were ignored"
+            ));
         }
+        let mut missed = 0;
+        for thread in recording.threads.values_mut() {
+            thread.python_name = self.python.thread_name(thread.tid).map(str::to_owned);
+            if thread.python_name.is_some() {
+                missed += not_walked.get(&thread.tid).copied().unwrap_or(0);
+            }
+        }
+        if missed > 0 {
+            recording.notices.push(format!(
+                "{missed} samples of Python threads have native frames only: they were taken \
+                 before probe had found the thread's interpreter state (it looks when a new \
+                 process or thread shows up, at most every 0.25 s per process)"
+            ));
+        }
+        recording
     }
-    if missed > 0 {
-        recording.notices.push(format!(
-            "{missed} samples of Python threads have native frames only: they were taken \
-             before probe had found the thread's interpreter state (it looks when a new \
-             process or thread shows up, at most every 0.25 s per process)"
-        ));
-    }
-    Ok(recording)
 }
 
 fn drain_samples(
@@ -468,36 +539,47 @@ fn read_counters(probe: &Probe) -> Result<LossCounters, LoadError> {
         samples_lost: total(Counter::SamplesLost)?,
         threads_dropped: total(Counter::ThreadsDropped)?,
         syscalls_dropped: total(Counter::SyscallsDropped)?,
+        targets_dropped: total(Counter::TargetsDropped)?,
     })
 }
 
-/// A one-line countdown on stderr, only when stderr is a terminal.
-struct Countdown {
+/// A one-line status on stderr, only when stderr is a terminal: what is being done,
+/// elapsed or remaining time, samples and lost samples.
+struct Status {
     started: Instant,
-    duration: Duration,
+    duration: Option<Duration>,
+    doing: &'static str,
     enabled: bool,
 }
 
-impl Countdown {
-    fn new(duration: Duration) -> Self {
+impl Status {
+    fn new(duration: Option<Duration>, doing: &'static str) -> Self {
         Self {
             started: Instant::now(),
             duration,
+            doing,
             enabled: std::io::stderr().is_terminal(),
         }
     }
 
-    fn show(&self) {
+    fn show(&self, samples: u64, lost: u64) {
         if !self.enabled {
             return;
         }
-        let left = self.duration.saturating_sub(self.started.elapsed());
+        let elapsed = self.started.elapsed();
+        let time = match self.duration {
+            Some(duration) => format!(
+                "{:.0} s left",
+                duration.saturating_sub(elapsed).as_secs_f64().ceil()
+            ),
+            None => format!("{:.0} s", elapsed.as_secs_f64().floor()),
+        };
         let mut stderr = std::io::stderr().lock();
-        // A failed write to the terminal only loses the countdown.
+        // A failed write to the terminal only loses the status line.
         let _ = write!(
             stderr,
-            "\r\x1b[Kprobe: observing, {:.0} s left (Ctrl-C reports early)",
-            left.as_secs_f64().ceil()
+            "\r\x1b[Kprobe: {}, {time}, {samples} samples, {lost} lost (Ctrl-C ends early)",
+            self.doing
         );
         let _ = stderr.flush();
     }
@@ -634,7 +716,11 @@ mod tests {
             user: vec![1, 2, 3],
             ..RawStack::default()
         };
-        assert_eq!(thread.stacks[&user_only], 2);
+        let stats = thread.stacks[&user_only];
+        assert_eq!(stats.count, 2);
+        // Samples keep their time (the test's are all at 42 ns) and CPU.
+        assert_eq!((stats.first_ns, stats.last_ns), (42, 42));
+        assert_eq!(thread.samples_by_cpu, BTreeMap::from([(1, 3)]));
     }
 
     #[test]

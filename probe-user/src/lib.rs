@@ -4,14 +4,20 @@
 //! them into a [`model::Recording`]; [`symbolize`] names the frames ([`model::Profile`]);
 //! [`report`] turns that into the spin report (text or JSON).
 
+pub mod btf;
 pub mod cli;
 pub mod collect;
+pub mod commands;
+pub mod diag;
 pub mod elf;
 pub mod loader;
 pub mod model;
+pub mod output;
+pub mod output_file;
 pub mod preflight;
 pub mod procmaps;
 pub mod python;
 pub mod report;
+pub mod spawn;
 pub mod symbolize;
 pub mod syscall_names;

@@ -59,9 +59,35 @@ pub enum LoadError {
 /// What to load: the scope is decided in the kernel, at load time.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
-    /// Processes to observe; empty = every process.
+    /// Processes to observe; empty = every process (unless `follow_forks` with a command
+    /// still to be added: see [`Probe::add_target`]).
     pub pids: Vec<u32>,
+    /// Observe only the processes in the filter, even while it is empty (a spawned
+    /// command's pid is added once it exists).
+    pub filter_pids: bool,
     pub frequency_hz: u64,
+    /// The kernel programs the command needs.
+    pub programs: ProgramSet,
+}
+
+/// Which kernel programs an observation loads. Each costs the observed machine something;
+/// a command loads only what it reports on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProgramSet {
+    /// Per-(thread, syscall) counts: a hook in every syscall of the machine, the costliest
+    /// program. Attached when the window opens ([`Probe::attach_syscall_counter`]).
+    pub syscalls: bool,
+    /// Add every process that an observed process forks to the filter, in the kernel, so
+    /// a short-lived child is observed from its first instruction.
+    pub follow_forks: bool,
+}
+
+impl ProgramSet {
+    /// `probe spin`: run time, stacks and syscall counts.
+    pub const SPIN: ProgramSet = ProgramSet {
+        syscalls: true,
+        follow_forks: false,
+    };
 }
 
 /// The loaded, attached programs and the maps they fill.
@@ -79,6 +105,10 @@ pub struct Probe {
     /// The ring buffer of stack samples, mapped once: mapping it for every drain cost
     /// more than reading it.
     samples: RingBuf<MapData>,
+    /// What was loaded.
+    programs: ProgramSet,
+    /// Features that are unavailable on this kernel, one line each, for the report.
+    pub notices: Vec<String>,
 }
 
 /// One attached program. Detaching leaves the program loaded until the [`Probe`] drops, so
@@ -98,22 +128,20 @@ enum PythonWalk {
     Failed(String),
 }
 
-/// Every attached program, for statistics. `walk_python` is not among them:
-/// it is never attached, and the kernel counts its runs (tail calls) as `sample_stack`'s.
-const PROGRAMS_IN_ORDER: [&str; 4] = [
+/// Every program that can be attached, for statistics (those not loaded are left out).
+/// `walk_python` is not among them: it is never attached, and the kernel counts its runs
+/// (tail calls) as `sample_stack`'s.
+const PROGRAMS_IN_ORDER: [&str; 5] = [
     names::PROG_SAMPLE,
     names::PROG_SCHED_SWITCH,
     names::PROG_PROCESS_EXIT,
+    names::PROG_PROCESS_FORK,
     names::PROG_SYS_ENTER,
 ];
 
-/// The BTF tracepoints; each program is named after its tracepoint. The syscall hook, the
-/// costliest for the observed machine, is attached last.
-const TRACEPOINTS: [&str; 3] = [
-    names::PROG_SCHED_SWITCH,
-    names::PROG_PROCESS_EXIT,
-    names::PROG_SYS_ENTER,
-];
+/// The BTF tracepoints every observation attaches; each program is named after its
+/// tracepoint. The optional ones ([`ProgramSet`]) are attached after them.
+const ALWAYS_ATTACHED: [&str; 2] = [names::PROG_SCHED_SWITCH, names::PROG_PROCESS_EXIT];
 
 /// CLOCK_MONOTONIC now, in nanoseconds: the clock `bpf_ktime_get_ns` reads.
 pub fn monotonic_ns() -> u64 {
@@ -146,14 +174,26 @@ impl Probe {
             .join()
             .map_err(|_| LoadError::Btf("parsing it panicked".to_owned()))?
             .map_err(|err| LoadError::Btf(err.to_string()))?;
-        let filter: u32 = (!options.pids.is_empty()).into();
+        let filter: u32 = (options.filter_pids || !options.pids.is_empty()).into();
         let online_cpus =
             online_cpus().map_err(|(path, err)| LoadError::Other(format!("read {path}: {err}")))?;
         let ring_bytes = sample_ring_bytes(online_cpus.len(), options.frequency_hz);
+        let mut notices = Vec::new();
+        let mut tgid_offset = 0u32;
+        if options.programs.follow_forks {
+            match crate::btf::kernel_field_offset("task_struct", "tgid") {
+                Ok(offset) => tgid_offset = offset,
+                Err(why) => notices.push(format!(
+                    "children of the command are not followed ({why}): only the command \
+                     itself is observed"
+                )),
+            }
+        }
         let mut ebpf = loader
             .btf(Some(&btf))
             .map_max_entries(names::SAMPLES, ring_bytes)
             .override_global(names::GLOBAL_FILTER_PIDS, &filter, true)
+            .override_global(names::GLOBAL_TASK_TGID_OFFSET, &tgid_offset, true)
             .load(PROGRAMS)
             .map_err(classify_object_error)?;
         let samples = ebpf.take_map(names::SAMPLES).ok_or_else(|| {
@@ -169,15 +209,58 @@ impl Probe {
             links: Vec::new(),
             kernel_namer_loaded: false,
             samples,
+            programs: ProgramSet::default(),
+            notices,
         };
         probe.fill_pid_filter(&options.pids)?;
         // Verify everything first, then attach in quick succession; the programs account
         // nothing until the caller opens the window with `start_window`. The Python walk
         // is loaded later, once a Python process is in scope.
-        probe.load_programs(&btf)?;
+        probe.load_programs(&btf, options.programs)?;
         probe.attach_sampler(options.frequency_hz)?;
-        probe.attach_tracepoints()?;
+        probe.attach_tracepoints(&ALWAYS_ATTACHED)?;
+        if options.programs.follow_forks {
+            probe.attach_tracepoints(&[names::PROG_PROCESS_FORK])?;
+        }
+        probe.programs = options.programs;
         Ok(probe)
+    }
+
+    /// Attaches the syscall counter (loaded when the [`ProgramSet`] asked for it); calls
+    /// made before this are not counted.
+    pub fn attach_syscall_counter(&mut self) -> Result<(), LoadError> {
+        if !self.programs.syscalls {
+            return Err(LoadError::Other(
+                "attach `sys_enter`: it was not loaded for this command".to_owned(),
+            ));
+        }
+        self.attach_tracepoints(&[names::PROG_SYS_ENTER])
+    }
+
+    /// Adds a process to the kernel's filter while the programs run (a spawned command).
+    pub fn add_target(&mut self, pid: u32) -> Result<(), LoadError> {
+        self.fill_pid_filter(&[pid])
+    }
+
+    /// The processes in the kernel's filter now: the targets, and what they forked when
+    /// forks are followed. Empty without a filter.
+    pub fn target_pids(&self) -> Vec<u32> {
+        let Ok(targets) = self.read_map(names::TARGET_PIDS, BpfHashMap::<_, u32, u8>::try_from)
+        else {
+            return Vec::new();
+        };
+        let mut pids: Vec<u32> = targets.keys().filter_map(Result::ok).collect();
+        pids.sort_unstable();
+        pids
+    }
+
+    /// Samples lost so far (ring buffer full), for status lines.
+    pub fn samples_lost(&self) -> u64 {
+        let Ok(counters) = self.counters() else {
+            return 0;
+        };
+        let lost = counters.get(&(probe_common::Counter::SamplesLost as u32), 0);
+        lost.map_or(0, |values| values.iter().sum())
     }
 
     /// Opens the window: from now on the programs sample and account.
@@ -218,8 +301,17 @@ impl Probe {
         Ok(())
     }
 
-    fn load_programs(&mut self, btf: &Btf) -> Result<(), LoadError> {
-        for name in TRACEPOINTS {
+    fn load_programs(&mut self, btf: &Btf, set: ProgramSet) -> Result<(), LoadError> {
+        let optional = [
+            (names::PROG_SYS_ENTER, set.syscalls),
+            (names::PROG_PROCESS_FORK, set.follow_forks),
+        ];
+        let wanted = optional.iter().filter(|(_, wanted)| *wanted);
+        let names = ALWAYS_ATTACHED
+            .iter()
+            .copied()
+            .chain(wanted.map(|(name, _)| *name));
+        for name in names {
             let program: &mut BtfTracePoint = self.program(name)?;
             program
                 .load(name, btf)
@@ -270,8 +362,8 @@ impl Probe {
         self.set_control(CONTROL_PY_WALK_LOADED, 1)
     }
 
-    fn attach_tracepoints(&mut self) -> Result<(), LoadError> {
-        for name in TRACEPOINTS {
+    fn attach_tracepoints(&mut self, names: &[&'static str]) -> Result<(), LoadError> {
+        for &name in names {
             let program: &mut BtfTracePoint = self.program(name)?;
             let link = program
                 .attach()

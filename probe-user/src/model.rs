@@ -1,7 +1,9 @@
 //! The in-memory model that flows between the stages:
-//! kernel -> `collect` (a [`Recording`], raw addresses) -> `symbolize` (a [`Profile`],
-//! named frames) -> `report`. Both are plain data (serde), so the later stages can be fed
-//! recorded data in unit tests without root or BPF.
+//! observe (kernel) -> `collect` (a [`Recording`], raw addresses) -> `symbolize` (a
+//! [`Profile`], interned frames) -> an analysis (`report`: spin; `profile`: record) ->
+//! an output. Both are plain data (serde), so the later stages can be fed recorded data in
+//! unit tests without root or BPF. What is not data (the mapped files held open, each
+//! interpreter's layout) rides along in [`Resources`], a side table that serde skips.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -19,6 +21,9 @@ pub struct Window {
     pub duration_ns: u64,
     /// Ended early by Ctrl-C / SIGTERM.
     pub interrupted: bool,
+    /// What ended it early, as a user would name it (`Ctrl-C`, `SIGTERM`).
+    #[serde(default)]
+    pub interrupted_by: Option<String>,
 }
 
 /// Events the kernel side saw or had to drop. Reported, never hidden.
@@ -32,6 +37,9 @@ pub struct LossCounters {
     pub threads_dropped: u64,
     /// Syscalls not counted because the per-thread syscall map was full.
     pub syscalls_dropped: u64,
+    /// Children of targets that could not be added to the filter (map full): not observed.
+    #[serde(default)]
+    pub targets_dropped: u64,
 }
 
 /// What one kernel program cost over the window, from the kernel's BPF statistics
@@ -58,6 +66,9 @@ pub struct ProcessInfo {
 /// Raw stack of one sample: addresses innermost first, as the kernel returned them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RawStack {
+    /// On-CPU sample, or the stack a thread blocked with.
+    #[serde(default)]
+    pub kind: SampleKind,
     pub user: Vec<u64>,
     pub kernel: Vec<u64>,
     /// The kernel could not read the user stack at all.
@@ -83,7 +94,7 @@ pub struct PyRawFrame {
 }
 
 /// Per-thread data before symbolization.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ThreadRecord {
     pub tid: u32,
     pub pid: u32,
@@ -100,33 +111,101 @@ pub struct ThreadRecord {
     pub kernel_samples: u64,
     /// Syscall number -> count.
     pub syscalls: BTreeMap<u32, u64>,
-    pub stacks: HashMap<RawStack, u64>,
+    /// On-CPU samples by CPU.
+    #[serde(default)]
+    pub samples_by_cpu: BTreeMap<u32, u64>,
+    /// Samples aggregated by raw stack as they arrive, so memory follows the number of
+    /// distinct stacks, not the duration.
+    #[serde(with = "pairs")]
+    pub stacks: HashMap<RawStack, StackStats>,
 }
 
-/// Everything collected over one window, before symbolization.
-#[derive(Debug, Default)]
+/// The samples of one thread with one raw stack.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackStats {
+    /// On-CPU: samples. Off-CPU: times the thread blocked with this stack.
+    pub count: u64,
+    /// Off-CPU only: nanoseconds blocked.
+    pub off_cpu_ns: u64,
+    /// CLOCK_MONOTONIC of the first and the latest sample.
+    pub first_ns: u64,
+    pub last_ns: u64,
+}
+
+impl StackStats {
+    /// Adds one sample taken at `time_ns` (blocked for `off_cpu_ns`).
+    pub fn add(&mut self, time_ns: u64, off_cpu_ns: u64) {
+        if self.count == 0 || time_ns < self.first_ns {
+            self.first_ns = time_ns;
+        }
+        self.last_ns = self.last_ns.max(time_ns);
+        self.count += 1;
+        self.off_cpu_ns += off_cpu_ns;
+    }
+}
+
+/// `HashMap`s with non-string keys as a list of pairs, which JSON can hold.
+mod pairs {
+    use std::collections::HashMap;
+    use std::hash::Hash;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S, K, V>(map: &HashMap<K, V>, serializer: S) -> Result<S::Ok, S::Error>
+    where
+        S: Serializer,
+        K: Serialize,
+        V: Serialize,
+    {
+        serializer.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, D, K, V>(deserializer: D) -> Result<HashMap<K, V>, D::Error>
+    where
+        D: Deserializer<'de>,
+        K: Deserialize<'de> + Eq + Hash,
+        V: Deserialize<'de>,
+    {
+        let pairs: Vec<(K, V)> = Vec::deserialize(deserializer)?;
+        Ok(pairs.into_iter().collect())
+    }
+}
+
+/// Everything collected over one observation, before symbolization: plain data, apart
+/// from the [`Resources`] it carries for symbolization.
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Recording {
     pub window: Window,
     pub frequency_hz: u64,
     pub online_cpus: u32,
-    /// Processes the user asked for (`--pid`); empty means the whole machine.
+    /// Processes the user asked for (`--pid`, or the spawned command and what it forked);
+    /// empty means the whole machine.
     pub target_pids: Vec<u32>,
     pub threads: BTreeMap<u32, ThreadRecord>,
     pub processes: BTreeMap<u32, ProcessInfo>,
     pub loss: LossCounters,
     /// One-line notices for the user (partial data, degraded features).
     pub notices: Vec<String>,
+    /// Cost of each kernel program, read just before detaching.
+    pub program_stats: Vec<ProgramStats>,
+    /// The code objects of the recorded Python frames by (pid, code address), read while
+    /// the processes ran; `None` for one that could not be read.
+    #[serde(with = "pairs")]
+    pub python_code: HashMap<(u32, u64), Option<Arc<CodeInfo>>>,
+    /// Not data: what symbolization needs from the live system.
+    #[serde(skip)]
+    pub resources: Resources,
+}
+
+/// The side table of a [`Recording`]: handles to the observed system, not data.
+#[derive(Debug, Default)]
+pub struct Resources {
     /// Memory maps of each process with samples, captured while it was alive, with the
     /// mapped files held open so symbolization works after it exits or its binary is
     /// replaced.
     pub process_maps: BTreeMap<u32, crate::procmaps::ProcessMaps>,
-    /// Cost of each kernel program, read just before detaching.
-    pub program_stats: Vec<ProgramStats>,
-    /// The CPython processes whose frames the kernel walked, by pid.
+    /// The CPython processes whose frames the kernel walked, by pid, with their layouts.
     pub python: BTreeMap<u32, crate::python::discover::PythonProcess>,
-    /// The code objects of the recorded Python frames by (pid, code address), read while
-    /// the processes ran; `None` for one that could not be read.
-    pub python_code: HashMap<(u32, u64), Option<Arc<CodeInfo>>>,
 }
 
 /// Which side of the system call boundary a frame belongs to.
@@ -140,29 +219,80 @@ pub enum FrameKind {
     Python,
 }
 
-/// One symbolized frame.
+/// One symbolized frame: one function at one address. Where calls were inlined, one
+/// address gives several frames, innermost first, all but the last marked `inlined`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Frame {
     pub kind: FrameKind,
     /// Function name (demangled) when known.
     pub function: Option<String>,
-    /// Binary or shared object file name, `[kernel]` or a kernel module name.
+    /// Binary or shared object file name, `[kernel]` or a kernel module name; the key of
+    /// [`Profile::modules`].
     pub module: String,
     /// Offset of the address in `module` (file offset for user code), for frames without a
     /// name and to tell frames apart.
     pub module_offset: u64,
     pub file: Option<String>,
     pub line: Option<u32>,
+    /// The address the sample recorded: a virtual address in the process for user frames,
+    /// a kernel address for kernel frames, the code object's address for Python frames.
+    #[serde(default)]
+    pub address: u64,
+    /// Inlined into the next (outer) frame, which has the same address.
+    #[serde(default)]
+    pub inlined: bool,
 }
 
-/// A symbolized stack, innermost frame first, with how many samples hit it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StackCount {
-    pub frames: Vec<Frame>,
+/// Index of a frame in [`Profile::frames`].
+pub type FrameId = u32;
+/// Index of a stack in [`Profile::stacks`].
+pub type StackId = u32;
+
+/// One distinct symbolized stack: frames innermost first (kernel, then user with Python
+/// frames in place of the eval loop's), each an index into [`Profile::frames`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Stack {
+    pub frames: Vec<FrameId>,
     /// The unwinder stopped before the thread's entry point (broken frame-pointer chain,
     /// depth limit, unreadable stack): frames beyond the last one are unknown.
     pub truncated: bool,
+}
+
+/// What a sample measures.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SampleKind {
+    /// Taken by the on-CPU sampler while the thread ran.
+    #[default]
+    OnCpu,
+    /// The stack a thread had when it left the CPU to block (`record --off-cpu`).
+    OffCpu,
+}
+
+/// The samples of one thread that share one stack.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackSamples {
+    pub stack: StackId,
+    pub kind: SampleKind,
+    /// On-CPU: samples taken. Off-CPU: times the thread blocked with this stack.
     pub count: u64,
+    /// On-CPU: `count` sampling periods (1 s / frequency each). Off-CPU: nanoseconds spent
+    /// off the CPU, blocked with this stack.
+    pub weight_ns: u64,
+}
+
+/// A binary, library or the kernel that frames belong to, for outputs that describe them
+/// (pprof's mappings).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleInfo {
+    /// The name frames use ([`Frame::module`]).
+    pub name: String,
+    /// Its path in the process's mount namespace, when it is a file.
+    pub path: Option<String>,
+    /// The GNU build-id, lowercase hex, when the file has one.
+    pub build_id: Option<String>,
 }
 
 /// Per-thread data after symbolization.
@@ -181,11 +311,14 @@ pub struct ThreadProfile {
     pub kernel_samples: u64,
     /// (syscall number, count), any order.
     pub syscalls: Vec<(u32, u64)>,
-    /// Stacks merged by identical frames, any order.
-    pub stacks: Vec<StackCount>,
+    /// Samples by stack, hottest first; each stack appears once per kind.
+    pub samples: Vec<StackSamples>,
 }
 
-/// Everything the reports need: a [`Recording`] with its stacks symbolized.
+/// Everything the analyses and outputs need: a [`Recording`] with its stacks symbolized.
+/// Frames and stacks are interned: threads refer to stacks, stacks to frames, by index.
+/// No frames are merged here: two addresses in one function are two frames (each with its
+/// own line); merging by function is the business of an analysis that wants it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     pub window: Window,
@@ -196,4 +329,62 @@ pub struct Profile {
     pub processes: BTreeMap<u32, ProcessInfo>,
     pub loss: LossCounters,
     pub notices: Vec<String>,
+    pub frames: Vec<Frame>,
+    pub stacks: Vec<Stack>,
+    /// Every module a frame names, by name.
+    pub modules: BTreeMap<String, ModuleInfo>,
+}
+
+impl Profile {
+    /// The frames of `stack`, innermost first.
+    pub fn stack_frames(&self, stack: StackId) -> impl Iterator<Item = &Frame> + '_ {
+        let ids = self.stacks.get(stack as usize).map(|s| s.frames.as_slice());
+        ids.unwrap_or_default()
+            .iter()
+            .filter_map(|&id| self.frames.get(id as usize))
+    }
+
+    /// Whether `stack` is marked truncated.
+    pub fn stack_truncated(&self, stack: StackId) -> bool {
+        self.stacks.get(stack as usize).is_some_and(|s| s.truncated)
+    }
+
+    /// The index of the stack made of `frames`, adding the stack and any new frames.
+    pub fn intern_stack(
+        &mut self,
+        frames: &[Frame],
+        truncated: bool,
+        index: &mut Interner,
+    ) -> StackId {
+        let ids: Vec<FrameId> = frames
+            .iter()
+            .map(|frame| match index.frames.get(frame) {
+                Some(&id) => id,
+                None => {
+                    let id = self.frames.len() as FrameId;
+                    self.frames.push(frame.clone());
+                    index.frames.insert(frame.clone(), id);
+                    id
+                }
+            })
+            .collect();
+        let stack = Stack {
+            frames: ids,
+            truncated,
+        };
+        if let Some(&id) = index.stacks.get(&stack) {
+            return id;
+        }
+        let id = self.stacks.len() as StackId;
+        self.stacks.push(stack.clone());
+        index.stacks.insert(stack, id);
+        id
+    }
+}
+
+/// Lookup tables for [`Profile::intern_stack`], kept beside the profile while it is built.
+#[derive(Debug, Default)]
+pub struct Interner {
+    frames: HashMap<Frame, FrameId>,
+    stacks: HashMap<Stack, StackId>,
 }

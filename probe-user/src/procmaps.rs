@@ -87,6 +87,8 @@ pub enum Backing {
 #[derive(Debug)]
 pub struct Module {
     name: Arc<str>,
+    /// The path maps showed (in the process's mount namespace), for files.
+    path: Option<Arc<str>>,
     backing: Backing,
 }
 
@@ -100,6 +102,12 @@ impl Module {
     /// What backs the mapping.
     pub fn backing(&self) -> &Backing {
         &self.backing
+    }
+
+    /// The file's path as the process's maps showed it (` (deleted)` removed); `None` for
+    /// special mappings.
+    pub fn path(&self) -> Option<&Arc<str>> {
+        self.path.as_ref()
     }
 }
 
@@ -170,6 +178,11 @@ impl ProcessMaps {
         })
     }
 
+    /// The modules of every known mapping (a module mapped several times appears as often).
+    pub fn modules(&self) -> impl Iterator<Item = &Arc<Module>> + '_ {
+        self.mappings.iter().map(|m| &m.module)
+    }
+
     /// Whether no executable mapping is known (kernel threads, or an empty snapshot).
     pub fn is_empty(&self) -> bool {
         self.mappings.is_empty()
@@ -199,6 +212,7 @@ impl ProcessMaps {
         let module = self.files.entry(key).or_insert_with(|| {
             Arc::new(Module {
                 name: display_name(line.path).into(),
+                path: Some(line.path.trim_end_matches(" (deleted)").into()),
                 backing: Backing::File(open_mapped(pid, line)),
             })
         });
@@ -231,6 +245,7 @@ impl Module {
     pub(crate) fn new(name: &str, backing: Backing) -> Module {
         Module {
             name: name.into(),
+            path: None,
             backing,
         }
     }
@@ -363,6 +378,7 @@ fn special_module(path: &str) -> Module {
     };
     Module {
         name: name.into(),
+        path: None,
         backing,
     }
 }

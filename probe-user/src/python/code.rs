@@ -35,7 +35,7 @@ pub enum CodeError {
 }
 
 /// What a code object says about where it comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CodeInfo {
     /// `co_qualname` (3.11+) or `co_name` (3.8–3.10, which have no qualified name).
     pub qualname: String,

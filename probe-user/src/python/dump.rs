@@ -13,10 +13,11 @@ use crate::model::Recording;
 /// Writes the dump of `recording` to `out`.
 pub fn write(recording: &Recording, out: &mut dyn Write) -> io::Result<()> {
     for thread in recording.threads.values() {
-        if !recording.python.contains_key(&thread.pid) {
+        if !recording.resources.python.contains_key(&thread.pid) {
             continue;
         }
-        for (stack, count) in &thread.stacks {
+        for (stack, stats) in &thread.stacks {
+            let count = stats.count;
             if stack.python.is_empty() && !stack.python_truncated {
                 continue;
             }

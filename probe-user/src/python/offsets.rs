@@ -16,7 +16,7 @@ use super::memory::{MemoryError, ProcessMemory};
 pub use probe_common::PyInstrKind as InstrKind;
 
 /// How a code object's line information is encoded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LineTableKind {
     /// `co_lnotab` (3.8–3.9): (byte delta, signed line delta) pairs.
     Lnotab,

@@ -4,9 +4,10 @@ use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 
 use super::classify::fraction;
-use super::schema::{LoopIn, StackReport};
+use super::merge::StackCount;
+use super::schema::{LoopIn, StackFrame, StackReport};
 use super::spin::round_to;
-use crate::model::{Frame, FrameKind, StackCount};
+use crate::model::{Frame, FrameKind};
 
 /// Share of a thread's samples a function must appear in to be "where the loop is". Half
 /// is the least that still makes it the place most samples pass through.
@@ -44,7 +45,7 @@ pub(super) fn top_stacks(sorted: &[&StackCount], samples: u64, top: usize) -> Ve
             share: round_to(fraction(stack.count, samples), SHARE_DECIMALS),
             count: stack.count,
             truncated: stack.truncated,
-            frames: stack.frames.clone(),
+            frames: stack.frames.iter().map(StackFrame::from).collect(),
         })
         .collect()
 }
@@ -167,7 +168,7 @@ fn covered_by_inner<'a>(
 
 fn loop_in_from(frame: &Frame, share: f64) -> LoopIn {
     LoopIn {
-        frame: frame.clone(),
+        frame: frame.into(),
         share: round_to(share, SHARE_DECIMALS),
     }
 }

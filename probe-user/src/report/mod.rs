@@ -10,6 +10,7 @@ mod classify;
 mod frame_text;
 mod frames;
 mod human;
+mod merge;
 mod schema;
 mod spin;
 mod text;
@@ -19,6 +20,7 @@ mod tests;
 
 pub use classify::{KERNEL_BOUND_MIN_SHARE, POLL_STORM_MIN_SHARE, SYSCALL_STORM_PER_SEC};
 pub use frames::LOOP_IN_MIN_SHARE;
+pub use merge::{merged_stacks, StackCount};
 pub use schema::{
     Classification, LoopIn, Loss, Scope, SpinKind, SpinReport, StackFrame, StackReport,
     SyscallRate, ThreadReport, WindowInfo, SCHEMA_VERSION,

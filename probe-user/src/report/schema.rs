@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Frame, LossCounters};
+use crate::model::{Frame, FrameKind, LossCounters};
 
 /// Version of the JSON layout; bump it when a field is renamed, removed or changes meaning.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -170,7 +170,7 @@ pub struct LoopIn {
     /// Python frame, else native user frame, else kernel frame: the first kind with a
     /// function common enough.
     #[serde(flatten)]
-    pub frame: Frame,
+    pub frame: StackFrame,
     /// Fraction (0..=1) of the thread's samples whose stack contains this function.
     pub share: f64,
 }
@@ -188,5 +188,30 @@ pub struct StackReport {
     pub frames: Vec<StackFrame>,
 }
 
-/// One frame of a stack: the model's frame, serialized as it is.
-pub type StackFrame = Frame;
+/// One frame of a stack, as the report shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StackFrame {
+    pub kind: FrameKind,
+    /// Function name (demangled) when known.
+    pub function: Option<String>,
+    /// Binary or shared object file name, `[kernel]`, a kernel module name, or a Python
+    /// frame's source file.
+    pub module: String,
+    /// Offset in `module` (file offset for user code, bytecode offset for Python).
+    pub module_offset: u64,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+}
+
+impl From<&Frame> for StackFrame {
+    fn from(frame: &Frame) -> Self {
+        StackFrame {
+            kind: frame.kind,
+            function: frame.function.clone(),
+            module: frame.module.clone(),
+            module_offset: frame.module_offset,
+            file: frame.file.clone(),
+            line: frame.line,
+        }
+    }
+}

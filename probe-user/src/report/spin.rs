@@ -2,6 +2,7 @@
 
 use super::classify::{classify, fraction, Facts};
 use super::frames::{hottest_first, loop_in, top_stacks};
+use super::merge::{merged_stacks, StackCount};
 use super::schema::{
     Loss, Scope, SpinReport, SyscallRate, ThreadReport, WindowInfo, SCHEMA_VERSION,
 };
@@ -134,11 +135,12 @@ fn thread_report(
     let syscalls = ranked_syscalls(thread, window_secs);
     let syscalls_per_sec = per_sec(total(&syscalls), window_secs);
     let kernel_share = kernel_share(thread);
-    let samples = samples(thread);
+    let merged = merged_stacks(profile, thread);
+    let samples = samples(thread, &merged);
     let mut facts = facts(&syscalls, syscalls_per_sec, kernel_share);
-    facts.python_share = python_share(thread, samples);
+    facts.python_share = python_share(&merged, samples);
     let classification = classify(&facts);
-    let stacks = hottest_first(&thread.stacks);
+    let stacks = hottest_first(&merged);
     ThreadReport {
         pid: thread.pid,
         tid: thread.tid,
@@ -184,9 +186,8 @@ fn facts(syscalls: &[SyscallRate], per_sec: f64, kernel_share: Option<f64>) -> F
 }
 
 /// Fraction of samples with Python frames; `None` for a thread that never had any.
-fn python_share(thread: &ThreadProfile, samples: u64) -> Option<f64> {
-    let python: u64 = thread
-        .stacks
+fn python_share(stacks: &[StackCount], samples: u64) -> Option<f64> {
+    let python: u64 = stacks
         .iter()
         .filter(|stack| stack.frames.iter().any(|f| f.kind == FrameKind::Python))
         .map(|stack| stack.count)
@@ -197,9 +198,9 @@ fn python_share(thread: &ThreadProfile, samples: u64) -> Option<f64> {
 /// Samples of the thread. Usually the user + kernel counts equal the stack counts; when a
 /// sample lost its stack (or the reverse) the larger count is used so that no share is
 /// ever overstated.
-fn samples(thread: &ThreadProfile) -> u64 {
+fn samples(thread: &ThreadProfile, stacks: &[StackCount]) -> u64 {
     let by_mode = thread.user_samples + thread.kernel_samples;
-    let by_stack = thread.stacks.iter().map(|s| s.count).sum();
+    let by_stack = stacks.iter().map(|s| s.count).sum();
     by_mode.max(by_stack)
 }
 

@@ -30,8 +30,8 @@ use probe_common::MAX_STACK_DEPTH;
 
 use crate::elf::{self, LoadSegment};
 use crate::model::{
-    Frame, FrameKind, ProcessInfo, Profile, RawStack, Recording, StackCount, ThreadProfile,
-    ThreadRecord,
+    Frame, FrameKind, Interner, ProcessInfo, Profile, RawStack, Recording, SampleKind, StackId,
+    StackSamples, ThreadProfile, ThreadRecord,
 };
 use crate::procmaps::{self, Backing, FileId, Location, ProcMapsError, ProcessMaps};
 use file_source::FileSource;
@@ -39,6 +39,7 @@ pub use kallsyms::KernelSymbols;
 
 mod file_source;
 mod kallsyms;
+mod modules;
 mod python;
 
 /// Module of user frames whose process's mappings are unknown.
@@ -147,20 +148,32 @@ pub fn symbolize_with(mut recording: Recording, kernel_names: KernelNames) -> Pr
     let symbolizer = Symbolizer::new();
     let mut resolved = Resolved::new(&symbolizer, &recording, kernel_names, &mut notices);
     resolved.python = python::PythonCode::new(&recording.python_code);
-    let threads = std::mem::take(&mut recording.threads)
-        .into_values()
-        .map(|thread| thread_profile(thread, &recording.process_maps, &resolved))
-        .collect();
-    Profile {
-        window: recording.window,
+    let period_ns = 1_000_000_000 / recording.frequency_hz.max(1);
+    let mut profile = Profile {
+        window: recording.window.clone(),
         frequency_hz: recording.frequency_hz,
         online_cpus: recording.online_cpus,
-        target_pids: recording.target_pids,
-        threads,
-        processes: recording.processes,
-        loss: recording.loss,
-        notices,
+        target_pids: recording.target_pids.clone(),
+        processes: std::mem::take(&mut recording.processes),
+        loss: recording.loss.clone(),
+        ..Profile::default()
+    };
+    let mut interner = Interner::default();
+    for thread in std::mem::take(&mut recording.threads).into_values() {
+        let maps = &recording.resources.process_maps;
+        let thread = thread_profile(
+            thread,
+            maps,
+            &resolved,
+            period_ns,
+            &mut profile,
+            &mut interner,
+        );
+        profile.threads.push(thread);
     }
+    profile.modules = modules::describe(&profile.frames, &recording.resources.process_maps);
+    profile.notices = notices;
+    profile
 }
 
 /// The collector captures maps at a process's first sample; if that failed or was skipped,
@@ -171,13 +184,13 @@ fn capture_missing_maps(recording: &mut Recording, notices: &mut Vec<String>) {
         .values()
         .filter(|thread| thread.stacks.keys().any(|stack| !stack.user.is_empty()))
         .map(|thread| thread.pid)
-        .filter(|pid| !recording.process_maps.contains_key(pid))
+        .filter(|pid| !recording.resources.process_maps.contains_key(pid))
         .collect();
     for pid in missing {
         let info = recording.processes.get(&pid);
         match capture_late(pid, info) {
             Ok(maps) => {
-                recording.process_maps.insert(pid, maps);
+                recording.resources.process_maps.insert(pid, maps);
             }
             Err(reason) => notices.push(format!(
                 "user frames of process {pid}{} are unnamed: {reason}",
@@ -276,7 +289,7 @@ impl Plan {
             ..Plan::default()
         };
         for thread in recording.threads.values() {
-            let Some(maps) = recording.process_maps.get(&thread.pid) else {
+            let Some(maps) = recording.resources.process_maps.get(&thread.pid) else {
                 continue;
             };
             for stack in thread.stacks.keys() {
@@ -620,40 +633,20 @@ fn parse_module_line(line: &str) -> Option<KernelModule> {
     })
 }
 
-/// A frame before merging: cheap to clone (shared strings).
+/// A frame being built: cheap to clone (shared strings).
 #[derive(Clone, Debug)]
 struct Pending {
     kind: FrameKind,
     module: Arc<str>,
     module_offset: u64,
+    /// What the sample recorded (see [`Frame::address`]).
+    address: u64,
+    /// Inlined into the next frame, at the same address.
+    inlined: bool,
     sym: Option<SymFrame>,
 }
 
-/// What makes two frames the same for merging: the function, or for unnamed frames the
-/// exact offset; so samples at different instructions of one loop body merge.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct FrameKey {
-    kind: FrameKind,
-    module: Arc<str>,
-    function: Option<Arc<str>>,
-    unnamed_offset: u64,
-}
-
 impl Pending {
-    fn key(&self) -> FrameKey {
-        let function = self.sym.as_ref().map(|sym| Arc::clone(&sym.function));
-        FrameKey {
-            kind: self.kind,
-            module: Arc::clone(&self.module),
-            unnamed_offset: if function.is_some() {
-                0
-            } else {
-                self.module_offset
-            },
-            function,
-        }
-    }
-
     fn into_frame(self) -> Frame {
         let (function, file, line) = match self.sym {
             Some(sym) => (Some(sym.function.to_string()), sym.file, sym.line),
@@ -666,26 +659,36 @@ impl Pending {
             module_offset: self.module_offset,
             file: file.map(|file| file.to_string()),
             line,
+            address: self.address,
+            inlined: self.inlined,
         }
     }
 }
 
-/// Frames for one `module`/`offset`, one per function (inlined ones first), or one unnamed.
+/// Frames for one `module`/`offset`, one per function (inlined ones first, marked), or one
+/// unnamed.
 fn push_frames(
     out: &mut Vec<Pending>,
     kind: FrameKind,
+    address: u64,
     (module, module_offset): (Arc<str>, u64),
     names: Option<&Names>,
 ) {
-    let pending = |sym: Option<SymFrame>| Pending {
+    let pending = |sym: Option<SymFrame>, inlined: bool| Pending {
         kind,
         module: Arc::clone(&module),
         module_offset,
+        address,
+        inlined,
         sym,
     };
     match names.filter(|names| !names.is_empty()) {
-        Some(names) => out.extend(names.iter().cloned().map(Some).map(pending)),
-        None => out.push(pending(None)),
+        Some(names) => {
+            let last = names.len() - 1;
+            let frames = names.iter().enumerate();
+            out.extend(frames.map(|(i, sym)| pending(Some(sym.clone()), i < last)));
+        }
+        None => out.push(pending(None, false)),
     }
 }
 
@@ -714,7 +717,8 @@ fn stack_frames(
     let mut frames = Vec::with_capacity(raw.kernel.len() + raw.user.len());
     for (depth, &addr) in raw.kernel.iter().enumerate() {
         let names = r.kernel.get(&lookup_addr(depth, addr));
-        push_frames(&mut frames, FrameKind::Kernel, r.kernel_module(addr), names);
+        let module = r.kernel_module(addr);
+        push_frames(&mut frames, FrameKind::Kernel, addr, module, names);
     }
     let kernel_cut = raw.kernel.len() >= MAX_STACK_DEPTH;
     let mut user = Vec::with_capacity(raw.user.len() + raw.python.len());
@@ -735,14 +739,14 @@ fn push_user_frames(
 ) -> bool {
     let first_user = out.len();
     let mut astray = false;
-    for site in user_sites(maps, &raw.user) {
+    for (site, &addr) in user_sites(maps, &raw.user).zip(&raw.user) {
         let Some(site) = site else {
             astray = true;
             break;
         };
         let names = target(&site.location).and_then(|t| r.user.get(&(t, site.location.offset)));
         let module = (Arc::clone(site.location.module.name()), site.offset);
-        push_frames(out, FrameKind::User, module, names);
+        push_frames(out, FrameKind::User, addr, module, names);
     }
     // An empty user stack without an error is a thread with no user side (a kernel thread,
     // an io_uring worker): nothing is missing.
@@ -760,67 +764,58 @@ fn push_user_frames(
 /// vouched for. Returns whether the user stack is truncated.
 fn push_unknown_frames(out: &mut Vec<Pending>, raw: &RawStack, r: &Resolved) -> bool {
     for &addr in &raw.user {
-        push_frames(out, FrameKind::User, (Arc::clone(&r.unknown), addr), None);
+        let module = (Arc::clone(&r.unknown), addr);
+        push_frames(out, FrameKind::User, addr, module, None);
     }
     raw.user_error || !raw.user.is_empty()
 }
 
-/// A merged stack: the frames of its hottest raw stack, and the total count.
-struct Merged {
-    frames: Vec<Pending>,
-    truncated: bool,
-    count: u64,
-}
-
-/// Symbolize and merge one thread's stacks, hottest first.
-fn stack_counts(
+/// One thread's samples by interned stack, hottest first (ties by stack id, so the order
+/// does not depend on hash order). Raw stacks that symbolize to the same frames (two
+/// return addresses into one line, say) become one.
+fn thread_samples(
     thread: &ThreadRecord,
     maps: Option<&ProcessMaps>,
     r: &Resolved,
-) -> Vec<StackCount> {
-    // Hottest first (ties by address), so each merged stack's representative frames are
-    // those of its hottest raw stack, and the result does not depend on hash order.
-    let mut raws: Vec<(&RawStack, u64)> = thread.stacks.iter().map(|(s, &c)| (s, c)).collect();
-    raws.sort_by(|(a, a_count), (b, b_count)| {
-        b_count
-            .cmp(a_count)
-            .then_with(|| (&a.user, &a.kernel, &a.python).cmp(&(&b.user, &b.kernel, &b.python)))
-    });
-    let mut index: HashMap<(bool, Vec<FrameKey>), usize> = HashMap::new();
-    let mut merged: Vec<Merged> = Vec::new();
-    for (raw, count) in raws {
+    period_ns: u64,
+    profile: &mut Profile,
+    interner: &mut Interner,
+) -> Vec<StackSamples> {
+    let mut by_stack: BTreeMap<(StackId, SampleKind), (u64, u64)> = BTreeMap::new();
+    for (raw, stats) in &thread.stacks {
         let (frames, truncated) = stack_frames(raw, thread.pid, maps, r);
-        let key = (truncated, frames.iter().map(Pending::key).collect());
-        match index.get(&key).and_then(|&i| merged.get_mut(i)) {
-            Some(same) => same.count += count,
-            None => {
-                index.insert(key, merged.len());
-                merged.push(Merged {
-                    frames,
-                    truncated,
-                    count,
-                });
-            }
-        }
+        let frames: Vec<Frame> = frames.into_iter().map(Pending::into_frame).collect();
+        let stack = profile.intern_stack(&frames, truncated, interner);
+        let entry = by_stack.entry((stack, raw.kind)).or_insert((0, 0));
+        entry.0 += stats.count;
+        entry.1 += match raw.kind {
+            SampleKind::OnCpu => stats.count * period_ns,
+            SampleKind::OffCpu => stats.off_cpu_ns,
+        };
     }
-    merged.sort_by_key(|m| std::cmp::Reverse(m.count));
-    merged.into_iter().map(into_stack_count).collect()
-}
-
-fn into_stack_count(merged: Merged) -> StackCount {
-    StackCount {
-        frames: merged.frames.into_iter().map(Pending::into_frame).collect(),
-        truncated: merged.truncated,
-        count: merged.count,
-    }
+    let mut samples: Vec<StackSamples> = by_stack
+        .into_iter()
+        .map(|((stack, kind), (count, weight_ns))| StackSamples {
+            stack,
+            kind,
+            count,
+            weight_ns,
+        })
+        .collect();
+    samples.sort_by_key(|s| (std::cmp::Reverse(s.weight_ns), s.kind, s.stack));
+    samples
 }
 
 fn thread_profile(
     thread: ThreadRecord,
     process_maps: &BTreeMap<u32, ProcessMaps>,
     r: &Resolved,
+    period_ns: u64,
+    profile: &mut Profile,
+    interner: &mut Interner,
 ) -> ThreadProfile {
-    let stacks = stack_counts(&thread, process_maps.get(&thread.pid), r);
+    let maps = process_maps.get(&thread.pid);
+    let samples = thread_samples(&thread, maps, r, period_ns, profile, interner);
     ThreadProfile {
         tid: thread.tid,
         pid: thread.pid,
@@ -833,7 +828,7 @@ fn thread_profile(
         user_samples: thread.user_samples,
         kernel_samples: thread.kernel_samples,
         syscalls: thread.syscalls.into_iter().collect(),
-        stacks,
+        samples,
     }
 }
 

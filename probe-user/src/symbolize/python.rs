@@ -65,6 +65,8 @@ impl PythonCode {
         match self.code.get(&(pid, raw.code)) {
             Some(code) => Pending {
                 kind: FrameKind::Python,
+                address: raw.code,
+                inlined: false,
                 module: Arc::clone(&code.file),
                 module_offset: u64::from(raw.offset),
                 sym: Some(SymFrame {
@@ -75,6 +77,8 @@ impl PythonCode {
             },
             None => Pending {
                 kind: FrameKind::Python,
+                address: raw.code,
+                inlined: false,
                 module: Arc::clone(&self.unknown),
                 module_offset: raw.code,
                 sym: None,
@@ -167,6 +171,8 @@ mod tests {
             kind: FrameKind::User,
             module: module.into(),
             module_offset: 0x100,
+            address: 0x100,
+            inlined: false,
             sym: function.map(|name| SymFrame {
                 function: name.into(),
                 file: None,
@@ -180,6 +186,8 @@ mod tests {
             kind: FrameKind::Python,
             module: "app.py".into(),
             module_offset: 0,
+            address: 0,
+            inlined: false,
             sym: Some(SymFrame {
                 function: name.into(),
                 file: Some("app.py".into()),

@@ -2,8 +2,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::*;
-use crate::model::Window;
+use crate::model::{StackStats, Window};
 use crate::procmaps::{MappedFile, Module};
+use crate::report::StackCount;
 
 extern "C" {
     /// The executable's entry point (from crt1.o): a real thread root to end stacks in.
@@ -48,13 +49,14 @@ fn recording(pid: u32, stacks: Vec<(RawStack, u64)>) -> Recording {
             requested_ns: 5,
             duration_ns: 4,
             interrupted: true,
+            interrupted_by: Some("Ctrl-C".to_owned()),
         },
         frequency_hz: 99,
         notices: vec!["earlier notice".to_owned()],
         ..Recording::default()
     };
     let maps = ProcessMaps::capture(pid).expect("capture self");
-    recording.process_maps.insert(pid, maps);
+    recording.resources.process_maps.insert(pid, maps);
     recording.threads.insert(pid, thread(pid, stacks));
     recording
 }
@@ -65,7 +67,16 @@ fn thread(pid: u32, stacks: Vec<(RawStack, u64)>) -> ThreadRecord {
         pid,
         name: "worker".to_owned(),
         syscalls: BTreeMap::from([(0, 3), (1, 2)]),
-        stacks: stacks.into_iter().collect::<HashMap<_, _>>(),
+        stacks: stacks
+            .into_iter()
+            .map(|(stack, count)| {
+                let stats = StackStats {
+                    count,
+                    ..StackStats::default()
+                };
+                (stack, stats)
+            })
+            .collect::<HashMap<_, _>>(),
         ..ThreadRecord::default()
     }
 }
@@ -77,6 +88,11 @@ fn user(addrs: Vec<u64>) -> RawStack {
     }
 }
 
+/// The thread's stacks merged by function, as the spin report sees them.
+fn stacks(profile: &Profile, thread: usize) -> Vec<StackCount> {
+    crate::report::merged_stacks(profile, &profile.threads[thread])
+}
+
 fn function(frame: &Frame) -> &str {
     frame.function.as_deref().unwrap_or("<none>")
 }
@@ -86,9 +102,9 @@ fn names_functions_of_the_test_binary() {
     let pid = std::process::id();
     let addrs = [vec![hot_loop_addr()], outer_frames()].concat();
     let profile = symbolize(recording(pid, vec![(user(addrs), 7)]));
-    let thread = &profile.threads[0];
-    assert_eq!(thread.stacks.len(), 1);
-    let stack = &thread.stacks[0];
+    let stacks = stacks(&profile, 0);
+    assert_eq!(stacks.len(), 1);
+    let stack = &stacks[0];
     let names: Vec<&str> = stack.frames.iter().map(function).collect();
     assert!(names[0].ends_with("hot_loop"), "{names:?}");
     assert!(names[1].ends_with("caller"), "{names:?}");
@@ -125,7 +141,7 @@ fn stack_stops_at_an_unmapped_address() {
     let pid = std::process::id();
     let addrs = vec![hot_loop_addr(), addr_of(caller) + 4, 0x10, entry_addr() + 1];
     let profile = symbolize(recording(pid, vec![(user(addrs), 1)]));
-    let stack = &profile.threads[0].stacks[0];
+    let stack = &stacks(&profile, 0)[0];
     assert!(stack.truncated);
     let names: Vec<&str> = stack.frames.iter().map(function).collect();
     assert_eq!(names.len(), 2, "{names:?}");
@@ -137,7 +153,7 @@ fn stack_not_ending_at_an_entry_point_is_truncated() {
     let pid = std::process::id();
     let addrs = vec![hot_loop_addr(), addr_of(caller) + 4];
     let profile = symbolize(recording(pid, vec![(user(addrs), 1)]));
-    assert!(profile.threads[0].stacks[0].truncated);
+    assert!(stacks(&profile, 0)[0].truncated);
 }
 
 #[test]
@@ -154,7 +170,7 @@ fn depth_limit_and_user_error_truncate() {
         ..RawStack::default()
     };
     let profile = symbolize(recording(pid, vec![(user(deep), 1), (failed, 1)]));
-    let stacks = &profile.threads[0].stacks;
+    let stacks = &stacks(&profile, 0);
     assert_eq!(stacks.len(), 2);
     assert!(stacks.iter().all(|s| s.truncated), "{stacks:#?}");
 }
@@ -164,25 +180,13 @@ fn samples_in_one_function_merge() {
     let pid = std::process::id();
     let at = |delta: u64| user([vec![hot_loop_addr() + delta], outer_frames()].concat());
     let profile = symbolize(recording(pid, vec![(at(0), 2), (at(4), 5)]));
-    let stacks = &profile.threads[0].stacks;
+    let stacks = &stacks(&profile, 0);
     assert_eq!(stacks.len(), 1, "{stacks:#?}");
     assert_eq!(stacks[0].count, 7);
     // The representative is the hotter raw stack.
     let maps = ProcessMaps::capture(pid).expect("capture self");
     let hot_offset = maps.lookup(hot_loop_addr() + 4).expect("hot_loop").offset;
     assert_eq!(stacks[0].frames[0].module_offset, hot_offset);
-}
-
-#[test]
-fn unnamed_frames_merge_only_at_the_same_offset() {
-    let frame = |offset: u64| Pending {
-        kind: FrameKind::User,
-        module: "lib.so".into(),
-        module_offset: offset,
-        sym: None,
-    };
-    assert_eq!(frame(1).key(), frame(1).key());
-    assert_ne!(frame(1).key(), frame(2).key());
 }
 
 #[test]
@@ -196,8 +200,8 @@ fn vanished_process_gets_unknown_frames_and_one_notice() {
     }
     let profile = symbolize(recording);
     assert_eq!(profile.notices.len(), 1, "{:?}", profile.notices);
-    for thread in &profile.threads {
-        let stack = &thread.stacks[0];
+    for i in 0..profile.threads.len() {
+        let stack = &stacks(&profile, i)[0];
         assert!(stack.truncated);
         assert_eq!(stack.frames.len(), 2);
         assert!(stack.frames.iter().all(|f| f.module == UNKNOWN_MODULE));
@@ -213,7 +217,7 @@ fn vdso_frames_are_attributed() {
         return;
     };
     let profile = symbolize(recording(pid, vec![(user(vec![start + 0x10]), 1)]));
-    let stack = &profile.threads[0].stacks[0];
+    let stack = &stacks(&profile, 0)[0];
     assert_eq!(stack.frames[0].module, "[vdso]");
     assert_eq!(stack.frames[0].module_offset, 0x10);
 }
@@ -246,7 +250,8 @@ fn kernel_frames_come_first_and_are_named() {
         ..user([vec![hot_loop_addr()], outer_frames()].concat())
     };
     let profile = symbolize(recording(pid, vec![(raw, 1)]));
-    let frames = &profile.threads[0].stacks[0].frames;
+    let stack = stacks(&profile, 0).remove(0);
+    let frames = &stack.frames;
     assert_eq!(frames[0].kind, FrameKind::Kernel);
     assert!(
         names.iter().any(|n| n == function(&frames[0])),
@@ -270,7 +275,8 @@ fn kernel_addresses_below_every_symbol_are_unnamed() {
         ..user(vec![hot_loop_addr()])
     };
     let profile = symbolize(recording(pid, vec![(raw, 1)]));
-    let frame = &profile.threads[0].stacks[0].frames[0];
+    let stack = stacks(&profile, 0).remove(0);
+    let frame = &stack.frames[0];
     assert_eq!(frame.kind, FrameKind::Kernel);
     assert_eq!(frame.function, None, "{frame:?}");
     assert_eq!(frame.module, KERNEL_MODULE);
@@ -306,7 +312,8 @@ fn stripped_libc_is_named_from_its_debug_file_without_lines() {
     let pid = std::process::id();
     let addrs = vec![syscall_addr + 4, bias + vaddrs[1] + 8];
     let profile = symbolize(recording(pid, vec![(user(addrs), 1)]));
-    let frames = &profile.threads[0].stacks[0].frames;
+    let stack = stacks(&profile, 0).remove(0);
+    let frames = &stack.frames;
     let names: Vec<&str> = frames.iter().map(function).collect();
     assert_eq!(names, ["syscall", "__libc_start_call_main"], "{frames:#?}");
     let libc_name = libc.file_name().and_then(|n| n.to_str()).expect("name");
@@ -337,16 +344,13 @@ fn unreadable_symbols_give_unnamed_frames_and_one_notice() {
     ]);
     let pid = 1;
     let mut recording = Recording::default();
-    recording.process_maps.insert(pid, maps);
-    let stacks = vec![(user(vec![0x1010, 0x1021]), 1), (user(vec![0x2010]), 1)];
-    recording.threads.insert(pid, thread(pid, stacks));
+    recording.resources.process_maps.insert(pid, maps);
+    let raw = vec![(user(vec![0x1010, 0x1021]), 1), (user(vec![0x2010]), 1)];
+    recording.threads.insert(pid, thread(pid, raw));
     let profile = symbolize(recording);
     assert_eq!(profile.notices.len(), 2, "{:?}", profile.notices);
-    let frames: Vec<&Frame> = profile.threads[0]
-        .stacks
-        .iter()
-        .flat_map(|s| &s.frames)
-        .collect();
+    let stacks = stacks(&profile, 0);
+    let frames: Vec<&Frame> = stacks.iter().flat_map(|s| &s.frames).collect();
     assert_eq!(frames.len(), 3);
     assert!(frames.iter().all(|f| f.function.is_none()));
     let offsets: BTreeSet<(&str, u64)> = frames
@@ -420,12 +424,13 @@ fn names_survive_exit_and_deletion() {
     std::fs::remove_file(&exe).expect("remove copy");
 
     let mut recording = Recording::default();
-    recording.process_maps.insert(pid, maps);
+    recording.resources.process_maps.insert(pid, maps);
     recording
         .threads
         .insert(pid, thread(pid, vec![(user(vec![addr]), 1)]));
     let profile = symbolize(recording);
-    let frame = &profile.threads[0].stacks[0].frames[0];
+    let stack = stacks(&profile, 0).remove(0);
+    let frame = &stack.frames[0];
     assert!(function(frame).ends_with("hot_loop"), "{frame:?}");
     assert_eq!(frame.module, format!("probe-helper-{}", std::process::id()));
     assert!(profile.notices.is_empty(), "{:?}", profile.notices);
@@ -492,7 +497,8 @@ fn looked_up_kernel_names_name_frames() {
     assert_eq!(asked, [0x1000, 0x2000, 0x3000]);
     assert_eq!(names.describe(), "kernel lookup");
     let profile = symbolize_with(recording, names);
-    let frames = &profile.threads[0].stacks[0].frames;
+    let stack = stacks(&profile, 0).remove(0);
+    let frames = &stack.frames;
     let kernel: Vec<Option<&str>> = frames[..3].iter().map(|f| f.function.as_deref()).collect();
     assert_eq!(kernel, [Some("do_thing"), None, Some("mod_fn")]);
     assert!(frames[..3].iter().all(|f| f.kind == FrameKind::Kernel));

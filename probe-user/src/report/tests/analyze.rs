@@ -195,6 +195,7 @@ fn header_facts_are_carried_over() {
         samples_lost: 7,
         threads_dropped: 2,
         syscalls_dropped: 3,
+        targets_dropped: 0,
     };
     let report = profile()
         .targets(&[42, 43])

@@ -11,26 +11,31 @@ use syscalls::Sysno;
 
 use super::{analyze, SpinOptions, SpinReport, ThreadReport};
 use crate::model::{
-    Frame, FrameKind, LossCounters, ProcessInfo, Profile, StackCount, ThreadProfile,
+    Frame, FrameKind, Interner, LossCounters, ProcessInfo, Profile, SampleKind, StackSamples,
+    ThreadProfile,
 };
 
 /// One second in nanoseconds: with the default 1 s window, `SEC / 100` is 1% CPU.
 pub(super) const SEC: u64 = 1_000_000_000;
 
-pub(super) struct ProfileBuilder(Profile);
+pub(super) struct ProfileBuilder(Profile, Interner);
 
 /// A profile of a full 1 s window with no threads.
 pub(super) fn profile() -> ProfileBuilder {
-    ProfileBuilder(Profile {
-        window: crate::model::Window {
-            requested_ns: SEC,
-            duration_ns: SEC,
-            interrupted: false,
+    ProfileBuilder(
+        Profile {
+            window: crate::model::Window {
+                requested_ns: SEC,
+                duration_ns: SEC,
+                interrupted: false,
+                interrupted_by: None,
+            },
+            frequency_hz: 99,
+            online_cpus: 4,
+            ..Profile::default()
         },
-        frequency_hz: 99,
-        online_cpus: 4,
-        ..Profile::default()
-    })
+        Interner::default(),
+    )
 }
 
 impl ProfileBuilder {
@@ -39,12 +44,25 @@ impl ProfileBuilder {
             requested_ns,
             duration_ns,
             interrupted,
+            interrupted_by: interrupted.then(|| "Ctrl-C".to_owned()),
         };
         self
     }
 
     pub fn thread(mut self, thread: ThreadBuilder) -> Self {
-        self.0.threads.push(thread.0);
+        let ThreadBuilder(mut profile, stacks) = thread;
+        for (frames, truncated, count) in stacks {
+            let stack = self.0.intern_stack(&frames, truncated, &mut self.1);
+            profile.samples.push(StackSamples {
+                stack,
+                kind: SampleKind::OnCpu,
+                count,
+                weight_ns: count * (SEC / self.0.frequency_hz),
+            });
+        }
+        // Hottest first, as symbolization lists them.
+        profile.samples.sort_by_key(|s| std::cmp::Reverse(s.count));
+        self.0.threads.push(profile);
         self
     }
 
@@ -91,24 +109,28 @@ impl ProfileBuilder {
     }
 }
 
-pub(super) struct ThreadBuilder(ThreadProfile);
+/// A thread and its stacks: (frames, truncated, samples).
+pub(super) struct ThreadBuilder(ThreadProfile, Vec<(Vec<Frame>, bool, u64)>);
 
 /// A thread named `t<tid>` that did nothing.
 pub(super) fn thread(pid: u32, tid: u32) -> ThreadBuilder {
-    ThreadBuilder(ThreadProfile {
-        tid,
-        pid,
-        name: format!("t{tid}"),
-        python_name: None,
-        on_cpu_ns: 0,
-        voluntary_switches: 0,
-        involuntary_switches: 0,
-        exited: false,
-        user_samples: 0,
-        kernel_samples: 0,
-        syscalls: Vec::new(),
-        stacks: Vec::new(),
-    })
+    ThreadBuilder(
+        ThreadProfile {
+            tid,
+            pid,
+            name: format!("t{tid}"),
+            python_name: None,
+            on_cpu_ns: 0,
+            voluntary_switches: 0,
+            involuntary_switches: 0,
+            exited: false,
+            user_samples: 0,
+            kernel_samples: 0,
+            syscalls: Vec::new(),
+            samples: Vec::new(),
+        },
+        Vec::new(),
+    )
 }
 
 impl ThreadBuilder {
@@ -163,11 +185,7 @@ impl ThreadBuilder {
     }
 
     fn push_stack(mut self, count: u64, frames: Vec<Frame>, truncated: bool) -> Self {
-        self.0.stacks.push(StackCount {
-            frames,
-            truncated,
-            count,
-        });
+        self.1.push((frames, truncated, count));
         self
     }
 }
@@ -181,6 +199,8 @@ pub(super) fn user(function: &str, module: &str) -> Frame {
         module_offset: 0x1000,
         file: None,
         line: None,
+        address: 0,
+        inlined: false,
     }
 }
 
@@ -193,6 +213,8 @@ pub(super) fn kernel(function: &str) -> Frame {
         module_offset: 0xffff_0000,
         file: None,
         line: None,
+        address: 0,
+        inlined: false,
     }
 }
 
@@ -205,6 +227,8 @@ pub(super) fn python(function: &str, file: &str, line: u32) -> Frame {
         module_offset: u64::from(line) * 2,
         file: Some(file.to_owned()),
         line: Some(line),
+        address: 0,
+        inlined: false,
     }
 }
 
@@ -217,6 +241,8 @@ pub(super) fn unnamed(module: &str, offset: u64) -> Frame {
         module_offset: offset,
         file: None,
         line: None,
+        address: 0,
+        inlined: false,
     }
 }
 

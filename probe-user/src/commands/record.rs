@@ -1,0 +1,234 @@
+//! `probe record`: stacks of processes, a command or the whole machine, into a profile
+//! file (flamegraph SVG, folded stacks, speedscope, pprof).
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use super::{name_kernel_frames, runtime, stop_signal};
+use crate::cli::{FormatArg, RecordOptions, RecordTarget};
+use crate::collect::{self, EndReason, ObserveOptions};
+use crate::loader::{LoadOptions, Probe, ProgramSet};
+use crate::model::Profile;
+use crate::output::{self, Format, OutputOptions};
+use crate::output_file::OutputFile;
+use crate::spawn::{self, Credentials, Running};
+use crate::{preflight, symbolize};
+
+/// How long a command that got a forwarded Ctrl-C may take to exit before probe leaves it
+/// running and exits itself.
+const COMMAND_EXIT_GRACE: Duration = Duration::from_secs(5);
+
+/// Records, writes the file, and returns the exit code: the command's own in spawn mode.
+pub fn run(options: &RecordOptions) -> anyhow::Result<i32> {
+    let pids = match &options.target {
+        RecordTarget::Pids(pids) => pids.clone(),
+        RecordTarget::All | RecordTarget::Command(_) => Vec::new(),
+    };
+    preflight::check(&pids)?;
+    let format = pick_format(options.format, options.output.as_deref());
+    let path = options
+        .output
+        .clone()
+        .unwrap_or_else(|| default_path(&options.target, format));
+    // Before anything is attached: an hour of recording is never lost to a typo.
+    let output = OutputFile::prepare(&path)?;
+    let (profile, exit_code) = runtime()?.block_on(record(options, &pids))?;
+    let title = title(&options.target, &profile);
+    let output_options = OutputOptions {
+        per_thread: options.per_thread,
+        title,
+    };
+    output
+        .commit(|out| output::write(format, &profile, &output_options, out))
+        .context("failed to write the recording")?;
+    summary(&path, &profile);
+    Ok(exit_code.unwrap_or(0))
+}
+
+/// Observes until the duration, a signal, or the command's exit; the symbolized profile
+/// and, in spawn mode, the command's exit code.
+async fn record(options: &RecordOptions, pids: &[u32]) -> anyhow::Result<(Profile, Option<i32>)> {
+    let stop = stop_signal();
+    let spawning = matches!(options.target, RecordTarget::Command(_));
+    let held = match &options.target {
+        RecordTarget::Command(argv) => Some(spawn::spawn_held(
+            argv,
+            Credentials::invoking_user().as_ref(),
+        )?),
+        _ => None,
+    };
+    let mut probe = Probe::load(&LoadOptions {
+        pids: pids.to_vec(),
+        filter_pids: spawning,
+        frequency_hz: options.frequency_hz,
+        programs: ProgramSet {
+            syscalls: false,
+            follow_forks: spawning,
+        },
+    })?;
+    let command = match held {
+        Some(held) => {
+            probe.add_target(held.pid())?;
+            Some(held.release()?)
+        }
+        None => None,
+    };
+    let observe = ObserveOptions {
+        duration: options.duration,
+        frequency_hz: options.frequency_hz,
+        target_pids: command
+            .map(|c| vec![c.pid()])
+            .unwrap_or_else(|| pids.to_vec()),
+        count_syscalls: false,
+        status: "recording",
+    };
+    let exited = Rc::new(Cell::new(None));
+    let until = ends(stop, command, Rc::clone(&exited));
+    let recording = collect::observe(&mut probe, &observe, until).await?;
+    let kernel_names = name_kernel_frames(&recording, probe);
+    let exit_code = match command {
+        Some(command) => Some(command_exit(command, exited.get()).await),
+        None => None,
+    };
+    Ok((
+        symbolize::symbolize_with(recording, kernel_names),
+        exit_code,
+    ))
+}
+
+/// The end of a recording: a signal (forwarded to the command, if any), or the command's
+/// exit (whose code is sent on `exited`).
+async fn ends(
+    stop: impl std::future::Future<Output = EndReason>,
+    command: Option<Running>,
+    exited: Rc<Cell<Option<i32>>>,
+) -> EndReason {
+    let Some(command) = command else {
+        return stop.await;
+    };
+    let waiting = tokio::task::spawn_blocking(move || command.wait_blocking());
+    tokio::select! {
+        reason = stop => {
+            let signal = match reason.as_deref() {
+                Some("SIGTERM") => libc::SIGTERM,
+                _ => libc::SIGINT,
+            };
+            command.signal(signal);
+            reason
+        }
+        code = waiting => {
+            let code = code.ok().and_then(Result::ok).unwrap_or(1);
+            exited.set(Some(code));
+            None
+        }
+    }
+}
+
+/// The command's exit code: known if it exited, else waited for (it got the signal), at
+/// most [`COMMAND_EXIT_GRACE`]; a command still running then is left running, and probe
+/// exits as an interrupted program does (130).
+async fn command_exit(command: Running, exited: Option<i32>) -> i32 {
+    if let Some(code) = exited {
+        return code;
+    }
+    let waiting = tokio::task::spawn_blocking(move || command.wait_blocking());
+    match tokio::time::timeout(COMMAND_EXIT_GRACE, waiting).await {
+        Ok(Ok(Ok(code))) => code,
+        _ => {
+            crate::diag::line(&format!(
+                "probe: the command (pid {}) is still running; probe leaves it running",
+                command.pid()
+            ));
+            130
+        }
+    }
+}
+
+fn pick_format(format: Option<FormatArg>, path: Option<&Path>) -> Format {
+    match format {
+        Some(FormatArg::Svg) => Format::Svg,
+        Some(FormatArg::Folded) => Format::Folded,
+        Some(FormatArg::Speedscope) => Format::Speedscope,
+        Some(FormatArg::Pprof) => Format::Pprof,
+        None => path.and_then(Format::from_path).unwrap_or(Format::Svg),
+    }
+}
+
+/// `probe-<pid>.svg`, `probe-<command>.svg` or `probe-all.svg` in the current directory.
+fn default_path(target: &RecordTarget, format: Format) -> PathBuf {
+    let name = match target {
+        RecordTarget::Pids(pids) => pids
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join("-"),
+        RecordTarget::All => "all".to_owned(),
+        RecordTarget::Command(argv) => argv
+            .first()
+            .map(|arg| Path::new(arg).file_name().unwrap_or(arg.as_os_str()))
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    PathBuf::from(format!("probe-{name}.{}", format.default_extension()))
+}
+
+/// What was recorded, for the output's title: the target, and a partial mark.
+fn title(target: &RecordTarget, profile: &Profile) -> String {
+    let target = match target {
+        RecordTarget::Pids(pids) => {
+            let named: Vec<String> = pids
+                .iter()
+                .map(|pid| match profile.processes.get(pid) {
+                    Some(p) if !p.name.is_empty() => format!("pid {pid} ({})", p.name),
+                    _ => format!("pid {pid}"),
+                })
+                .collect();
+            named.join(", ")
+        }
+        RecordTarget::All => "all processes".to_owned(),
+        RecordTarget::Command(argv) => {
+            let words: Vec<String> = argv
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            format!("command: {}", words.join(" "))
+        }
+    };
+    match &profile.window.interrupted_by {
+        Some(by) => format!("{target} (partial: ended by {by})"),
+        None => target,
+    }
+}
+
+/// One line on stderr: where the file is, what it holds, and the notices.
+fn summary(path: &Path, profile: &Profile) {
+    let samples: u64 = profile
+        .threads
+        .iter()
+        .flat_map(|t| &t.samples)
+        .map(|s| s.count)
+        .sum();
+    crate::diag::line(&format!(
+        "probe: wrote {} ({samples} samples over {:.1} s, {} lost)",
+        path.display(),
+        profile.window.duration_ns as f64 / 1e9,
+        profile.loss.samples_lost
+    ));
+    for notice in &profile.notices {
+        crate::diag::line(&format!("probe: note: {notice}"));
+    }
+}
