@@ -68,14 +68,14 @@ pub fn thread_label(thread: &ThreadProfile) -> String {
 /// control character would end or garble the line. Names come from the traced programs
 /// and are untrusted.
 fn sanitize(label: &str) -> String {
-    label
-        .chars()
-        .map(|c| match c {
-            ';' => ':',
-            c if c.is_control() => ' ',
-            c => c,
-        })
-        .collect()
+    one_line(label).replace(';', ":")
+}
+
+/// `text` with each control character (newlines included) replaced by a space: titles
+/// hold command lines, which are untrusted and may span lines.
+pub fn one_line(text: &str) -> String {
+    let plain = |c: char| if c.is_control() { ' ' } else { c };
+    text.chars().map(plain).collect()
 }
 
 #[cfg(test)]

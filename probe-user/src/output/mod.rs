@@ -22,7 +22,7 @@ use std::path::Path;
 use crate::model::{Profile, SampleKind, StackSamples, ThreadProfile};
 
 pub use folded::write_folded;
-pub use label::{frame_label, thread_label};
+pub use label::{frame_label, one_line, thread_label};
 pub use pprof::write_pprof;
 pub use speedscope::write_speedscope;
 pub use svg::write_svg;

@@ -21,7 +21,7 @@ use prost::Message as _;
 
 use self::proto::{Label, Sample};
 use self::table::Tables;
-use super::{period_ns, samples, thread_label, OutputOptions};
+use super::{one_line, period_ns, samples, thread_label, OutputOptions};
 use crate::model::{Profile, SampleKind, StackSamples, ThreadProfile};
 
 /// Writes `profile` as a gzipped pprof protobuf.
@@ -108,7 +108,7 @@ fn encode_sample(
 
 /// What was profiled, and what was lost: `go tool pprof` prints comments with `-comments`.
 fn comments(profile: &Profile, options: &OutputOptions) -> Vec<String> {
-    let mut comments = vec![format!("probe: {}", options.title)];
+    let mut comments = vec![format!("probe: {}", one_line(&options.title))];
     let loss = &profile.loss;
     comments.push(format!(
         "{} samples at {} Hz, {} lost{}",

@@ -14,7 +14,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use super::{frame_labels, sample_path, thread_label, OutputOptions};
+use super::{frame_labels, one_line, sample_path, thread_label, OutputOptions};
 use crate::model::{Profile, StackId, ThreadProfile};
 
 const SCHEMA: &str = "https://www.speedscope.app/file-format-schema.json";
@@ -101,12 +101,17 @@ pub fn write_speedscope(
         profiles.collect()
     } else {
         let threads: Vec<&ThreadProfile> = profile.threads.iter().collect();
-        vec![sampled(profile, &mut frames, &options.title, &threads)]
+        vec![sampled(
+            profile,
+            &mut frames,
+            &one_line(&options.title),
+            &threads,
+        )]
     };
     let file = File {
         schema: SCHEMA,
         exporter: "probe",
-        name: options.title.clone(),
+        name: one_line(&options.title),
         active_profile_index: busiest(&profiles),
         shared: Shared {
             frames: frames.frames,

@@ -14,8 +14,15 @@ use inferno::flamegraph::color::{Color, PaletteMap};
 use inferno::flamegraph::{self, Options as InfernoOptions, TextTruncateDirection};
 
 use super::folded::folded_lines;
-use super::{frame_label, invalid, thread_label, OutputOptions, OFF_CPU_FRAME, TRUNCATED_FRAME};
-use crate::model::{FrameKind, Profile};
+use super::{
+    frame_label, invalid, one_line, samples, thread_label, OutputOptions, OFF_CPU_FRAME,
+    TRUNCATED_FRAME,
+};
+use crate::model::{FrameKind, Profile, SampleKind};
+
+/// Characters of the target that the title shows: about what fits the default width
+/// (1200 px) with the rest of the title.
+const TITLE_TARGET_CHARS: usize = 90;
 
 /// What a box is, for its colour.
 #[derive(Clone, Copy)]
@@ -63,21 +70,35 @@ fn inferno_options<'a>(
 }
 
 /// `target — 5.0 s, 497 samples, 3 lost` (the target says whether the window was cut
-/// short).
+/// short), on one line, the target shortened to what fits the width.
 fn title(profile: &Profile, options: &OutputOptions) -> String {
     let seconds = profile.window.duration_ns as f64 / 1e9;
     let loss = &profile.loss;
     format!(
         "{} — {seconds:.1} s, {} samples, {} lost",
-        options.title, loss.samples, loss.samples_lost
+        shorten(&one_line(&options.title), TITLE_TARGET_CHARS),
+        loss.samples,
+        loss.samples_lost
     )
 }
 
+/// The first `max` characters of `text`, with `…` when it was longer.
+fn shorten(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// The frequency and the colour key; the unit of `[off-cpu]` boxes when there are any.
 fn subtitle(profile: &Profile) -> String {
-    format!(
-        "{} Hz; red native, orange kernel, green Python; [off-cpu]: blocked time in 1/{} s units",
-        profile.frequency_hz, profile.frequency_hz
-    )
+    let hz = profile.frequency_hz;
+    let key = format!("{hz} Hz; red native, orange kernel, green Python");
+    let off_cpu = samples(profile).any(|(_, sample)| sample.kind == SampleKind::OffCpu);
+    match off_cpu {
+        true => format!("{key}; [off-cpu]: time blocked, in samples of 1/{hz} s"),
+        false => key,
+    }
 }
 
 /// A colour for every label the flame graph will draw.
@@ -192,6 +213,32 @@ mod tests {
         assert!(native[0] >= 200 && native[2] >= 50, "{native:?}");
         assert!(kernel[0] >= 190 && kernel[2] == 0, "{kernel:?}");
         assert!(python[1] > python[0] && python[1] > python[2], "{python:?}");
+    }
+
+    #[test]
+    fn long_titles_are_one_shortened_line() {
+        use super::shorten;
+        let mut profile = fixture::profile();
+        profile
+            .threads
+            .iter_mut()
+            .for_each(|t| t.samples.truncate(2));
+        let options = OutputOptions {
+            per_thread: false,
+            title: format!("command: python3 -c \nimport os\n{}", "x".repeat(200)),
+        };
+        let mut out = Vec::new();
+        write_svg(&profile, &options, &mut out).unwrap();
+        let svg = String::from_utf8(out).unwrap();
+        // Newlines became spaces; 90 characters of the target are left.
+        let title = format!("command: python3 -c  import os {}… — 1.0 s", "x".repeat(59));
+        assert!(svg.contains(&title), "no {title:?}");
+        assert!(
+            !svg.contains("[off-cpu]"),
+            "no off-CPU samples, no key for them"
+        );
+        assert_eq!(shorten("abc", 3), "abc");
+        assert_eq!(shorten("abcd", 3), "abc…");
     }
 
     #[test]
