@@ -1,6 +1,8 @@
 //! Harness for probe's integration tests: build and run the C workloads in `workloads/`
 //! (and the Python ones, with pyenv's interpreters: see [`start_python`]), run the real
-//! `probe` binary against them, and pick threads out of its JSON report.
+//! `probe` binary against them, and pick threads out of its JSON report; check the profile
+//! files it writes with outside readers of each format ([`pprof_top`], [`speedscope_validate`],
+//! [`svg_rendered_text`], ...).
 //!
 //! The tests load real eBPF programs, so they need root: [`require_bpf`] skips them for a
 //! plain `cargo test` and fails them under CI (`CI=true`), where skipping would hide a
@@ -14,11 +16,15 @@
 //! [`workload::prioritize`]): the tests are about probe's accounting, not about how much CPU
 //! a shared machine happens to leave a workload.
 
+mod peers;
 mod probe;
 mod python;
 mod report;
 mod workload;
 
+pub use peers::{
+    pprof_lines, pprof_top, speedscope_opens_in_chromium, speedscope_validate, svg_rendered_text,
+};
 pub use probe::{probe_bin, probe_output, run_probe, spin_json};
 pub use python::{
     check_python_frame, check_stack_order, interpreter, marker_line, py_spy, pyenv_root,

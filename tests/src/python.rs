@@ -159,7 +159,8 @@ pub fn py_spy() -> Option<PathBuf> {
     }
 }
 
-fn target_dir() -> PathBuf {
+/// The workspace's target directory (`$CARGO_TARGET_DIR` or `<workspace>/target`).
+pub(crate) fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -2,6 +2,7 @@
 //! run and test commands, lint, bench); the build itself stays a plain `cargo build`.
 
 mod bench;
+mod peers;
 mod setup;
 
 use std::{
@@ -161,6 +162,7 @@ fn test() -> Result<()> {
     tally.run(cargo().args(["test"]))?;
     run(cargo().args(["build", "--package", "probe-user", "--bin", "probe"]))?;
     let probe = workspace_root().join("target/debug/probe");
+    peers::install()?;
     // The integration tests share the machine's two CPUs: one at a time, so a spinning
     // workload gets its CPU and the thresholds mean what they say.
     let integration = tally.run(

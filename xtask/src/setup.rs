@@ -140,7 +140,8 @@ fn succeeds(command: &mut Command) -> bool {
         .is_ok_and(|status| status.success())
 }
 
-fn is_root() -> bool {
+/// Whether we run as root (apt needs it).
+pub fn is_root() -> bool {
     // `id -u` avoids a libc dependency in xtask.
     Command::new("id")
         .arg("-u")
