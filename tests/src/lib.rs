@@ -35,7 +35,7 @@ pub use report::{
     all_threads, assert_field, assert_open_fstat_close_loop, check_thread, find_thread,
     hottest_stack, number, spinning_thread, syscall_names, threads,
 };
-pub use workload::{workload_path, ScratchDir, Workload};
+pub use workload::{shared_library, workload_path, ScratchDir, Workload};
 
 /// Returns whether BPF tests can run here. Without root: panics under CI (a test that
 /// cannot load BPF must fail there), otherwise prints why and returns `false` so the test

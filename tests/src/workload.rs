@@ -75,6 +75,37 @@ fn build_workload(name: &str) -> PathBuf {
     out
 }
 
+/// Builds `workloads/<source>.c` as a shared library named `lib<name>.so` with the extra
+/// compiler `flags` (defines), once per call; returns its path.
+pub fn shared_library(source: &str, name: &str, flags: &[&str]) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("workloads")
+        .join(format!("{source}.c"));
+    let dir = workload_out_dir();
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("failed to create {}: {e}", dir.display()));
+    let out = dir.join(format!("lib{name}.so"));
+    let tmp = dir.join(format!("lib{name}.so.{}.tmp", std::process::id()));
+    let result = Command::new("cc")
+        .args(CFLAGS)
+        .args(["-shared", "-fPIC"])
+        .args(flags)
+        .arg("-o")
+        .arg(&tmp)
+        .arg(&source)
+        .output()
+        .unwrap_or_else(|e| panic!("failed to run cc for {}: {e}", source.display()));
+    assert!(
+        result.status.success(),
+        "cc failed for {}:\n{}",
+        source.display(),
+        String::from_utf8_lossy(&result.stderr)
+    );
+    std::fs::rename(&tmp, &out)
+        .unwrap_or_else(|e| panic!("failed to move {} into place: {e}", tmp.display()));
+    out
+}
+
 /// A running workload. Dropping it closes its stdin (its signal to exit), then kills it by
 /// its own PID and reaps it, so no test leaves a workload behind.
 pub struct Workload {

@@ -26,6 +26,16 @@ fn loop_in_function(thread: &Value) -> &str {
 
 #[test]
 fn ctrl_c_ends_the_window_and_still_reports() {
+    signal_ends_the_window_and_still_reports(libc::SIGINT, "Ctrl-C");
+}
+
+#[test]
+fn sigterm_ends_the_window_and_says_so() {
+    signal_ends_the_window_and_still_reports(libc::SIGTERM, "SIGTERM");
+}
+
+/// `signal` sent to probe mid-window: a partial report that names the signal.
+fn signal_ends_the_window_and_still_reports(signal: libc::c_int, named: &str) {
     if !require_bpf() {
         return;
     }
@@ -44,11 +54,11 @@ fn ctrl_c_ends_the_window_and_still_reports() {
     std::thread::sleep(Duration::from_secs(1));
     let probe_pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
     // SAFETY: kill has no memory-safety preconditions; the pid is our own unreaped child.
-    unsafe { libc::kill(probe_pid, libc::SIGINT) };
+    unsafe { libc::kill(probe_pid, signal) };
     let output = child.wait_with_output().expect("failed to wait for probe");
     assert!(
         started.elapsed() < Duration::from_secs(20),
-        "probe took {:?} after Ctrl-C",
+        "probe took {:?} after {named}",
         started.elapsed()
     );
     assert!(
@@ -58,6 +68,7 @@ fn ctrl_c_ends_the_window_and_still_reports() {
     );
     let report: Value = serde_json::from_slice(&output.stdout).expect("report is JSON");
     assert_eq!(report["window"]["interrupted"], true, "{report:#}");
+    assert_eq!(report["window"]["interrupted_by"], named, "{report:#}");
     let duration = number(&report["window"], "duration_secs");
     assert!((0.5..20.0).contains(&duration), "window {duration} s");
     let thread = spinning_thread(&report, spinner.tid);

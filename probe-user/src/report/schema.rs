@@ -42,6 +42,9 @@ pub struct WindowInfo {
     pub duration_secs: f64,
     /// Ended early by Ctrl-C / SIGTERM: the numbers cover a partial window.
     pub interrupted: bool,
+    /// What ended it early (`Ctrl-C`, `SIGTERM`); absent when it ran its course.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted_by: Option<String>,
 }
 
 /// Which processes were watched.

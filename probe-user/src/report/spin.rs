@@ -121,6 +121,7 @@ fn window_info(profile: &Profile) -> WindowInfo {
         requested_secs: secs(profile.window.requested_ns),
         duration_secs: secs(profile.window.duration_ns),
         interrupted: profile.window.interrupted,
+        interrupted_by: profile.window.interrupted_by.clone(),
     }
 }
 

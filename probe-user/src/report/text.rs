@@ -70,7 +70,8 @@ fn window(f: &mut Formatter<'_>, report: &SpinReport) -> fmt::Result {
         secs(window.requested_secs)
     )?;
     if window.interrupted {
-        write!(f, " — interrupted by Ctrl-C — partial window")?;
+        let by = window.interrupted_by.as_deref().unwrap_or("a signal");
+        write!(f, " — interrupted by {} — partial window", Escaped(by))?;
     }
     writeln!(f)
 }

@@ -85,8 +85,14 @@ fn json_has_the_documented_top_level_keys() {
     assert_eq!(json["command"], "spin");
     assert_eq!(
         keys(&json["window"]),
-        ["duration_secs", "interrupted", "requested_secs"]
+        [
+            "duration_secs",
+            "interrupted",
+            "interrupted_by",
+            "requested_secs"
+        ]
     );
+    assert_eq!(json["window"]["interrupted_by"], "Ctrl-C");
     assert_eq!(json["window"]["duration_secs"], 1.235);
     assert_eq!(json["window"]["interrupted"], true);
     assert_eq!(json["scope"]["pids"], serde_json::json!([1]));
