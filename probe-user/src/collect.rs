@@ -15,7 +15,7 @@ use std::{
 };
 
 use probe_common::{
-    sample_record_bytes, Counter, CpuState, PyFrameRecord, SampleHeader, SyscallCache, ThreadStats,
+    sample_record_bytes, CpuState, PyFrameRecord, SampleHeader, SyscallCache, ThreadStats,
     MAX_STACK_DEPTH, PY_FRAME_CALL_ENTRY, PY_MAX_FRAMES, RECORD_EXEC, RECORD_OFF_CPU,
     RECORD_OFF_CPU_END, RECORD_SAMPLE, SAMPLE_KERNEL_STACK_ERROR, SAMPLE_PY_TRUNCATED,
     SAMPLE_PY_WALKED, SAMPLE_USER_STACK_ERROR, SYSCALL_CACHE_WAYS,
@@ -26,10 +26,10 @@ mod python;
 pub use python::{LiveSource, PythonMaps, PythonSource, PythonTracker};
 
 use crate::{
-    loader::{monotonic_ns, LoadError, Probe},
+    loader::{monotonic_ns, Aggregates, LoadError, Probe},
     model::{
-        LossCounters, MapsChange, ProcessInfo, PyRawFrame, RawStack, Recording, SampleKind,
-        StackStats, ThreadRecord, Window,
+        MapsChange, ProcessInfo, PyRawFrame, RawStack, Recording, SampleKind, StackStats,
+        ThreadRecord, Window,
     },
     procmaps::ProcessMaps,
 };
@@ -68,7 +68,9 @@ pub struct ObserveOptions {
 
 /// Accumulates samples and process snapshots; pure apart from the /proc reads in
 /// `Accumulator::observe_process`, so aggregation is unit-tested on recorded events.
-#[derive(Default)]
+/// Cloning it is cheap enough for a snapshot: stacks are per distinct stack, and the
+/// mapped files are shared.
+#[derive(Clone, Default)]
 pub struct Accumulator {
     threads: BTreeMap<u32, ThreadRecord>,
     processes: BTreeMap<u32, ProcessInfo>,
@@ -329,6 +331,20 @@ impl Accumulator {
         *generation += 1;
     }
 
+    /// Adds what the kernel aggregated (read at `end_ns`).
+    pub fn add_aggregates(&mut self, aggregates: &Aggregates, end_ns: u64) {
+        for (tid, stats) in &aggregates.threads {
+            self.add_thread_stats(*tid, stats);
+        }
+        for (key, count) in &aggregates.syscalls {
+            self.add_syscalls(key.tid, key.nr, *count);
+        }
+        for cache in &aggregates.syscall_caches {
+            self.add_syscall_cache(cache);
+        }
+        self.add_running(&aggregates.cpus, aggregates.window_start_ns, end_ns);
+    }
+
     /// Adds the scheduler statistics of one thread.
     pub fn add_thread_stats(&mut self, tid: u32, stats: &ThreadStats) {
         let thread = self.thread(tid, stats.tgid);
@@ -507,7 +523,8 @@ pub async fn observe(
     status.clear();
     collector.drain(probe)?;
     collector.accumulator.close_off_cpu(end_ns);
-    collector.read_aggregates(probe, end_ns)?;
+    let aggregates = probe.read_aggregates()?;
+    collector.accumulator.add_aggregates(&aggregates, end_ns);
     let window = Window {
         requested_ns: options.duration.map_or(0, |d| d.as_nanos() as u64),
         duration_ns: end_ns.saturating_sub(probe.window_start_ns),
@@ -519,7 +536,7 @@ pub async fn observe(
         frequency_hz: options.frequency_hz,
         online_cpus: probe.online_cpus.len() as u32,
         target_pids: probe.target_pids(),
-        loss: read_counters(probe)?,
+        loss: aggregates.loss.clone(),
         program_stats,
         notices: probe.notices.clone(),
         ..Recording::default()
@@ -548,10 +565,30 @@ impl Collector {
         )
     }
 
-    /// Adds what the kernel's aggregating maps hold now; `end_ns` credits the runs still in
-    /// progress up to it.
-    pub fn read_aggregates(&mut self, probe: &Probe, end_ns: u64) -> Result<(), LoadError> {
-        read_aggregates(probe, &mut self.accumulator, end_ns)
+    /// What was collected so far, as a recording, while the programs keep running: the
+    /// samples drained until now, the kernel's aggregates as they are (`aggregates`, read
+    /// at `now_ns`), runs and blocked periods still in progress counted up to `now_ns`.
+    /// The observation goes on unchanged. For commands that report while observing.
+    pub fn snapshot(&self, aggregates: &Aggregates, now_ns: u64) -> Recording {
+        let mut accumulator = self.accumulator.clone();
+        accumulator.add_aggregates(aggregates, now_ns);
+        accumulator.close_off_cpu(now_ns);
+        let mut recording = Recording {
+            window: Window {
+                duration_ns: now_ns.saturating_sub(aggregates.window_start_ns),
+                ..Window::default()
+            },
+            loss: aggregates.loss.clone(),
+            python_code: self.python.code(),
+            notices: self.python.notices().to_vec(),
+            ..Recording::default()
+        };
+        recording.resources.python = self.python.processes();
+        let mut recording = accumulator.finish(recording);
+        for thread in recording.threads.values_mut() {
+            thread.python_name = self.python.thread_name(thread.tid).map(str::to_owned);
+        }
+        recording
     }
 
     /// The recording: `recording`'s header with everything collected.
@@ -689,53 +726,6 @@ fn fixed<const N: usize>(bytes: &[u8]) -> [u8; N] {
     out
 }
 
-fn read_aggregates(
-    probe: &Probe,
-    accumulator: &mut Accumulator,
-    end_ns: u64,
-) -> Result<(), LoadError> {
-    for entry in probe.thread_stats()?.iter() {
-        let (tid, stats) =
-            entry.map_err(|err| LoadError::Other(format!("read thread stats: {err}")))?;
-        accumulator.add_thread_stats(tid, &stats);
-    }
-    for entry in probe.syscall_counts()?.iter() {
-        let (key, count) =
-            entry.map_err(|err| LoadError::Other(format!("read syscall counts: {err}")))?;
-        accumulator.add_syscalls(key.tid, key.nr, count);
-    }
-    let caches = probe
-        .syscall_cache()?
-        .get(&0, 0)
-        .map_err(|err| LoadError::Other(format!("read the per-CPU syscall caches: {err}")))?;
-    for cache in caches.iter() {
-        accumulator.add_syscall_cache(cache);
-    }
-    let cpus = probe
-        .cpu_state()?
-        .get(&0, 0)
-        .map_err(|err| LoadError::Other(format!("read per-CPU state: {err}")))?;
-    accumulator.add_running(&cpus, probe.window_start_ns, end_ns);
-    Ok(())
-}
-
-fn read_counters(probe: &Probe) -> Result<LossCounters, LoadError> {
-    let counters = probe.counters()?;
-    let total = |counter: Counter| -> Result<u64, LoadError> {
-        let values = counters
-            .get(&(counter as u32), 0)
-            .map_err(|err| LoadError::Other(format!("read counters: {err}")))?;
-        Ok(values.iter().sum())
-    };
-    Ok(LossCounters {
-        samples: total(Counter::Samples)?,
-        samples_lost: total(Counter::SamplesLost)?,
-        threads_dropped: total(Counter::ThreadsDropped)?,
-        syscalls_dropped: total(Counter::SyscallsDropped)?,
-        targets_dropped: total(Counter::TargetsDropped)?,
-    })
-}
-
 /// A one-line status on stderr, only when stderr is a terminal: what is being done,
 /// elapsed or remaining time, samples and lost samples.
 struct Status {
@@ -786,6 +776,10 @@ impl Status {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    use probe_common::SyscallKey;
+
     use super::*;
 
     fn header(tid: u32, kernel: usize, user: usize, python: usize) -> SampleHeader {
@@ -1002,6 +996,96 @@ mod tests {
         let thread = &acc.threads[&41];
         assert_eq!((thread.pid, thread.on_cpu_ns, thread.exited), (40, 5, true));
         assert_eq!(thread.name, "wrk\x1b");
+    }
+
+    #[test]
+    fn snapshots_leave_the_observation_as_it_was() {
+        let mut collector = Collector::default();
+        collector.accumulator.add_sample(&sample(7, &[1, 2], &[]));
+        let aggregates = Aggregates {
+            threads: vec![(
+                7,
+                ThreadStats {
+                    on_cpu_ns: 500,
+                    tgid: 100,
+                    ..ThreadStats::default()
+                },
+            )],
+            syscalls: vec![(
+                SyscallKey {
+                    tid: 7,
+                    nr: 39,
+                    cpu: 0,
+                    _pad: 0,
+                },
+                4,
+            )],
+            window_start_ns: 1_000,
+            ..Aggregates::default()
+        };
+        for _ in 0..2 {
+            let snapshot = collector.snapshot(&aggregates, 3_000);
+            let thread = &snapshot.threads[&7];
+            assert_eq!(
+                thread.on_cpu_ns, 500,
+                "aggregates are added once per snapshot"
+            );
+            assert_eq!(thread.syscalls[&39], 4);
+            assert_eq!(thread.stacks.values().map(|s| s.count).sum::<u64>(), 1);
+            assert_eq!(snapshot.window.duration_ns, 2_000);
+        }
+        let thread = &collector.accumulator.threads[&7];
+        assert_eq!((thread.on_cpu_ns, thread.syscalls.len()), (0, 0));
+    }
+
+    #[test]
+    fn off_cpu_stacks_weigh_the_time_off() {
+        let mut acc = Accumulator::default();
+        let mut blocked = sample(7, &[1, 2], &[9]);
+        blocked.header.kind = RECORD_OFF_CPU;
+        blocked.header.ktime_ns = 100;
+        acc.add_off_cpu(&blocked);
+        acc.add_off_cpu_end(7, 350);
+        blocked.header.ktime_ns = 400;
+        acc.add_off_cpu(&blocked);
+        // Still blocked when the window closes.
+        acc.close_off_cpu(1_000);
+        // An end with no recorded start (its record was lost) adds nothing.
+        acc.add_off_cpu_end(8, 500);
+        let stacks = &acc.threads[&7].stacks;
+        assert_eq!(stacks.len(), 1);
+        let (stack, stats) = stacks.iter().next().unwrap();
+        assert_eq!(stack.kind, SampleKind::OffCpu);
+        assert_eq!((stats.count, stats.off_cpu_ns), (2, 250 + 600));
+        assert_eq!(
+            (acc.threads[&7].user_samples, acc.threads[&7].kernel_samples),
+            (0, 0)
+        );
+        assert!(!acc.threads.contains_key(&8));
+    }
+
+    #[test]
+    fn event_records_with_frames_are_malformed() {
+        let mut exec = sample(7, &[], &[]);
+        exec.header.kind = RECORD_EXEC;
+        assert_eq!(read_sample(&record(&exec)), Some(exec.clone()));
+        let mut bad = sample(7, &[1], &[]);
+        bad.header.kind = RECORD_OFF_CPU_END;
+        assert_eq!(read_sample(&record(&bad)), None);
+    }
+
+    #[test]
+    fn exec_starts_a_new_generation_of_maps() {
+        let mut acc = Accumulator::default();
+        acc.add_sample(&sample(7, &[1], &[]));
+        acc.exec(100);
+        acc.add_sample(&sample(7, &[1], &[]));
+        let generations: BTreeSet<u32> = acc.threads[&7]
+            .stacks
+            .keys()
+            .map(|s| s.maps_generation)
+            .collect();
+        assert_eq!(generations, BTreeSet::from([0, 1]));
     }
 
     #[test]

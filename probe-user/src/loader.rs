@@ -14,13 +14,13 @@ use aya::{
     Btf, BtfError, Ebpf, EbpfError, EbpfLoader,
 };
 use probe_common::{
-    names, CpuState, KernelName, PyLayoutKernel, SyscallCache, SyscallKey, ThreadStats,
+    names, Counter, CpuState, KernelName, PyLayoutKernel, SyscallCache, SyscallKey, ThreadStats,
     CONTROL_PY_WALK_LOADED, CONTROL_WINDOW_END, CONTROL_WINDOW_START, KERNEL_NAME_BATCH,
     KERNEL_NAME_TEXT_BYTES, SAMPLE_MAX_BYTES, TAIL_CALL_PY_WALK,
 };
 use thiserror::Error;
 
-use crate::{collect::PythonMaps, model::ProgramStats};
+use crate::model::{LossCounters, ProgramStats};
 
 /// The compiled kernel programs, built by build.rs for bpfel-unknown-none.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probe"));
@@ -102,6 +102,19 @@ impl ProgramSet {
         follow_forks: false,
         off_cpu: false,
     };
+}
+
+/// What the kernel programs have aggregated, as plain records (see
+/// [`Probe::read_aggregates`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Aggregates {
+    pub threads: Vec<(u32, ThreadStats)>,
+    pub syscalls: Vec<(SyscallKey, u64)>,
+    /// Each CPU's syscall cache (counts not yet in `syscalls`).
+    pub syscall_caches: Vec<SyscallCache>,
+    pub cpus: Vec<CpuState>,
+    pub window_start_ns: u64,
+    pub loss: LossCounters,
 }
 
 /// The loaded, attached programs and the maps they fill.
@@ -303,7 +316,7 @@ impl Probe {
         let Ok(counters) = self.counters() else {
             return 0;
         };
-        let lost = counters.get(&(probe_common::Counter::SamplesLost as u32), 0);
+        let lost = counters.get(&(Counter::SamplesLost as u32), 0);
         lost.map_or(0, |values| values.iter().sum())
     }
 
@@ -544,6 +557,52 @@ impl Probe {
             .collect()
     }
 
+    /// Everything the kernel has aggregated so far, read in one go; the programs keep
+    /// running (a snapshot) unless detached.
+    pub fn read_aggregates(&self) -> Result<Aggregates, LoadError> {
+        let read = |what: &str, err: &dyn std::fmt::Display| {
+            LoadError::Other(format!("read {what}: {err}"))
+        };
+        let mut threads = Vec::new();
+        for entry in self.thread_stats()?.iter() {
+            threads.push(entry.map_err(|err| read("thread stats", &err))?);
+        }
+        let mut syscalls = Vec::new();
+        for entry in self.syscall_counts()?.iter() {
+            syscalls.push(entry.map_err(|err| read("syscall counts", &err))?);
+        }
+        let caches = self.syscall_cache()?.get(&0, 0);
+        let caches = caches.map_err(|err| read("the per-CPU syscall caches", &err))?;
+        let cpus = self.cpu_state()?.get(&0, 0);
+        let cpus = cpus.map_err(|err| read("per-CPU state", &err))?;
+        Ok(Aggregates {
+            threads,
+            syscalls,
+            syscall_caches: caches.iter().copied().collect(),
+            cpus: cpus.iter().copied().collect(),
+            window_start_ns: self.window_start_ns,
+            loss: self.read_counters()?,
+        })
+    }
+
+    fn read_counters(&self) -> Result<LossCounters, LoadError> {
+        let counters = self.counters()?;
+        let total = |counter: Counter| -> Result<u64, LoadError> {
+            let values = counters
+                .get(&(counter as u32), 0)
+                .map_err(|err| LoadError::Other(format!("read counters: {err}")))?;
+            Ok(values.iter().sum())
+        };
+        Ok(LossCounters {
+            samples: total(Counter::Samples)?,
+            samples_lost: total(Counter::SamplesLost)?,
+            threads_dropped: total(Counter::ThreadsDropped)?,
+            syscalls_dropped: total(Counter::SyscallsDropped)?,
+            targets_dropped: total(Counter::TargetsDropped)?,
+            off_cpu_dropped: total(Counter::OffCpuDropped)?,
+        })
+    }
+
     /// The ring buffer of stack samples.
     pub fn samples(&mut self) -> &mut RingBuf<MapData> {
         &mut self.samples
@@ -594,9 +653,10 @@ fn name_text(addr: u64, named: &KernelName) -> Option<Vec<u8>> {
     Some(text.to_vec())
 }
 
-impl PythonMaps for Probe {
-    /// Also loads the kernel's Python frame walk, when this is the first Python process.
-    fn add_process(&mut self, pid: u32, layout: &PyLayoutKernel) -> Result<(), String> {
+impl Probe {
+    /// Tells the kernel's Python walk the layout of process `pid`; also loads the walk,
+    /// when this is the first Python process.
+    pub fn add_python_process(&mut self, pid: u32, layout: &PyLayoutKernel) -> Result<(), String> {
         self.load_python_walk()?;
         let map = self
             .ebpf_map(names::PY_PROCS)
@@ -608,7 +668,8 @@ impl PythonMaps for Probe {
             .map_err(|err| format!("failed to add it to the kernel's Python map: {err}"))
     }
 
-    fn add_thread(&mut self, tid: u32, tstate: u64) -> Result<(), String> {
+    /// Tells the kernel's Python walk where thread `tid`'s `PyThreadState` is.
+    pub fn add_python_thread(&mut self, tid: u32, tstate: u64) -> Result<(), String> {
         let map = self
             .ebpf_map(names::PY_THREADS)
             .map_err(|err| err.to_string())?;

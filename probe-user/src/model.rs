@@ -40,6 +40,9 @@ pub struct LossCounters {
     /// Children of targets that could not be added to the filter (map full): not observed.
     #[serde(default)]
     pub targets_dropped: u64,
+    /// Off-CPU stacks not recorded because the map of blocked threads was full.
+    #[serde(default)]
+    pub off_cpu_dropped: u64,
 }
 
 /// What one kernel program cost over the window, from the kernel's BPF statistics

@@ -122,7 +122,7 @@ pub struct Location<'a> {
 }
 
 /// One executable mapping.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Mapping {
     range: Range<u64>,
     /// File offset of `range.start` (0 for non-file mappings).
@@ -150,8 +150,8 @@ pub struct ChangedMaps {
     pub changed: Vec<Range<u64>>,
 }
 
-/// The executable mappings of one process, with their files held open.
-#[derive(Debug, Default)]
+/// The executable mappings of one process, with their files held open (shared by clones).
+#[derive(Clone, Debug, Default)]
 pub struct ProcessMaps {
     /// Sorted by start address, non-overlapping.
     mappings: Vec<Mapping>,

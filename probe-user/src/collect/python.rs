@@ -40,6 +40,16 @@ pub trait PythonMaps {
     fn add_thread(&mut self, tid: u32, tstate: u64) -> Result<(), String>;
 }
 
+impl PythonMaps for crate::loader::Probe {
+    fn add_process(&mut self, pid: u32, layout: &PyLayoutKernel) -> Result<(), String> {
+        self.add_python_process(pid, layout)
+    }
+
+    fn add_thread(&mut self, tid: u32, tstate: u64) -> Result<(), String> {
+        self.add_python_thread(tid, tstate)
+    }
+}
+
 /// How processes are inspected (live /proc and memory, or a fake in tests).
 pub trait PythonSource {
     fn discover(&mut self, pid: u32) -> Result<PythonProcess, DiscoverError>;
@@ -221,13 +231,25 @@ impl PythonTracker {
     /// The code objects read, by (pid, address); `None` for those that could not be read
     /// or whose address was reused by another code object during the window.
     pub fn take_code(&mut self) -> HashMap<(u32, u64), Option<Arc<CodeInfo>>> {
-        std::mem::take(&mut self.code)
-            .into_iter()
-            .map(|(key, entry)| match entry {
-                CodeEntry::Known(info) => (key, Some(info)),
+        let code = self.code();
+        self.code.clear();
+        code
+    }
+
+    /// [`PythonTracker::take_code`] without taking: what is known so far.
+    pub fn code(&self) -> HashMap<(u32, u64), Option<Arc<CodeInfo>>> {
+        self.code
+            .iter()
+            .map(|(&key, entry)| match entry {
+                CodeEntry::Known(info) => (key, Some(Arc::clone(info))),
                 CodeEntry::Unreadable | CodeEntry::Reused => (key, None),
             })
             .collect()
+    }
+
+    /// The notices so far, without taking them.
+    pub fn notices(&self) -> &[String] {
+        &self.notices
     }
 
     fn discover(

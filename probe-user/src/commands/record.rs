@@ -12,7 +12,7 @@ use super::{name_kernel_frames, runtime, stop_signal};
 use crate::cli::{FormatArg, RecordOptions, RecordTarget};
 use crate::collect::{self, EndReason, ObserveOptions};
 use crate::loader::{LoadOptions, Probe, ProgramSet};
-use crate::model::Profile;
+use crate::model::{Profile, SampleKind};
 use crate::output::{self, Format, OutputOptions};
 use crate::output_file::OutputFile;
 use crate::spawn::{self, Credentials, Running};
@@ -215,19 +215,36 @@ fn title(target: &RecordTarget, profile: &Profile) -> String {
     }
 }
 
-/// One line on stderr: where the file is, what it holds, and the notices.
+/// One line on stderr: where the file is, what it holds and what was lost; then the
+/// notices.
 fn summary(path: &Path, profile: &Profile) {
-    let samples: u64 = profile
-        .threads
-        .iter()
-        .flat_map(|t| &t.samples)
-        .map(|s| s.count)
-        .sum();
+    let count = |kind: SampleKind| -> u64 {
+        let samples = profile.threads.iter().flat_map(|t| &t.samples);
+        samples.filter(|s| s.kind == kind).map(|s| s.count).sum()
+    };
+    let loss = &profile.loss;
+    let mut lost = format!("{} samples lost", loss.samples_lost);
+    if loss.off_cpu_dropped > 0 {
+        lost.push_str(&format!(
+            ", {} off-CPU waits not recorded",
+            loss.off_cpu_dropped
+        ));
+    }
+    if loss.targets_dropped > 0 {
+        lost.push_str(&format!(
+            ", {} child processes not followed",
+            loss.targets_dropped
+        ));
+    }
+    let off_cpu = match count(SampleKind::OffCpu) {
+        0 => String::new(),
+        waits => format!(", {waits} off-CPU waits"),
+    };
     crate::diag!(
-        "probe: wrote {} ({samples} samples over {:.1} s, {} lost)",
+        "probe: wrote {} ({} samples{off_cpu} over {:.1} s; {lost})",
         path.display(),
+        count(SampleKind::OnCpu),
         profile.window.duration_ns as f64 / 1e9,
-        profile.loss.samples_lost
     );
     for notice in &profile.notices {
         crate::diag!("probe: note: {notice}");

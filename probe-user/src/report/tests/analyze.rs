@@ -196,6 +196,7 @@ fn header_facts_are_carried_over() {
         threads_dropped: 2,
         syscalls_dropped: 3,
         targets_dropped: 0,
+        off_cpu_dropped: 0,
     };
     let report = profile()
         .targets(&[42, 43])

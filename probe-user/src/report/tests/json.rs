@@ -15,6 +15,7 @@ fn full_report() -> SpinReport {
         threads_dropped: 1,
         syscalls_dropped: 0,
         targets_dropped: 0,
+        off_cpu_dropped: 0,
     };
     profile()
         .window(3 * SEC, 1_234_567_891, true)

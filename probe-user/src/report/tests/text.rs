@@ -85,6 +85,7 @@ fn losses_and_notices_are_visible() {
         threads_dropped: 2,
         syscalls_dropped: 1_000,
         targets_dropped: 0,
+        off_cpu_dropped: 0,
     };
     let text = render_text(&profile().loss(loss).notice("no python frames").report());
     assert!(text.contains(
