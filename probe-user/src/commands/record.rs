@@ -114,11 +114,14 @@ async fn ends(
     let waiting = tokio::task::spawn_blocking(move || command.wait_blocking());
     tokio::select! {
         reason = stop => {
-            let signal = match reason.as_deref() {
-                Some("SIGTERM") => libc::SIGTERM,
-                _ => libc::SIGINT,
-            };
-            command.signal(signal);
+            match reason.as_deref() {
+                Some("SIGTERM") => command.signal(libc::SIGTERM),
+                // Ctrl-C on the terminal already reached the command (it is in the
+                // terminal's foreground process group, with probe): only an interrupt sent
+                // to probe alone is passed on.
+                _ if !ctrl_c_reaches_the_command() => command.signal(libc::SIGINT),
+                _ => {}
+            }
             reason
         }
         code = waiting => {
@@ -127,6 +130,14 @@ async fn ends(
             None
         }
     }
+}
+
+/// Whether a Ctrl-C typed on probe's terminal reaches the command too: probe's process
+/// group (which the command shares) is the terminal's foreground group.
+fn ctrl_c_reaches_the_command() -> bool {
+    // SAFETY: tcgetpgrp and getpgrp only read process state; a non-terminal stdin makes
+    // tcgetpgrp fail (-1), which is not our group.
+    unsafe { libc::tcgetpgrp(libc::STDIN_FILENO) == libc::getpgrp() }
 }
 
 /// The command's exit code: known if it exited, else waited for (it got the signal), at
