@@ -75,11 +75,31 @@ impl Results<'_> {
             .collect()
     }
 
-    /// probe's runs while `workload` ran.
+    /// probe spin's runs while `workload` ran.
     pub(super) fn workload_runs(&self, workload: Workload) -> Vec<&ProbeRun> {
+        self.observer_runs(workload, Observer::Probe)
+    }
+
+    /// probe's runs as `observer` (spin or record) while `workload` ran.
+    pub(super) fn observer_runs(&self, workload: Workload, observer: Observer) -> Vec<&ProbeRun> {
         self.clean()
-            .filter(|s| s.workload == workload)
+            .filter(|s| s.workload == workload && s.observer == observer)
             .filter_map(|s| s.probe.as_ref())
+            .collect()
+    }
+
+    /// probe record's runs grouped by workload.
+    pub(super) fn record_runs(&self) -> Vec<(&'static str, Vec<&ProbeRun>)> {
+        WORKLOADS
+            .iter()
+            .map(|&w| (w.name(), self.observer_runs(w, Observer::ProbeRecord)))
+            .collect()
+    }
+
+    /// The clean runs of `observer` on `workload`.
+    pub(super) fn runs_of(&self, workload: Workload, observer: Observer) -> Vec<&Sample> {
+        self.clean()
+            .filter(|s| s.workload == workload && s.observer == observer)
             .collect()
     }
 
@@ -99,7 +119,7 @@ impl Results<'_> {
             .collect()
     }
 
-    /// probe's runs grouped by what ran meanwhile: each workload, then the idle machine.
+    /// probe spin's runs grouped by what ran meanwhile: each workload, then the idle machine.
     pub(super) fn probe_runs(&self) -> Vec<(&'static str, Vec<&ProbeRun>)> {
         let mut groups: Vec<_> = WORKLOADS
             .iter()
