@@ -16,6 +16,7 @@ mod parse;
 mod peers;
 mod plan;
 mod python;
+mod record;
 mod render;
 mod rounds;
 mod sample;

@@ -39,6 +39,9 @@ impl Results<'_> {
         self.write_programs(out)?;
         self.write_peer_programs(out)?;
         self.write_process(out)?;
+        self.write_record_programs(out)?;
+        self.write_record_process(out)?;
+        self.write_outputs(out)?;
         self.write_commands(out)?;
         self.write_left_out(out)
     }
