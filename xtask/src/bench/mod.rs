@@ -20,6 +20,7 @@ mod record;
 mod render;
 mod rounds;
 mod sample;
+mod soak;
 mod stats;
 mod tables;
 mod targets;
@@ -36,7 +37,7 @@ use anyhow::{bail, Context as _, Result};
 
 use self::{
     machine::{loadavg, probe_build, BpfStats, Machine, Tracefs},
-    plan::{Paths, WORKLOADS},
+    plan::{Paths, Workload, WORKLOADS},
     render::Results,
     rounds::Bench,
 };
@@ -102,6 +103,8 @@ pub fn run(options: &Options) -> Result<()> {
     Ok(())
 }
 
+pub use soak::run as record_soak;
+
 fn check_preconditions(options: &Options) -> Result<()> {
     if !(options.secs.is_finite() && options.secs > 0.0) {
         bail!(
@@ -109,6 +112,10 @@ fn check_preconditions(options: &Options) -> Result<()> {
             options.secs
         );
     }
+    check_root()
+}
+
+fn check_root() -> Result<()> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         bail!(
@@ -130,15 +137,22 @@ fn prepare(paths: &Paths) -> Result<PathBuf> {
         .with_context(|| format!("failed to create {}", paths.out.display()))?;
     python::ensure_py_spy(&python, paths)?;
     for workload in WORKLOADS.into_iter().filter(|w| !w.is_python()) {
-        run_command(
-            Command::new("cc")
-                .args(CFLAGS)
-                .arg("-o")
-                .arg(paths.workload(workload))
-                .arg(workload.source()),
-        )?;
+        compile(paths, workload)?;
     }
     Ok(python)
+}
+
+/// Compiles a C workload into `target/bench`.
+fn compile(paths: &Paths, workload: Workload) -> Result<()> {
+    fs::create_dir_all(&paths.out)
+        .with_context(|| format!("failed to create {}", paths.out.display()))?;
+    run_command(
+        Command::new("cc")
+            .args(CFLAGS)
+            .arg("-o")
+            .arg(paths.workload(workload))
+            .arg(workload.source()),
+    )
 }
 
 fn ensure_peers() -> Result<()> {

@@ -121,9 +121,16 @@ pub(super) fn parse_raw_samples(raw: &str) -> u64 {
 
 /// `VmHWM:  1234 kB` from /proc/PID/status: the peak resident set so far, in KiB.
 pub(super) fn parse_vm_hwm_kib(status: &str) -> Option<u64> {
-    let value = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))?;
+    status_kib(status, "VmHWM:")
+}
+
+/// `VmRSS:  1234 kB` from /proc/PID/status: the resident set now, in KiB.
+pub(super) fn parse_vm_rss_kib(status: &str) -> Option<u64> {
+    status_kib(status, "VmRSS:")
+}
+
+fn status_kib(status: &str, key: &str) -> Option<u64> {
+    let value = status.lines().find_map(|line| line.strip_prefix(key))?;
     value.trim().trim_end_matches("kB").trim().parse().ok()
 }
 
@@ -244,6 +251,8 @@ mod tests {
     fn proc_figures_are_parsed() {
         let status = "Name:\tprobe\nVmPeak:\t  9000 kB\nVmHWM:\t    2192 kB\n";
         assert_eq!(parse_vm_hwm_kib(status), Some(2192));
+        assert_eq!(parse_vm_rss_kib(status), None);
+        assert_eq!(parse_vm_rss_kib("VmRSS:\t   41000 kB\n"), Some(41000));
     }
 
     #[test]
