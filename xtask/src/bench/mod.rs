@@ -1,13 +1,14 @@
 //! `cargo xtask bench`: what probe costs the machine, next to its peers, measured in one run.
 //!
 //! Three workloads (`bench/*.c`, and a pure-Python loop, `bench/py_loop.py`) run alone and
-//! under each of their observers (the C ones under probe, bpftrace and perf; the Python one
-//! under probe and py-spy) in interleaved rounds whose order rotates every round: these
+//! under each of their observers (the C ones under probe spin, probe record, bpftrace and
+//! perf; the Python one under probe spin, probe record and py-spy) in interleaved rounds whose order rotates every round: these
 //! shared VMs drift by up to ±30% over an hour, so only a ratio to "alone" from the same round
 //! means anything (see ../shared/benchmarking.md).
 //! Ratios cannot resolve effects under ~10%, so the cost of probe's kernel programs is also
 //! read directly from the kernel's BPF statistics, next to bpftrace's from the same rounds,
 //! and probe's own CPU time and peak RSS from its rusage. The result is a markdown table on stdout and in `target/bench/results.md`.
+//! `--record-soak` (`soak`) is a separate, long run of probe record alone.
 
 mod format;
 mod machine;
