@@ -77,6 +77,11 @@ pub struct RecordArgs {
     #[arg(long)]
     pub off_cpu: bool,
 
+    /// Print probe's own costs as one JSON line on stderr (for `cargo xtask bench`):
+    /// time to attach, the recording's length, and each kernel program's run time and count.
+    #[arg(long, hide = true)]
+    pub self_stats: bool,
+
     /// The command to run and record, with its arguments (after `--`); it runs as the
     /// invoking user under sudo, and its children are recorded too.
     #[arg(last = true, value_name = "COMMAND")]
@@ -110,6 +115,7 @@ pub struct RecordOptions {
     pub format: Option<FormatArg>,
     pub per_thread: bool,
     pub off_cpu: bool,
+    pub self_stats: bool,
 }
 
 impl TryFrom<&RecordArgs> for RecordOptions {
@@ -136,6 +142,7 @@ impl TryFrom<&RecordArgs> for RecordOptions {
             format: args.format,
             per_thread: args.threads,
             off_cpu: args.off_cpu,
+            self_stats: args.self_stats,
         })
     }
 }
@@ -269,6 +276,8 @@ mod tests {
         assert_eq!(command.frequency_hz, 49);
         let argv: Vec<std::ffi::OsString> = ["sh", "-c", "exit 3"].map(Into::into).into();
         assert_eq!(command.target, RecordTarget::Command(argv));
+        assert!(!command.self_stats);
+        assert!(record(&["-a", "--self-stats"]).unwrap().self_stats);
     }
 
     #[test]

@@ -14,7 +14,7 @@ fn main() -> ExitCode {
         Command::Spin(args) => commands::spin::run(&SpinOptions::from(args), started).map(|()| 0),
         Command::Record(args) => RecordOptions::try_from(args)
             .map_err(anyhow::Error::msg)
-            .and_then(|options| commands::record::run(&options)),
+            .and_then(|options| commands::record::run(&options, started)),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

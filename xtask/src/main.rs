@@ -45,6 +45,11 @@ enum Task {
         /// Seconds each workload run lasts.
         #[arg(long, default_value_t = 3.0)]
         secs: f64,
+        /// Instead of the bench: one `probe record -a -F 99` of MINUTES with both CPUs busy,
+        /// its RSS sampled every 5 s (peak, and growth first minute to last); writes
+        /// target/bench/record-soak.md.
+        #[arg(long, value_name = "MINUTES", conflicts_with_all = ["rounds", "secs"])]
+        record_soak: Option<f64>,
     },
 }
 
@@ -55,7 +60,11 @@ fn main() -> ExitCode {
         Task::Spin { args } => spin(&args),
         Task::Test => test(),
         Task::Lint => setup::ensure_toolchain().and_then(|()| lint()),
-        Task::Bench { rounds, secs } => bench::run(&bench::Options {
+        Task::Bench {
+            record_soak: Some(minutes),
+            ..
+        } => bench::record_soak(minutes),
+        Task::Bench { rounds, secs, .. } => bench::run(&bench::Options {
             rounds: rounds as usize,
             secs,
         }),

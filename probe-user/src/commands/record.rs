@@ -4,7 +4,7 @@
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
@@ -12,7 +12,7 @@ use super::{name_kernel_frames, runtime, stop_signal};
 use crate::cli::{FormatArg, RecordOptions, RecordTarget};
 use crate::collect::{self, EndReason, ObserveOptions};
 use crate::loader::{LoadOptions, Probe, ProgramSet};
-use crate::model::{Profile, SampleKind};
+use crate::model::{Profile, Recording, SampleKind};
 use crate::output::{self, Format, OutputOptions};
 use crate::output_file::OutputFile;
 use crate::spawn::{self, Credentials, Running};
@@ -23,7 +23,8 @@ use crate::{preflight, symbolize};
 const COMMAND_EXIT_GRACE: Duration = Duration::from_secs(5);
 
 /// Records, writes the file, and returns the exit code: the command's own in spawn mode.
-pub fn run(options: &RecordOptions) -> anyhow::Result<i32> {
+/// `started` is when probe started, for `--self-stats`' time to attach.
+pub fn run(options: &RecordOptions, started: Instant) -> anyhow::Result<i32> {
     let pids = match &options.target {
         RecordTarget::Pids(pids) => pids.clone(),
         RecordTarget::All | RecordTarget::Command(_) => Vec::new(),
@@ -36,7 +37,7 @@ pub fn run(options: &RecordOptions) -> anyhow::Result<i32> {
         .unwrap_or_else(|| default_path(&options.target, format));
     // Before anything is attached: an hour of recording is never lost to a typo.
     let output = OutputFile::prepare(&path)?;
-    let (profile, exit_code) = runtime()?.block_on(record(options, &pids))?;
+    let (profile, exit_code) = runtime()?.block_on(record(options, &pids, started))?;
     let title = title(&options.target, &profile);
     let output_options = OutputOptions {
         per_thread: options.per_thread,
@@ -51,7 +52,11 @@ pub fn run(options: &RecordOptions) -> anyhow::Result<i32> {
 
 /// Observes until the duration, a signal, or the command's exit; the symbolized profile
 /// and, in spawn mode, the command's exit code.
-async fn record(options: &RecordOptions, pids: &[u32]) -> anyhow::Result<(Profile, Option<i32>)> {
+async fn record(
+    options: &RecordOptions,
+    pids: &[u32],
+    started: Instant,
+) -> anyhow::Result<(Profile, Option<i32>)> {
     let stop = stop_signal();
     let spawning = matches!(options.target, RecordTarget::Command(_));
     let held = match &options.target {
@@ -78,6 +83,7 @@ async fn record(options: &RecordOptions, pids: &[u32]) -> anyhow::Result<(Profil
         }
         None => None,
     };
+    let attached = started.elapsed();
     let observe = ObserveOptions {
         duration: options.duration,
         frequency_hz: options.frequency_hz,
@@ -90,6 +96,9 @@ async fn record(options: &RecordOptions, pids: &[u32]) -> anyhow::Result<(Profil
     let exited = Rc::new(Cell::new(None));
     let until = ends(stop, command, Rc::clone(&exited));
     let recording = collect::observe(&mut probe, &observe, until).await?;
+    if options.self_stats {
+        print_self_stats(&recording, attached);
+    }
     let kernel_names = name_kernel_frames(&recording, probe);
     let exit_code = match command {
         Some(command) => Some(command_exit(command, exited.get()).await),
@@ -99,6 +108,17 @@ async fn record(options: &RecordOptions, pids: &[u32]) -> anyhow::Result<(Profil
         symbolize::symbolize_with(recording, kernel_names),
         exit_code,
     ))
+}
+
+/// `--self-stats`: one JSON line on stderr, as `probe spin` prints it, plus the recording's
+/// length (spin's is in its report; record's file formats do not all carry it).
+fn print_self_stats(recording: &Recording, attached: Duration) {
+    let stats = serde_json::json!({
+        "attach_secs": attached.as_secs_f64(),
+        "window_secs": recording.window.duration_ns as f64 / 1e9,
+        "programs": recording.program_stats,
+    });
+    crate::diag!("{stats}");
 }
 
 /// The end of a recording: a signal (forwarded to the command, if any), or the command's

@@ -40,6 +40,15 @@ pub(super) fn si(value: f64) -> String {
     format!("{scaled:.decimals$}{suffix}")
 }
 
+/// A file size: 812 B, 41.2 KiB, 3.10 MiB.
+pub(super) fn fmt_bytes(bytes: f64) -> String {
+    match bytes {
+        b if b >= 1024.0 * 1024.0 => format!("{:.2} MiB", b / (1024.0 * 1024.0)),
+        b if b >= 1024.0 => format!("{:.1} KiB", b / 1024.0),
+        b => format!("{b:.0} B"),
+    }
+}
+
 /// argv as a shell would take it back (single quotes where needed).
 pub(super) fn shell_join(argv: &[String]) -> String {
     let quote = |arg: &String| {
@@ -63,6 +72,13 @@ mod tests {
     fn commands_are_quoted_for_the_shell() {
         let argv = ["bpftrace", "-e", "a { b; }"].map(String::from);
         assert_eq!(shell_join(&argv), "bpftrace -e 'a { b; }'");
+    }
+
+    #[test]
+    fn sizes_are_binary() {
+        assert_eq!(fmt_bytes(812.0), "812 B");
+        assert_eq!(fmt_bytes(42_188.0), "41.2 KiB");
+        assert_eq!(fmt_bytes(3_250_586.0), "3.10 MiB");
     }
 
     #[test]

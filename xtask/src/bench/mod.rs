@@ -1,13 +1,14 @@
 //! `cargo xtask bench`: what probe costs the machine, next to its peers, measured in one run.
 //!
 //! Three workloads (`bench/*.c`, and a pure-Python loop, `bench/py_loop.py`) run alone and
-//! under each of their observers (the C ones under probe, bpftrace and perf; the Python one
-//! under probe and py-spy) in interleaved rounds whose order rotates every round: these
+//! under each of their observers (the C ones under probe spin, probe record, bpftrace and
+//! perf; the Python one under probe spin, probe record and py-spy) in interleaved rounds whose order rotates every round: these
 //! shared VMs drift by up to ±30% over an hour, so only a ratio to "alone" from the same round
 //! means anything (see ../shared/benchmarking.md).
 //! Ratios cannot resolve effects under ~10%, so the cost of probe's kernel programs is also
 //! read directly from the kernel's BPF statistics, next to bpftrace's from the same rounds,
 //! and probe's own CPU time and peak RSS from its rusage. The result is a markdown table on stdout and in `target/bench/results.md`.
+//! `--record-soak` (`soak`) is a separate, long run of probe record alone.
 
 mod format;
 mod machine;
@@ -16,9 +17,11 @@ mod parse;
 mod peers;
 mod plan;
 mod python;
+mod record;
 mod render;
 mod rounds;
 mod sample;
+mod soak;
 mod stats;
 mod tables;
 mod targets;
@@ -35,7 +38,7 @@ use anyhow::{bail, Context as _, Result};
 
 use self::{
     machine::{loadavg, probe_build, BpfStats, Machine, Tracefs},
-    plan::{Paths, WORKLOADS},
+    plan::{Paths, Workload, WORKLOADS},
     render::Results,
     rounds::Bench,
 };
@@ -101,6 +104,8 @@ pub fn run(options: &Options) -> Result<()> {
     Ok(())
 }
 
+pub use soak::run as record_soak;
+
 fn check_preconditions(options: &Options) -> Result<()> {
     if !(options.secs.is_finite() && options.secs > 0.0) {
         bail!(
@@ -108,6 +113,10 @@ fn check_preconditions(options: &Options) -> Result<()> {
             options.secs
         );
     }
+    check_root()
+}
+
+fn check_root() -> Result<()> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         bail!(
@@ -129,15 +138,22 @@ fn prepare(paths: &Paths) -> Result<PathBuf> {
         .with_context(|| format!("failed to create {}", paths.out.display()))?;
     python::ensure_py_spy(&python, paths)?;
     for workload in WORKLOADS.into_iter().filter(|w| !w.is_python()) {
-        run_command(
-            Command::new("cc")
-                .args(CFLAGS)
-                .arg("-o")
-                .arg(paths.workload(workload))
-                .arg(workload.source()),
-        )?;
+        compile(paths, workload)?;
     }
     Ok(python)
+}
+
+/// Compiles a C workload into `target/bench`.
+fn compile(paths: &Paths, workload: Workload) -> Result<()> {
+    fs::create_dir_all(&paths.out)
+        .with_context(|| format!("failed to create {}", paths.out.display()))?;
+    run_command(
+        Command::new("cc")
+            .args(CFLAGS)
+            .arg("-o")
+            .arg(paths.workload(workload))
+            .arg(workload.source()),
+    )
 }
 
 fn ensure_peers() -> Result<()> {

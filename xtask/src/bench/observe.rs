@@ -37,6 +37,9 @@ pub(super) struct Exit {
     pub(super) wall: Duration,
     pub(super) cpu: Duration,
     pub(super) peak_rss_kib: u64,
+    /// From the SIGINT that ended it to its exit (to [`POLL`]): the time it took to write
+    /// its output. Zero when it exited by itself.
+    pub(super) stop_latency: Duration,
 }
 
 impl Observed {
@@ -93,9 +96,11 @@ impl Observed {
     /// Ends the observer with SIGINT (each of them reports and exits on it) and reaps it.
     pub(super) fn stop(mut self) -> Result<Exit> {
         self.signal(libc::SIGINT);
-        let deadline = Instant::now() + STOP_TIMEOUT;
+        let signalled = Instant::now();
+        let deadline = signalled + STOP_TIMEOUT;
         while Instant::now() < deadline {
-            if let Some(exit) = self.try_reap()? {
+            if let Some(mut exit) = self.try_reap()? {
+                exit.stop_latency = signalled.elapsed();
                 if !ended_by_sigint(exit.status) {
                     bail!(
                         "{} failed ({}); see {}",
@@ -138,6 +143,7 @@ impl Observed {
                     wall: self.started.elapsed(),
                     cpu,
                     peak_rss_kib,
+                    stop_latency: Duration::ZERO,
                 }))
             }
         }

@@ -48,8 +48,17 @@ impl ProgramCost {
     }
 }
 
+/// probe's `--self-stats` line.
+#[derive(Debug, PartialEq)]
+pub(super) struct SelfStats {
+    pub(super) attach_secs: f64,
+    /// The recording's length: only `probe record` prints it (spin's is in its report).
+    pub(super) window_secs: Option<f64>,
+    pub(super) programs: Vec<ProgramCost>,
+}
+
 /// The last JSON line with `attach_secs` in probe's stderr: attach time and program costs.
-pub(super) fn parse_self_stats(stderr: &str) -> Option<(f64, Vec<ProgramCost>)> {
+pub(super) fn parse_self_stats(stderr: &str) -> Option<SelfStats> {
     let stats = stderr
         .lines()
         .rev()
@@ -61,7 +70,28 @@ pub(super) fn parse_self_stats(stderr: &str) -> Option<(f64, Vec<ProgramCost>)> 
         .iter()
         .map(parse_program_cost)
         .collect::<Option<_>>()?;
-    Some((stats.get("attach_secs")?.as_f64()?, programs))
+    Some(SelfStats {
+        attach_secs: stats.get("attach_secs")?.as_f64()?,
+        window_secs: stats
+            .get("window_secs")
+            .and_then(serde_json::Value::as_f64)
+            .filter(|secs| *secs > 0.0),
+        programs,
+    })
+}
+
+/// What `probe record` says it wrote, from its last line
+/// `probe: wrote <path> (<n> samples over <secs> s, <lost> lost)`: samples and samples lost.
+pub(super) fn parse_record_summary(stderr: &str) -> Option<(u64, u64)> {
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|line| line.starts_with("probe: wrote "))?;
+    let (_, figures) = line.rsplit_once(" (")?;
+    let figures = figures.strip_suffix(" lost)")?;
+    let (samples, rest) = figures.split_once(" samples over ")?;
+    let (_, lost) = rest.rsplit_once(", ")?;
+    Some((samples.parse().ok()?, lost.parse().ok()?))
 }
 
 fn parse_program_cost(value: &serde_json::Value) -> Option<ProgramCost> {
@@ -91,9 +121,16 @@ pub(super) fn parse_raw_samples(raw: &str) -> u64 {
 
 /// `VmHWM:  1234 kB` from /proc/PID/status: the peak resident set so far, in KiB.
 pub(super) fn parse_vm_hwm_kib(status: &str) -> Option<u64> {
-    let value = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))?;
+    status_kib(status, "VmHWM:")
+}
+
+/// `VmRSS:  1234 kB` from /proc/PID/status: the resident set now, in KiB.
+pub(super) fn parse_vm_rss_kib(status: &str) -> Option<u64> {
+    status_kib(status, "VmRSS:")
+}
+
+fn status_kib(status: &str, key: &str) -> Option<u64> {
+    let value = status.lines().find_map(|line| line.strip_prefix(key))?;
     value.trim().trim_end_matches("kB").trim().parse().ok()
 }
 
@@ -155,8 +192,10 @@ mod tests {
         let stderr = "probe: warning: something\n\
             {\"attach_secs\":0.08,\"programs\":\
             [{\"program\":\"sys_enter\",\"run_count\":4,\"run_time_ns\":200}]}\n";
-        let (attach, programs) = parse_self_stats(stderr).unwrap();
-        assert_eq!(attach, 0.08);
+        let stats = parse_self_stats(stderr).unwrap();
+        assert_eq!(stats.attach_secs, 0.08);
+        assert_eq!(stats.window_secs, None);
+        let programs = stats.programs;
         assert_eq!(
             programs,
             [ProgramCost {
@@ -166,7 +205,29 @@ mod tests {
             }]
         );
         assert_eq!(programs[0].ns_per_run(), Some(50.0));
-        assert_eq!(parse_self_stats("no stats\n").map(|(a, _)| a), None);
+        assert_eq!(parse_self_stats("no stats\n"), None);
+    }
+
+    #[test]
+    fn record_self_stats_carry_the_window() {
+        let stderr = "{\"attach_secs\":0.05,\"window_secs\":4.52,\"programs\":[]}\n\
+            probe: wrote target/bench/probe-record.svg (900 samples over 4.5 s, 0 lost)\n";
+        let stats = parse_self_stats(stderr).unwrap();
+        assert_eq!(stats.window_secs, Some(4.52));
+        assert_eq!(stats.programs, []);
+    }
+
+    #[test]
+    fn record_summary_gives_samples_and_losses() {
+        let stderr = "probe: note: something\n\
+            probe: wrote /tmp/a (b).svg (1803 samples over 9.1 s, 2 lost)\n\
+            probe: note: later\n";
+        assert_eq!(parse_record_summary(stderr), Some((1803, 2)));
+        assert_eq!(parse_record_summary("probe: error: x\n"), None);
+        assert_eq!(
+            parse_record_summary("probe: wrote x (many samples)\n"),
+            None
+        );
     }
 
     #[test]
@@ -190,6 +251,8 @@ mod tests {
     fn proc_figures_are_parsed() {
         let status = "Name:\tprobe\nVmPeak:\t  9000 kB\nVmHWM:\t    2192 kB\n";
         assert_eq!(parse_vm_hwm_kib(status), Some(2192));
+        assert_eq!(parse_vm_rss_kib(status), None);
+        assert_eq!(parse_vm_rss_kib("VmRSS:\t   41000 kB\n"), Some(41000));
     }
 
     #[test]

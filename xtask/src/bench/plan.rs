@@ -11,6 +11,9 @@ use crate::workspace_root;
 const PY_SPY_VENV: &str = "target/bench/py-spy-venv";
 const PY_SPY: &str = "target/bench/py-spy-venv/bin/py-spy";
 const PY_SPY_OUTPUT: &str = "target/bench/py-spy.txt";
+/// Where `probe record` writes its flamegraph (SVG: its default format, and the one that
+/// takes longest to write).
+const PROBE_RECORD_OUTPUT: &str = "target/bench/probe-record.svg";
 
 /// bpftrace's counterpart of probe: 99 Hz stacks plus a per-thread syscall count.
 const BPFTRACE_PROGRAM: &str = "profile:hz:99 { @s[kstack, ustack] = count(); } \
@@ -62,7 +65,7 @@ impl Workload {
 
     /// Who watches this workload, `Alone` first. Only the Python loop runs under py-spy,
     /// which samples nothing else; it skips bpftrace and perf, which cannot see its frames.
-    pub(super) fn observers(self) -> &'static [Observer; 4] {
+    pub(super) fn observers(self) -> &'static [Observer] {
         if self.is_python() {
             &PYTHON_OBSERVERS
         } else {
@@ -75,7 +78,9 @@ impl Workload {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Observer {
     Alone,
+    /// `probe spin`.
     Probe,
+    ProbeRecord,
     Bpftrace,
     Perf,
     PySpy,
@@ -83,9 +88,10 @@ pub(super) enum Observer {
 }
 
 /// The C workloads' observers.
-pub(super) const NATIVE_OBSERVERS: [Observer; 4] = [
+pub(super) const NATIVE_OBSERVERS: [Observer; 5] = [
     Observer::Alone,
     Observer::Probe,
+    Observer::ProbeRecord,
     Observer::Bpftrace,
     Observer::Perf,
 ];
@@ -93,17 +99,19 @@ pub(super) const NATIVE_OBSERVERS: [Observer; 4] = [
 /// The Python workload's observers: probe (which walks Python frames in the kernel for every
 /// CPython process it samples) and py-spy at the same rate, pausing the process per sample
 /// (its default) or not.
-pub(super) const PYTHON_OBSERVERS: [Observer; 4] = [
+pub(super) const PYTHON_OBSERVERS: [Observer; 5] = [
     Observer::Alone,
     Observer::Probe,
+    Observer::ProbeRecord,
     Observer::PySpy,
     Observer::PySpyNonblocking,
 ];
 
 /// Every observer once, in table order.
-pub(super) const OBSERVERS: [Observer; 6] = [
+pub(super) const OBSERVERS: [Observer; 7] = [
     Observer::Alone,
     Observer::Probe,
+    Observer::ProbeRecord,
     Observer::Bpftrace,
     Observer::Perf,
     Observer::PySpy,
@@ -114,7 +122,8 @@ impl Observer {
     pub(super) fn name(self) -> &'static str {
         match self {
             Self::Alone => "alone",
-            Self::Probe => "probe",
+            Self::Probe => "probe spin",
+            Self::ProbeRecord => "probe record",
             Self::Bpftrace => "bpftrace",
             Self::Perf => "perf record",
             Self::PySpy => "py-spy record",
@@ -125,6 +134,8 @@ impl Observer {
     /// The name as a file name's stem: no spaces, no leading dashes.
     fn file_stem(self) -> &'static str {
         match self {
+            Self::Probe => "probe",
+            Self::ProbeRecord => "probe-record",
             Self::Perf => "perf-record",
             Self::PySpy => "py-spy",
             Self::PySpyNonblocking => "py-spy-nonblocking",
@@ -156,6 +167,9 @@ impl Observer {
                     "--json",
                 ];
                 return Some(argv.map(str::to_owned).to_vec());
+            }
+            Self::ProbeRecord => {
+                return Some(probe_record_argv(PROBE_RECORD_OUTPUT));
             }
             Self::Bpftrace => &["bpftrace", "-e", BPFTRACE_PROGRAM],
             Self::Perf => &[
@@ -195,10 +209,28 @@ impl Observer {
     }
 }
 
+/// `probe record` of the whole machine at the bench's rate into `output`, until SIGINT.
+pub(super) fn probe_record_argv(output: &str) -> Vec<String> {
+    let hz = SAMPLE_HZ.to_string();
+    let argv = [
+        "target/release/probe",
+        "record",
+        "-a",
+        "-F",
+        &hz,
+        "-o",
+        output,
+        "--self-stats",
+    ];
+    argv.map(str::to_owned).to_vec()
+}
+
 /// `observers` in round `round`'s order: rotated each round, so slow drift of the machine
 /// does not always favour the same observer.
-pub(super) fn round_order(round: usize, observers: &[Observer; 4]) -> [Observer; 4] {
-    std::array::from_fn(|i| observers[(i + round) % observers.len()])
+pub(super) fn round_order(round: usize, observers: &[Observer]) -> Vec<Observer> {
+    (0..observers.len())
+        .map(|i| observers[(i + round) % observers.len()])
+        .collect()
 }
 
 /// Where the bench's inputs and outputs live.
@@ -242,6 +274,11 @@ impl Paths {
         self.root.join(PY_SPY_OUTPUT)
     }
 
+    /// `probe record`'s flamegraph.
+    pub(super) fn probe_record_output(&self) -> PathBuf {
+        self.root.join(PROBE_RECORD_OUTPUT)
+    }
+
     pub(super) fn perf_data(&self) -> [PathBuf; 2] {
         // perf renames an existing perf.data to perf.data.old.
         [self.out.join("perf.data"), self.out.join("perf.data.old")]
@@ -253,14 +290,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_observer_leads_once_in_four_rounds() {
+    fn every_observer_leads_once_in_as_many_rounds() {
         for observers in [&NATIVE_OBSERVERS, &PYTHON_OBSERVERS] {
-            let leaders: Vec<Observer> = (0..4)
+            let n = observers.len();
+            let leaders: Vec<Observer> = (0..n)
                 .map(|round| round_order(round, observers)[0])
                 .collect();
             assert_eq!(leaders, observers);
-            assert_eq!(round_order(4, observers), round_order(0, observers));
+            assert_eq!(round_order(n, observers), round_order(0, observers));
         }
+    }
+
+    #[test]
+    fn probe_record_records_everything_at_the_bench_rate_into_its_file() {
+        let argv = Observer::ProbeRecord.argv(3.0, None).unwrap();
+        assert_eq!(argv[..3], ["target/release/probe", "record", "-a"]);
+        assert!(argv.windows(2).any(|w| w == ["-F", "99"]));
+        assert!(argv.windows(2).any(|w| w == ["-o", PROBE_RECORD_OUTPUT]));
+        assert!(argv.contains(&"--self-stats".to_owned()));
+        // No -d: SIGINT ends it, as it ends the other observers.
+        assert!(!argv.contains(&"-d".to_owned()));
+        assert_ne!(
+            Observer::ProbeRecord.file_stem(),
+            Observer::Probe.file_stem()
+        );
     }
 
     #[test]

@@ -39,6 +39,9 @@ impl Results<'_> {
         self.write_programs(out)?;
         self.write_peer_programs(out)?;
         self.write_process(out)?;
+        self.write_record_programs(out)?;
+        self.write_record_process(out)?;
+        self.write_outputs(out)?;
         self.write_commands(out)?;
         self.write_left_out(out)
     }
@@ -75,11 +78,31 @@ impl Results<'_> {
             .collect()
     }
 
-    /// probe's runs while `workload` ran.
+    /// probe spin's runs while `workload` ran.
     pub(super) fn workload_runs(&self, workload: Workload) -> Vec<&ProbeRun> {
+        self.observer_runs(workload, Observer::Probe)
+    }
+
+    /// probe's runs as `observer` (spin or record) while `workload` ran.
+    pub(super) fn observer_runs(&self, workload: Workload, observer: Observer) -> Vec<&ProbeRun> {
         self.clean()
-            .filter(|s| s.workload == workload)
+            .filter(|s| s.workload == workload && s.observer == observer)
             .filter_map(|s| s.probe.as_ref())
+            .collect()
+    }
+
+    /// probe record's runs grouped by workload.
+    pub(super) fn record_runs(&self) -> Vec<(&'static str, Vec<&ProbeRun>)> {
+        WORKLOADS
+            .iter()
+            .map(|&w| (w.name(), self.observer_runs(w, Observer::ProbeRecord)))
+            .collect()
+    }
+
+    /// The clean runs of `observer` on `workload`.
+    pub(super) fn runs_of(&self, workload: Workload, observer: Observer) -> Vec<&Sample> {
+        self.clean()
+            .filter(|s| s.workload == workload && s.observer == observer)
             .collect()
     }
 
@@ -99,7 +122,7 @@ impl Results<'_> {
             .collect()
     }
 
-    /// probe's runs grouped by what ran meanwhile: each workload, then the idle machine.
+    /// probe spin's runs grouped by what ran meanwhile: each workload, then the idle machine.
     pub(super) fn probe_runs(&self) -> Vec<(&'static str, Vec<&ProbeRun>)> {
         let mut groups: Vec<_> = WORKLOADS
             .iter()

@@ -1,7 +1,13 @@
 //! The measuring loop: every workload under every observer, round after round, and probe on
 //! the idle machine.
 
-use std::{fs, io, path::PathBuf, process::Command, thread, time::Duration};
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+    process::Command,
+    thread,
+    time::Duration,
+};
 
 use anyhow::{bail, Context as _, Result};
 
@@ -9,10 +15,10 @@ use super::{
     format::si,
     machine::{other_bpf_users, others_note, union},
     observe::{Observed, Observing},
-    parse::parse_raw_samples,
+    parse::{parse_raw_samples, parse_record_summary},
     peers::{read_bpftrace_programs, STACK_SAMPLE, SYS_ENTER},
     plan::{round_order, Observer, Paths, Workload, WORKLOADS},
-    sample::{KernelPrograms, Observation, ProbeRun, Sample},
+    sample::{KernelPrograms, Observation, ProbeRun, Sample, Written},
     workload::{run_to_end, Held},
     Options, SETTLE,
 };
@@ -69,6 +75,7 @@ impl Bench<'_> {
             observer,
             rate: observation.value,
             probe: observation.probe,
+            written: observation.written,
             bpftrace: observation.bpftrace,
             others: observation.others,
         })
@@ -99,6 +106,8 @@ impl Bench<'_> {
         during: impl FnOnce() -> Result<T>,
     ) -> Result<Observation<T>> {
         let others_before = other_bpf_users(None);
+        // A file left by an earlier run must not pass for this one's.
+        self.remove_output(observer)?;
         let observed = self.start(observer, pid)?;
         thread::sleep(SETTLE);
         let Some(mut observed) = observed else {
@@ -107,6 +116,7 @@ impl Bench<'_> {
             return Ok(Observation {
                 value,
                 probe: None,
+                written: None,
                 bpftrace: None,
                 others,
             });
@@ -123,24 +133,91 @@ impl Bench<'_> {
                 .map_err(|err| format!("{err:#}"))
         });
         let exit = observed.stop()?;
+        let written = self.take_output(observer, exit.stop_latency)?;
         let probe = match observer {
             Observer::Probe => Some(ProbeRun::read(exit, observing, &self.paths)?),
-            Observer::Perf => {
-                self.remove_perf_data()?;
-                None
+            Observer::ProbeRecord => {
+                self.check_record_summary()?;
+                Some(ProbeRun::read_record(exit, observing, &self.paths)?)
             }
-            Observer::PySpy | Observer::PySpyNonblocking => {
-                self.check_py_spy_output(observer)?;
-                None
-            }
-            Observer::Alone | Observer::Bpftrace => None,
+            _ => None,
         };
         Ok(Observation {
             value,
             probe,
+            written,
             bpftrace,
             others,
         })
+    }
+
+    /// The size of the file `observer` wrote, after checking it holds something, and the
+    /// time from SIGINT to its being complete (the observer's exit); removes the file, so
+    /// the next run cannot pass on this one's. `None` for observers that write none.
+    fn take_output(&self, observer: Observer, latency: Duration) -> Result<Option<Written>> {
+        let path = match observer {
+            Observer::ProbeRecord => self.paths.probe_record_output(),
+            Observer::Perf => self.paths.perf_data()[0].clone(),
+            Observer::PySpy | Observer::PySpyNonblocking => {
+                self.check_py_spy_output(observer)?;
+                self.paths.py_spy_output()
+            }
+            Observer::Alone | Observer::Probe | Observer::Bpftrace => return Ok(None),
+        };
+        let bytes = fs::metadata(&path)
+            .with_context(|| {
+                format!(
+                    "{} wrote no output: failed to read {}",
+                    observer.name(),
+                    path.display()
+                )
+            })?
+            .len();
+        if bytes == 0 {
+            bail!(
+                "{} left {} empty; see {}",
+                observer.name(),
+                path.display(),
+                self.paths.stderr(observer).display()
+            );
+        }
+        self.remove_output(observer)?;
+        Ok(Some(Written { bytes, latency }))
+    }
+
+    /// Fails unless probe record says it wrote samples: an empty flamegraph would mean its
+    /// ratio measured nothing.
+    fn check_record_summary(&self) -> Result<()> {
+        let stderr_path = self.paths.stderr(Observer::ProbeRecord);
+        let stderr = fs::read_to_string(&stderr_path)
+            .with_context(|| format!("failed to read {}", stderr_path.display()))?;
+        match parse_record_summary(&stderr) {
+            Some((samples, _)) if samples > 0 => Ok(()),
+            Some(_) => bail!(
+                "probe record recorded no samples; see {}",
+                stderr_path.display()
+            ),
+            None => bail!(
+                "probe record did not say what it wrote; see {}",
+                stderr_path.display()
+            ),
+        }
+    }
+
+    /// Removes what `observer` writes, if it is there.
+    fn remove_output(&self, observer: Observer) -> Result<()> {
+        match observer {
+            Observer::ProbeRecord => remove_if_there(&self.paths.probe_record_output()),
+            Observer::Perf => self
+                .paths
+                .perf_data()
+                .iter()
+                .try_for_each(|file| remove_if_there(file)),
+            Observer::PySpy | Observer::PySpyNonblocking => {
+                remove_if_there(&self.paths.py_spy_output())
+            }
+            Observer::Alone | Observer::Probe | Observer::Bpftrace => Ok(()),
+        }
     }
 
     fn start(&self, observer: Observer, pid: Option<libc::pid_t>) -> Result<Option<Observed>> {
@@ -169,13 +246,12 @@ impl Bench<'_> {
     }
 
     /// Fails unless py-spy sampled the workload: without samples its ratio would mean
-    /// nothing. Removes the output, so the next run cannot pass on this one's.
+    /// nothing.
     fn check_py_spy_output(&self, observer: Observer) -> Result<()> {
         let path = self.paths.py_spy_output();
         let raw = fs::read_to_string(&path).with_context(|| {
             format!("py-spy wrote no samples: failed to read {}", path.display())
         })?;
-        fs::remove_file(&path).with_context(|| format!("failed to remove {}", path.display()))?;
         if parse_raw_samples(&raw) == 0 {
             bail!(
                 "py-spy recorded no samples of the workload; see {}",
@@ -184,18 +260,14 @@ impl Bench<'_> {
         }
         Ok(())
     }
+}
 
-    fn remove_perf_data(&self) -> Result<()> {
-        for file in self.paths.perf_data() {
-            match fs::remove_file(&file) {
-                Err(err) if err.kind() != io::ErrorKind::NotFound => {
-                    return Err(err)
-                        .with_context(|| format!("failed to remove {}", file.display()));
-                }
-                _ => {}
-            }
+fn remove_if_there(file: &Path) -> Result<()> {
+    match fs::remove_file(file) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => {
+            Err(err).with_context(|| format!("failed to remove {}", file.display()))
         }
-        Ok(())
+        _ => Ok(()),
     }
 }
 

@@ -1,14 +1,14 @@
 //! What one run yields: a workload's rate under an observer, and when that observer was probe,
 //! what probe itself cost; when it was bpftrace, what its kernel programs cost.
 
-use std::fs;
+use std::{fs, time::Duration};
 
 use anyhow::{Context as _, Result};
 
 use super::{
     format::mib,
     observe::{Exit, Observing},
-    parse::{parse_self_stats, parse_window_secs, ProgramCost, Rate},
+    parse::{parse_self_stats, parse_window_secs, ProgramCost, Rate, SelfStats},
     plan::{Observer, Paths, Workload},
     MIN_ON_CPU,
 };
@@ -19,8 +19,10 @@ pub(super) struct Sample {
     pub(super) workload: Workload,
     pub(super) observer: Observer,
     pub(super) rate: Rate,
-    /// Set when the observer was probe.
+    /// Set when the observer was probe (spin or record).
     pub(super) probe: Option<ProbeRun>,
+    /// Set when the observer writes a file (probe record, perf record, py-spy).
+    pub(super) written: Option<Written>,
     /// Set when the observer was bpftrace: its kernel programs, or why they could not be read.
     pub(super) bpftrace: Option<Result<KernelPrograms, String>>,
     /// Other processes that held tracing BPF programs during the run (see `other_bpf_users`).
@@ -50,6 +52,7 @@ impl Sample {
 pub(super) struct Observation<T> {
     pub(super) value: T,
     pub(super) probe: Option<ProbeRun>,
+    pub(super) written: Option<Written>,
     pub(super) bpftrace: Option<Result<KernelPrograms, String>>,
     pub(super) others: Vec<String>,
 }
@@ -62,28 +65,49 @@ pub(super) struct ProbeRun {
     pub(super) kernel: KernelPrograms,
 }
 
+/// A file an observer wrote before it exited.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Written {
+    pub(super) bytes: u64,
+    /// From the SIGINT that ended the observer to its exit, i.e. to the file being complete.
+    pub(super) latency: Duration,
+}
+
 impl ProbeRun {
-    /// Reads the `--self-stats` line and the report's window from the files probe wrote.
+    /// `probe spin`: reads the `--self-stats` line and the report's window from the files
+    /// probe wrote.
     pub(super) fn read(exit: Exit, observing: Observing, paths: &Paths) -> Result<Self> {
-        let stderr_path = paths.stderr(Observer::Probe);
-        let stderr = fs::read_to_string(&stderr_path)
-            .with_context(|| format!("failed to read {}", stderr_path.display()))?;
-        let (attach_secs, programs) = parse_self_stats(&stderr)
-            .with_context(|| format!("no --self-stats line in {}", stderr_path.display()))?;
+        let stats = read_self_stats(paths, Observer::Probe)?;
         let report_path = paths.probe_report();
         let report = fs::read_to_string(&report_path)
             .with_context(|| format!("failed to read {}", report_path.display()))?;
         let window_secs = parse_window_secs(&report)
             .with_context(|| format!("no window.duration_secs in {}", report_path.display()))?;
-        Ok(Self {
+        Ok(Self::new(exit, observing, stats, window_secs))
+    }
+
+    /// `probe record`: its `--self-stats` line carries the window.
+    pub(super) fn read_record(exit: Exit, observing: Observing, paths: &Paths) -> Result<Self> {
+        let stats = read_self_stats(paths, Observer::ProbeRecord)?;
+        let window_secs = stats.window_secs.with_context(|| {
+            format!(
+                "no window_secs in probe record's --self-stats line in {}",
+                paths.stderr(Observer::ProbeRecord).display()
+            )
+        })?;
+        Ok(Self::new(exit, observing, stats, window_secs))
+    }
+
+    fn new(exit: Exit, observing: Observing, stats: SelfStats, window_secs: f64) -> Self {
+        Self {
             exit,
             observing,
-            attach_secs,
+            attach_secs: stats.attach_secs,
             kernel: KernelPrograms {
                 window_secs,
-                programs,
+                programs: stats.programs,
             },
-        })
+        }
     }
 
     /// probe's own CPU time as a share of one core over its lifetime, in percent.
@@ -94,6 +118,15 @@ impl ProbeRun {
     pub(super) fn peak_rss_mib(&self) -> f64 {
         mib(self.exit.peak_rss_kib)
     }
+}
+
+/// The `--self-stats` line in the stderr of `observer` (probe spin or record).
+pub(super) fn read_self_stats(paths: &Paths, observer: Observer) -> Result<SelfStats> {
+    let stderr_path = paths.stderr(observer);
+    let stderr = fs::read_to_string(&stderr_path)
+        .with_context(|| format!("failed to read {}", stderr_path.display()))?;
+    parse_self_stats(&stderr)
+        .with_context(|| format!("no --self-stats line in {}", stderr_path.display()))
 }
 
 /// An observer's kernel programs over its window, from the kernel's BPF statistics.

@@ -53,7 +53,7 @@ fn rows(bpftrace: &[&KernelPrograms]) -> Vec<(String, Option<&'static str>, Opti
 
 /// ns per run, runs/s and CPU % of one program over runs (medians); — when `program` is
 /// `None`.
-fn program_cells(kernels: &[&KernelPrograms], program: Option<&str>) -> [String; 3] {
+pub(super) fn program_cells(kernels: &[&KernelPrograms], program: Option<&str>) -> [String; 3] {
     let Some(program) = program else {
         return ["—", "—", "—"].map(String::from);
     };
@@ -293,7 +293,7 @@ impl Results<'_> {
 }
 
 /// The figure columns of one row of the process table.
-fn process_row(runs: &[&ProbeRun]) -> String {
+pub(super) fn process_row(runs: &[&ProbeRun]) -> String {
     let summary = |figure: fn(&ProbeRun) -> f64| Summary::of(runs.iter().map(|run| figure(run)));
     let lifetime = summary(ProbeRun::cpu_pct);
     let observing = summary(|run| run.observing.cpu_pct());

@@ -19,11 +19,11 @@ const PYTHON_MIN_RATIO: f64 = 0.99;
 const PYTHON_WALK_MAX_NS: f64 = 2_000.0;
 
 /// One row of the targets table.
-struct Target {
-    what: &'static str,
-    goal: &'static str,
-    measured: String,
-    met: bool,
+pub(super) struct Target {
+    pub(super) what: &'static str,
+    pub(super) goal: &'static str,
+    pub(super) measured: String,
+    pub(super) met: bool,
 }
 
 impl Results<'_> {
@@ -78,7 +78,7 @@ impl Results<'_> {
 
     fn targets(&self) -> Vec<Target> {
         let [cpu_sampling, cpu_lifetime] = self.cpu_targets();
-        vec![
+        let mut targets = vec![
             self.storm_ratio_target(),
             self.syscall_cost_target(),
             self.sample_cost_target(),
@@ -88,7 +88,9 @@ impl Results<'_> {
             self.attach_target(),
             self.python_ratio_target(),
             self.python_sample_cost_target(),
-        ]
+        ];
+        targets.extend(self.record_targets());
+        targets
     }
 
     fn storm_ratio_target(&self) -> Target {
