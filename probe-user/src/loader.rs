@@ -199,6 +199,7 @@ impl Probe {
             ));
         }
         raise_memlock_limit();
+        raise_open_files_limit();
         // `EbpfLoader::new` parses the kernel BTF for itself (~25 ms here; aya offers no
         // way around it), and the BTF tracepoints need a parsed copy of their own: parse
         // that one on another thread meanwhile, which takes one parse off the time to attach.
@@ -811,6 +812,24 @@ fn raise_memlock_limit() {
     };
     // SAFETY: `unlimited` is a valid rlimit; failure is reported through the return value.
     let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
+}
+
+/// probe holds every mapped file of the processes it samples open until it names their
+/// frames (so a binary replaced or deleted meanwhile is still read as it was): a systemwide
+/// recording of a busy machine can need more than the usual soft limit of 1024. The soft
+/// limit is raised to the hard one, which the user set and probe respects.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: `limit` is a valid rlimit; a failure leaves the limit as it was.
+    let _ = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@
 //! name.
 //!
 //! The work is batched: every distinct (file, offset) of all threads and processes is
-//! symbolized once, in one blazesym call per file, by one `Symbolizer` whose caches of parsed
-//! ELF/DWARF data live for the whole run.
+//! symbolized once, in one blazesym call per file, by a `Symbolizer` of that file's own,
+//! whose parsed ELF/DWARF data is freed before the next file is read.
 //!
 //! The stacks come from a frame-pointer walk, which goes astray in code built without frame
 //! pointers. A user address outside every executable mapping is the sign: the stack stops
@@ -145,8 +145,7 @@ impl KernelNames {
 pub fn symbolize_with(mut recording: Recording, kernel_names: KernelNames) -> Profile {
     let mut notices = std::mem::take(&mut recording.notices);
     capture_missing_maps(&mut recording, &mut notices);
-    let symbolizer = Symbolizer::new();
-    let mut resolved = Resolved::new(&symbolizer, &recording, kernel_names, &mut notices);
+    let mut resolved = Resolved::new(&recording, kernel_names, &mut notices);
     resolved.python = python::PythonCode::new(&recording.python_code);
     let period_ns = 1_000_000_000 / recording.frequency_hz.max(1);
     let mut profile = Profile {
@@ -395,12 +394,7 @@ struct Resolved {
 }
 
 impl Resolved {
-    fn new(
-        symbolizer: &Symbolizer,
-        recording: &Recording,
-        kernel_names: KernelNames,
-        notices: &mut Vec<String>,
-    ) -> Self {
+    fn new(recording: &Recording, kernel_names: KernelNames, notices: &mut Vec<String>) -> Self {
         let plan = Plan::new(recording);
         notices.extend(
             plan.unopened
@@ -410,7 +404,11 @@ impl Resolved {
         let mut user = HashMap::new();
         for (target, offsets) in &plan.offsets {
             let offsets: Vec<u64> = offsets.iter().copied().collect();
-            match symbolize_target(symbolizer, &plan, *target, &offsets) {
+            // A symbolizer per file: its parsed symbols and DWARF are freed once the file's
+            // names are copied out, so memory peaks at the largest file, not at all of
+            // them (a systemwide recording can touch hundreds).
+            let symbolizer = Symbolizer::new();
+            match symbolize_target(&symbolizer, &plan, *target, &offsets) {
                 Ok(names) => user.extend(offsets.iter().map(|&o| (*target, o)).zip(names)),
                 Err(notice) => notices.push(notice),
             }
