@@ -31,7 +31,7 @@ use probe_common::MAX_STACK_DEPTH;
 use crate::elf::{self, LoadSegment};
 use crate::model::{
     Frame, FrameKind, Interner, ProcessInfo, Profile, RawStack, Recording, SampleKind, StackId,
-    StackSamples, ThreadProfile, ThreadRecord,
+    StackSamples, StackStats, ThreadProfile, ThreadRecord,
 };
 use crate::procmaps::{self, Backing, FileId, Location, ProcMapsError, ProcessMaps};
 use file_source::FileSource;
@@ -173,6 +173,45 @@ pub fn symbolize_with(mut recording: Recording, kernel_names: KernelNames) -> Pr
     profile.modules = modules::describe(&profile.frames, &recording.resources.process_maps);
     profile.notices = notices;
     profile
+}
+
+/// Names one stack of process `pid`, unwound elsewhere (a blocked thread's, read from its
+/// saved registers): its frames innermost first, and whether it is truncated. The same
+/// path as a whole recording's, with `maps` taken when the stack was.
+pub fn symbolize_stack(
+    pid: u32,
+    stack: RawStack,
+    maps: ProcessMaps,
+    kernel_names: KernelNames,
+) -> (Vec<Frame>, bool) {
+    let generation = stack.maps_generation;
+    let thread = ThreadRecord {
+        tid: pid,
+        pid,
+        stacks: HashMap::from([(
+            stack,
+            StackStats {
+                count: 1,
+                ..StackStats::default()
+            },
+        )]),
+        ..ThreadRecord::default()
+    };
+    let mut recording = Recording {
+        frequency_hz: 1,
+        threads: BTreeMap::from([(pid, thread)]),
+        ..Recording::default()
+    };
+    recording
+        .resources
+        .process_maps
+        .insert((pid, generation), maps);
+    let profile = symbolize_with(recording, kernel_names);
+    let Some(samples) = profile.threads.first().and_then(|t| t.samples.first()) else {
+        return (Vec::new(), true);
+    };
+    let frames = profile.stack_frames(samples.stack).cloned().collect();
+    (frames, profile.stack_truncated(samples.stack))
 }
 
 /// The collector captures maps at a process's first sample; if that failed or was skipped,

@@ -122,6 +122,21 @@ fn names_functions_of_the_test_binary() {
 }
 
 #[test]
+fn one_stack_is_named_on_its_own() {
+    let pid = std::process::id();
+    let addrs = [vec![hot_loop_addr()], outer_frames()].concat();
+    let maps = ProcessMaps::capture(pid).expect("capture self");
+    // No kernel frames, so no kernel names are needed.
+    let names = KernelNames::kallsyms(Err(std::io::Error::other("not read")), None);
+    let (frames, truncated) = symbolize_stack(pid, user(addrs), maps, names);
+    let names: Vec<&str> = frames.iter().map(function).collect();
+    assert!(names[0].ends_with("hot_loop"), "{names:?}");
+    assert!(names[1].ends_with("caller"), "{names:?}");
+    assert_eq!(*names.last().expect("frames"), "_start", "{names:?}");
+    assert!(!truncated, "{frames:#?}");
+}
+
+#[test]
 fn copies_everything_else() {
     let pid = std::process::id();
     let profile = symbolize(recording(pid, vec![(user(vec![hot_loop_addr()]), 1)]));
