@@ -9,7 +9,6 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    fs,
     io::{IsTerminal, Write},
     time::{Duration, Instant},
 };
@@ -426,47 +425,26 @@ impl Accumulator {
 }
 
 fn proc_path(pid: u32, tid: Option<u32>) -> std::path::PathBuf {
-    match tid {
-        Some(tid) => format!("/proc/{pid}/task/{tid}").into(),
-        None => format!("/proc/{pid}").into(),
-    }
+    crate::proc::dir(pid, tid)
 }
 
+/// The comm file at `path` (under a [`proc_path`]).
 fn read_trimmed(path: &std::path::Path) -> Option<String> {
-    let bytes = fs::read(path).ok()?;
-    Some(
-        String::from_utf8_lossy(&bytes)
-            .trim_end_matches('\n')
-            .to_owned(),
-    )
+    crate::proc::read_comm(path)
 }
 
 fn read_process_info(pid: u32) -> ProcessInfo {
-    let cmdline = fs::read(proc_path(pid, None).join("cmdline"))
-        .map(|bytes| {
-            bytes
-                .split(|&b| b == 0)
-                .filter(|arg| !arg.is_empty())
-                .map(|arg| String::from_utf8_lossy(arg).into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
     ProcessInfo {
         pid,
-        name: read_trimmed(&proc_path(pid, None).join("comm")).unwrap_or_default(),
-        cmdline,
+        name: crate::proc::comm(pid, None).unwrap_or_default(),
+        cmdline: crate::proc::cmdline(pid),
         exited: false,
     }
 }
 
-/// The process a thread belongs to, from /proc/TID/status (works for any tid).
+/// The process a thread belongs to (works for any tid).
 fn tgid_of(tid: u32) -> Option<u32> {
-    let status = fs::read(format!("/proc/{tid}/status")).ok()?;
-    // Bytes: the Name line holds the comm, which need not be UTF-8.
-    String::from_utf8_lossy(&status)
-        .lines()
-        .find_map(|line| line.strip_prefix("Tgid:"))
-        .and_then(|value| value.trim().parse().ok())
+    crate::proc::tgid(tid)
 }
 
 fn comm_to_string(comm: &[u8; 16]) -> String {

@@ -350,11 +350,11 @@ pub fn section_addr(file: &File, name: &str) -> io::Result<Option<u64>> {
 /// runs on.
 #[cfg(test)]
 pub(crate) fn mapped_libc_path() -> std::path::PathBuf {
-    let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+    let maps = crate::procmaps::MapsFile::read(std::process::id()).expect("maps");
     let path = maps
         .lines()
-        .filter_map(|line| line.split_whitespace().nth(5))
-        .find(|path| path.contains("/libc.so"))
+        .filter_map(|line| line.file_path())
+        .find(|path| path.as_os_str().to_string_lossy().contains("/libc.so"))
         .expect("libc mapped");
     path.into()
 }

@@ -18,6 +18,7 @@ pub mod model;
 pub mod output;
 pub mod output_file;
 pub mod preflight;
+pub mod proc;
 pub mod procmaps;
 pub mod python;
 pub mod report;

@@ -5,6 +5,8 @@ use std::{ffi::CStr, fs, io, os::unix::fs::MetadataExt as _, path::Path};
 
 use thiserror::Error;
 
+use crate::proc;
+
 const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
@@ -73,10 +75,12 @@ pub enum PreflightError {
 pub fn check(pids: &[u32]) -> Result<(), PreflightError> {
     expect_filesystem(c"/proc", PROC_SUPER_MAGIC)
         .map_err(|found| PreflightError::ProcNotProcfs { found })?;
-    let status = read_status("self").unwrap_or_default();
+    let status = proc::status("self").ok();
     let pid_ns_inode = fs::metadata("/proc/self/ns/pid").ok().map(|ns| ns.ino());
-    check_pid_namespace(&status, pid_ns_inode)?;
-    check_capabilities(&status)?;
+    let nspid = status.as_ref().and_then(|status| status.nspid.as_deref());
+    check_pid_namespace(nspid, pid_ns_inode)?;
+    // Unreadable, it shows no capabilities: the message then says what is needed.
+    check_capabilities(status.map_or(0, |status| status.capeff))?;
     expect_filesystem(c"/sys", SYSFS_MAGIC)
         .map_err(|found| PreflightError::SysNotSysfs { found })?;
     check_open_files(open_files_limit())?;
@@ -138,15 +142,12 @@ fn open_files_limit() -> Option<u64> {
     read.then_some(limit.rlim_cur)
 }
 
-/// The kernel programs see PIDs of the initial namespace only. `NSpid:` lists this
+/// The kernel programs see PIDs of the initial namespace only. `NSpid` (status) lists this
 /// process's PID in each namespace from that of the /proc mount down to its own, so it
 /// shows a child namespace unless /proc was mounted inside it (`unshare --mount-proc`, a
 /// container); the namespace's inode shows it either way.
-fn check_pid_namespace(status: &str, ns_inode: Option<u64>) -> Result<(), PreflightError> {
-    let levels = status
-        .lines()
-        .find_map(|line| line.strip_prefix("NSpid:"))
-        .map_or(1, |pids| pids.split_whitespace().count());
+fn check_pid_namespace(nspid: Option<&[i32]>, ns_inode: Option<u64>) -> Result<(), PreflightError> {
+    let levels = nspid.map_or(1, <[i32]>::len);
     let child_inode = ns_inode.is_some_and(|inode| inode != INIT_PID_NS_INODE);
     if levels > 1 || child_inode {
         return Err(PreflightError::ChildPidNamespace);
@@ -155,13 +156,8 @@ fn check_pid_namespace(status: &str, ns_inode: Option<u64>) -> Result<(), Prefli
 }
 
 /// CAP_BPF and CAP_PERFMON (Linux >= 5.8) are enough to load and attach the programs; root
-/// has them. Read from the effective set in /proc/self/status.
-fn check_capabilities(status: &str) -> Result<(), PreflightError> {
-    let effective = status
-        .lines()
-        .find_map(|line| line.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .unwrap_or(0);
+/// has them. `effective` is the effective set (`CapEff` in /proc/self/status).
+fn check_capabilities(effective: u64) -> Result<(), PreflightError> {
     let missing: Vec<&str> = [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")]
         .into_iter()
         .filter(|(bit, _)| effective & (1 << bit) == 0)
@@ -176,21 +172,9 @@ fn check_capabilities(status: &str) -> Result<(), PreflightError> {
     }
 }
 
-/// /proc/PID/status as text. Its `Name:` is the comm, which may hold any bytes: read
-/// lossily, so such a name cannot make the whole file (root, a live PID) unreadable.
-fn read_status(pid: &str) -> std::io::Result<String> {
-    let bytes = fs::read(format!("/proc/{pid}/status"))?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
-}
-
 fn check_pid(pid: u32) -> Result<(), PreflightError> {
     // /proc/TID exists for threads too (hidden from listings), so compare with its Tgid.
-    let status = read_status(&pid.to_string()).map_err(|_| PreflightError::NoSuchPid(pid))?;
-    let tgid = status
-        .lines()
-        .find_map(|line| line.strip_prefix("Tgid:"))
-        .and_then(|value| value.trim().parse::<u32>().ok())
-        .ok_or(PreflightError::NoSuchPid(pid))?;
+    let tgid = proc::tgid(pid).ok_or(PreflightError::NoSuchPid(pid))?;
     if tgid != pid {
         return Err(PreflightError::ThreadNotProcess {
             tid: pid,
@@ -206,18 +190,15 @@ mod tests {
 
     #[test]
     fn capabilities_from_status() {
-        let root = "Name:\tx\nCapEff:\t000001ffffffffff\n";
-        assert_eq!(check_capabilities(root), Ok(()));
-        let none = "CapEff:\t0000000000000000\n";
+        assert_eq!(check_capabilities(0x0000_01ff_ffff_ffff), Ok(()));
         assert_eq!(
-            check_capabilities(none),
+            check_capabilities(0),
             Err(PreflightError::MissingCapabilities {
                 missing: "CAP_BPF and CAP_PERFMON".into()
             })
         );
-        let bpf_only = format!("CapEff:\t{:016x}\n", 1u64 << CAP_BPF);
         assert_eq!(
-            check_capabilities(&bpf_only),
+            check_capabilities(1 << CAP_BPF),
             Err(PreflightError::MissingCapabilities {
                 missing: "CAP_PERFMON".into()
             })
@@ -258,16 +239,16 @@ mod tests {
 
     #[test]
     fn child_pid_namespaces_are_refused() {
-        let host = "Name:\tprobe\nNSpid:\t4242\n";
+        let host = Some(&[4242][..]);
         assert_eq!(check_pid_namespace(host, Some(INIT_PID_NS_INODE)), Ok(()));
         // Kernels before 4.1 have no NSpid line.
-        assert_eq!(check_pid_namespace("Name:\tprobe\n", None), Ok(()));
+        assert_eq!(check_pid_namespace(None, None), Ok(()));
         let child = Err(PreflightError::ChildPidNamespace);
-        let nested = "Name:\tprobe\nNSpid:\t4242\t2\n";
+        let nested = Some(&[4242, 2][..]);
         assert_eq!(check_pid_namespace(nested, Some(INIT_PID_NS_INODE)), child);
         assert_eq!(check_pid_namespace(nested, None), child);
         // /proc mounted inside the child namespace: NSpid shows only its own level.
-        let own_proc = "Name:\tprobe\nNSpid:\t2\n";
+        let own_proc = Some(&[2][..]);
         assert_eq!(check_pid_namespace(own_proc, Some(4026532175)), child);
     }
 
@@ -309,11 +290,6 @@ mod tests {
             done_rx.recv().unwrap();
         });
         let tid = tid_rx.recv().unwrap();
-        let status = read_status(&tid.to_string()).unwrap();
-        assert!(
-            status.starts_with("Name:\tbad\u{fffd}\u{fffd}\n"),
-            "{status}"
-        );
         assert_eq!(
             check_pid(tid),
             Err(PreflightError::ThreadNotProcess { tid, pid })

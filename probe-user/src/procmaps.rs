@@ -14,10 +14,12 @@
 //! are a limited resource (`RLIMIT_NOFILE`, often 1024).
 
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io;
 use std::ops::Range;
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
@@ -208,12 +210,10 @@ impl ProcessMaps {
     }
 
     fn read_fresh(&mut self, pid: u32) -> Result<Vec<Mapping>, ProcMapsError> {
-        let (text, dir) = read_maps(pid)?;
+        let maps = MapsFile::read(pid)?;
         let mut fresh = Vec::new();
-        for line in text.lines().filter_map(MapsLine::parse) {
-            if line.exec {
-                fresh.push(self.mapping_for(&dir, &line));
-            }
+        for line in maps.lines().filter(|line| line.exec) {
+            fresh.push(self.mapping_for(maps.dir(), &line));
         }
         Ok(fresh)
     }
@@ -250,10 +250,9 @@ impl ProcessMaps {
     }
 
     fn mapping_for(&mut self, dir: &str, line: &MapsLine<'_>) -> Mapping {
-        let (module, file_offset) = if line.path.starts_with('/') {
-            (self.file_module(dir, line), line.offset)
-        } else {
-            (Arc::new(special_module(line.path)), 0)
+        let (module, file_offset) = match line.file_path() {
+            Some(path) => (self.file_module(dir, line, path), line.offset),
+            None => (Arc::new(special_module(line.path)), 0),
         };
         Mapping {
             range: line.start..line.end,
@@ -263,13 +262,13 @@ impl ProcessMaps {
         }
     }
 
-    fn file_module(&mut self, dir: &str, line: &MapsLine<'_>) -> Arc<Module> {
+    fn file_module(&mut self, dir: &str, line: &MapsLine<'_>, path: &Path) -> Arc<Module> {
         let key = (line.dev, line.inode);
         let module = self.files.entry(key).or_insert_with(|| {
             Arc::new(Module {
-                name: display_name(line.path).into(),
-                path: Some(line.path.trim_end_matches(" (deleted)").into()),
-                backing: Backing::File(open_mapped(dir, line)),
+                name: display_name(path).into(),
+                path: Some(path.to_string_lossy().into()),
+                backing: Backing::File(open_mapped(dir, line, path)),
             })
         });
         Arc::clone(module)
@@ -318,11 +317,8 @@ impl MappedFile {
 /// Start address of this process's own vDSO. Every 64-bit process of a kernel maps the same
 /// vDSO image, so an offset into another process's vDSO can be symbolized against ours.
 pub fn own_vdso_start() -> Option<u64> {
-    let text = fs::read_to_string("/proc/self/maps").ok()?;
-    let vdso = text
-        .lines()
-        .filter_map(MapsLine::parse)
-        .find(|line| line.path == "[vdso]")?;
+    let maps = MapsFile::read(std::process::id()).ok()?;
+    let vdso = maps.lines().find(|line| line.path == b"[vdso]")?;
     Some(vdso.start)
 }
 
@@ -340,35 +336,57 @@ fn merge_mappings(fresh: Vec<Mapping>, old: Vec<Mapping>) -> Vec<Mapping> {
     all
 }
 
-/// The text of the process's maps and the /proc directory it came from: `/proc/PID`, or,
-/// when the main thread has exited while others run (its maps read empty), a live
-/// thread's `/proc/PID/task/TID`, whose maps and map_files are the process's.
-fn read_maps(pid: u32) -> Result<(String, String), ProcMapsError> {
-    let dir = format!("/proc/{pid}");
-    let text = match fs::read(format!("{dir}/maps")) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(err) => return Err(classify(pid, err)),
-    };
-    if !text.is_empty() {
-        return Ok((text, dir));
+/// A process's `/proc/PID/maps`, read whole, as bytes: a mapped file's path may be any
+/// bytes, and one that is not UTF-8 must neither hide the other mappings nor lose the
+/// path that reopens it. The one reader of maps files.
+#[derive(Debug)]
+pub(crate) struct MapsFile {
+    bytes: Vec<u8>,
+    dir: String,
+}
+
+impl MapsFile {
+    /// Reads the maps of `pid` from `/proc/PID`, or, when the main thread has exited while
+    /// others run (its maps read empty), from a live thread's `/proc/PID/task/TID`, whose
+    /// maps and map_files are the process's. A process that exited (before or during the
+    /// read), or a zombie, is [`ProcMapsError::Gone`]; a kernel thread has empty maps.
+    pub(crate) fn read(pid: u32) -> Result<MapsFile, ProcMapsError> {
+        let dir = format!("/proc/{pid}");
+        let bytes = fs::read(format!("{dir}/maps")).map_err(|err| classify(pid, err))?;
+        if !bytes.is_empty() {
+            return Ok(MapsFile { bytes, dir });
+        }
+        if let Some(found) = thread_maps(pid) {
+            return Ok(found);
+        }
+        // A zombie (or a kernel thread) has no memory map; only the former is "gone".
+        if crate::proc::is_zombie(pid) {
+            return Err(ProcMapsError::Gone { pid });
+        }
+        Ok(MapsFile { bytes, dir })
     }
-    if let Some(found) = thread_maps(pid) {
-        return Ok(found);
+
+    /// The well-formed lines (a malformed one is skipped rather than failing the whole
+    /// snapshot).
+    pub(crate) fn lines(&self) -> impl Iterator<Item = MapsLine<'_>> + '_ {
+        self.bytes
+            .split(|&b| b == b'\n')
+            .filter_map(MapsLine::parse)
     }
-    // A zombie (or a kernel thread) has no memory map; only the former is "gone".
-    if is_zombie(pid) {
-        return Err(ProcMapsError::Gone { pid });
+
+    /// The /proc directory the maps came from (`/proc/PID` or `/proc/PID/task/TID`), whose
+    /// `map_files` and `root` are the process's.
+    pub(crate) fn dir(&self) -> &str {
+        &self.dir
     }
-    Ok((text, dir))
 }
 
 /// The maps of the first thread of `pid` that has any, with its task directory.
-fn thread_maps(pid: u32) -> Option<(String, String)> {
-    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    tasks.filter_map(Result::ok).find_map(|task| {
-        let dir = format!("/proc/{pid}/task/{}", task.file_name().to_string_lossy());
+fn thread_maps(pid: u32) -> Option<MapsFile> {
+    crate::proc::task_ids(pid)?.into_iter().find_map(|tid| {
+        let dir = format!("/proc/{pid}/task/{tid}");
         let bytes = fs::read(format!("{dir}/maps")).ok()?;
-        (!bytes.is_empty()).then(|| (String::from_utf8_lossy(&bytes).into_owned(), dir))
+        (!bytes.is_empty()).then_some(MapsFile { bytes, dir })
     })
 }
 
@@ -383,21 +401,8 @@ fn classify(pid: u32, err: io::Error) -> ProcMapsError {
     }
 }
 
-/// A process that cannot be inspected counts as a zombie: it has no memory to read either.
-fn is_zombie(pid: u32) -> bool {
-    let Ok(stat) = fs::read(format!("/proc/{pid}/stat")) else {
-        return true;
-    };
-    let stat = String::from_utf8_lossy(&stat);
-    // The state follows the parenthesised comm, which may itself contain spaces and ')'.
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.trim_start().chars().next());
-    matches!(state, Some('Z' | 'X') | None)
-}
-
 /// The file behind a mapping: the one another snapshot holds open, or newly opened.
-fn open_mapped(dir: &str, line: &MapsLine<'_>) -> Result<Arc<MappedFile>, String> {
+fn open_mapped(dir: &str, line: &MapsLine<'_>, path: &Path) -> Result<Arc<MappedFile>, String> {
     let key = (line.dev, line.inode);
     // One lock for look-up, open and insert: two captures racing for the same file must end
     // up sharing one handle.
@@ -405,7 +410,7 @@ fn open_mapped(dir: &str, line: &MapsLine<'_>) -> Result<Arc<MappedFile>, String
     if let Some(file) = shared.get(&key).and_then(Weak::upgrade) {
         return Ok(file);
     }
-    let file = Arc::new(open_mapped_file(dir, line)?);
+    let file = Arc::new(open_mapped_file(dir, line, path)?);
     // Forget closed files now and then, so the table stays as small as what is open.
     if shared.len() >= 256 && shared.len().is_power_of_two() {
         shared.retain(|_, file| file.strong_count() > 0);
@@ -427,18 +432,24 @@ fn shared_files() -> MutexGuard<'static, SharedFiles> {
 /// Open the file behind a mapping: through `map_files` (exact inode, any mount namespace,
 /// works for deleted files; needs CAP_SYS_ADMIN), else by path inside the process's root,
 /// accepted only when it is still the inode that was mapped.
-fn open_mapped_file(dir: &str, line: &MapsLine<'_>) -> Result<MappedFile, String> {
+fn open_mapped_file(dir: &str, line: &MapsLine<'_>, path: &Path) -> Result<MappedFile, String> {
     let link = format!("{dir}/map_files/{:x}-{:x}", line.start, line.end);
     if let Ok(file) = open_with_id(Path::new(&link)) {
         return Ok(file);
     }
-    let path = line.path.strip_suffix(" (deleted)").unwrap_or(line.path);
-    let rooted = format!("{dir}/root{path}");
-    let file = open_with_id(Path::new(&rooted)).map_err(|err| format!("{path}: {err}"))?;
+    let shown = path.display();
+    let file = open_with_id(&rooted(dir, path)).map_err(|err| format!("{shown}: {err}"))?;
     if file.id.ino != line.inode {
-        return Err(format!("{path}: replaced since it was mapped"));
+        return Err(format!("{shown}: replaced since it was mapped"));
     }
     Ok(file)
+}
+
+/// `path` (absolute, in the process's mount namespace) seen through `DIR/root`.
+pub(crate) fn rooted(dir: &str, path: &Path) -> PathBuf {
+    let mut rooted = OsString::from(format!("{dir}/root"));
+    rooted.push(path.as_os_str());
+    PathBuf::from(rooted)
 }
 
 fn open_with_id(path: &Path) -> io::Result<MappedFile> {
@@ -451,11 +462,11 @@ fn open_with_id(path: &Path) -> io::Result<MappedFile> {
     Ok(MappedFile { file, id })
 }
 
-fn special_module(path: &str) -> Module {
+fn special_module(path: &[u8]) -> Module {
     let (name, backing) = match path {
-        "[vdso]" => ("[vdso]", Backing::Vdso),
-        "" => ("[anon]", Backing::Anonymous),
-        other => (other, Backing::Anonymous),
+        b"[vdso]" => ("[vdso]".into(), Backing::Vdso),
+        b"" => ("[anon]".into(), Backing::Anonymous),
+        other => (String::from_utf8_lossy(other), Backing::Anonymous),
     };
     Module {
         name: name.into(),
@@ -464,57 +475,95 @@ fn special_module(path: &str) -> Module {
     }
 }
 
-/// `libc.so.6` for `/usr/lib/x86_64-linux-gnu/libc.so.6 (deleted)`.
-fn display_name(path: &str) -> &str {
-    let path = path.strip_suffix(" (deleted)").unwrap_or(path);
-    path.rsplit('/').next().unwrap_or(path)
+/// `libc.so.6` for `/usr/lib/x86_64-linux-gnu/libc.so.6`, lossy UTF-8.
+fn display_name(path: &Path) -> String {
+    let name = path.file_name().unwrap_or(path.as_os_str());
+    name.to_string_lossy().into_owned()
 }
 
 /// One line of `/proc/PID/maps`:
 /// `start-end perms offset major:minor inode    path`.
-#[derive(Debug, PartialEq, Eq)]
-struct MapsLine<'a> {
-    start: u64,
-    end: u64,
-    exec: bool,
-    offset: u64,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MapsLine<'a> {
+    pub start: u64,
+    pub end: u64,
+    pub exec: bool,
+    /// File offset of `start`.
+    pub offset: u64,
     /// `major << 32 | minor`: only used to tell files apart.
-    dev: u64,
-    inode: u64,
-    /// Empty for anonymous memory; may contain spaces and end in ` (deleted)`.
-    path: &'a str,
+    pub dev: u64,
+    pub inode: u64,
+    /// As maps shows it: empty for anonymous memory, `[name]` for special mappings; a file's
+    /// path may hold any bytes (spaces too) and ends in ` (deleted)` once it was removed.
+    pub path: &'a [u8],
 }
 
 impl<'a> MapsLine<'a> {
-    /// `None` for a malformed line (skipped rather than failing the whole snapshot).
-    fn parse(line: &'a str) -> Option<MapsLine<'a>> {
+    /// `None` for a malformed line.
+    pub(crate) fn parse(line: &'a [u8]) -> Option<MapsLine<'a>> {
         let mut rest = line;
         let mut field = || {
-            let trimmed = rest.trim_start();
-            let end = trimmed.find(' ').unwrap_or(trimmed.len());
+            let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+            let trimmed = &rest[start..];
+            let end = trimmed
+                .iter()
+                .position(|&b| b == b' ')
+                .unwrap_or(trimmed.len());
             let (field, tail) = trimmed.split_at(end);
             rest = tail;
             field
         };
-        let (start, end) = field().split_once('-')?;
+        let (start, end) = split_once(field(), b'-')?;
         let perms = field();
         let offset = field();
-        let (major, minor) = field().split_once(':')?;
+        let (major, minor) = split_once(field(), b':')?;
         let inode = field();
         Some(MapsLine {
             start: hex(start)?,
             end: hex(end)?,
-            exec: perms.as_bytes().get(2) == Some(&b'x'),
+            exec: perms.get(2) == Some(&b'x'),
             offset: hex(offset)?,
             dev: hex(major)? << 32 | hex(minor)?,
-            inode: inode.parse().ok()?,
-            path: rest.trim_start(),
+            inode: decimal(inode)?,
+            path: rest.trim_ascii_start(),
         })
+    }
+
+    /// The mapped file's path without ` (deleted)`; `None` for anything but a file.
+    pub(crate) fn file_path(&self) -> Option<&'a Path> {
+        if !self.path.starts_with(b"/") {
+            return None;
+        }
+        let path = self.path.strip_suffix(b" (deleted)").unwrap_or(self.path);
+        Some(Path::new(OsStr::from_bytes(path)))
     }
 }
 
-fn hex(text: &str) -> Option<u64> {
-    u64::from_str_radix(text, 16).ok()
+fn split_once(field: &[u8], at: u8) -> Option<(&[u8], &[u8])> {
+    let i = field.iter().position(|&b| b == at)?;
+    Some((&field[..i], &field[i + 1..]))
+}
+
+/// By hand rather than `from_str_radix`, which wants a `&str`: this runs for every field
+/// of every line at every maps read.
+fn hex(field: &[u8]) -> Option<u64> {
+    if field.is_empty() || field.len() > 16 {
+        return None;
+    }
+    field.iter().try_fold(0u64, |value, &b| {
+        let digit = (b as char).to_digit(16)?;
+        Some(value << 4 | u64::from(digit))
+    })
+}
+
+fn decimal(field: &[u8]) -> Option<u64> {
+    if field.is_empty() {
+        return None;
+    }
+    field.iter().try_fold(0u64, |value, &b| {
+        let digit = (b as char).to_digit(10)?;
+        value.checked_mul(10)?.checked_add(u64::from(digit))
+    })
 }
 
 #[cfg(test)]
@@ -536,7 +585,10 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
 
     #[test]
     fn parses_maps_lines() {
-        let lines: Vec<MapsLine<'_>> = MAPS.lines().filter_map(MapsLine::parse).collect();
+        let lines: Vec<MapsLine<'_>> = MAPS
+            .lines()
+            .filter_map(|line| MapsLine::parse(line.as_bytes()))
+            .collect();
         assert_eq!(lines.len(), 9);
         assert_eq!(
             lines[1],
@@ -547,20 +599,43 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
                 offset: 0x1000,
                 dev: 0xfd << 32 | 1,
                 inode: 1051042,
-                path: "/opt/spin loop/spin_loop",
+                path: b"/opt/spin loop/spin_loop",
             }
         );
         assert!(!lines[2].exec);
-        assert_eq!(lines[5].path, "");
-        assert_eq!(display_name(lines[6].path), "libgone.so");
-        assert_eq!(display_name(lines[4].path), "libc.so.6");
-        assert_eq!(display_name(lines[1].path), "spin_loop");
+        assert_eq!(lines[5].path, b"");
+        assert_eq!(lines[5].file_path(), None);
+        assert_eq!(lines[2].file_path(), None);
+        let path = |i: usize| lines[i].file_path().unwrap();
+        assert_eq!(path(6), Path::new("/tmp/libgone.so"));
+        assert_eq!(display_name(path(6)), "libgone.so");
+        assert_eq!(display_name(path(4)), "libc.so.6");
+        assert_eq!(display_name(path(1)), "spin_loop");
     }
 
     #[test]
     fn malformed_lines_are_skipped() {
-        assert_eq!(MapsLine::parse(""), None);
-        assert_eq!(MapsLine::parse("zz-10 r-xp 0 fd:01 1 /x"), None);
+        assert_eq!(MapsLine::parse(b""), None);
+        assert_eq!(MapsLine::parse(b"zz-10 r-xp 0 fd:01 1 /x"), None);
+        assert_eq!(MapsLine::parse(b"10-20 r-xp 0 fd:01 -1 /x"), None);
+        assert_eq!(MapsLine::parse(b"10-20 r-xp 0 fd01 1 /x"), None);
+        assert_eq!(MapsLine::parse(b"10-20 r-xp 0 fd:01"), None);
+        assert_eq!(hex(b"11112222333344445"), None);
+        assert_eq!(decimal(b"99999999999999999999"), None);
+        assert_eq!(hex(b"fFa0"), Some(0xffa0));
+    }
+
+    #[test]
+    fn paths_that_are_not_utf8_are_kept() {
+        let line = MapsLine::parse(b"7f00-7f80 r-xp 00001000 08:01 99  /tmp/a\xff b.so (deleted)");
+        let path = line.unwrap().file_path().unwrap();
+        assert_eq!(path.as_os_str().as_bytes(), b"/tmp/a\xff b.so");
+        assert_eq!(display_name(path), "a\u{fffd} b.so");
+        let rooted = rooted("/proc/7", path);
+        assert_eq!(
+            rooted.as_os_str().as_bytes(),
+            b"/proc/7/root/tmp/a\xff b.so"
+        );
     }
 
     fn fn_in_test_binary() -> u64 {
@@ -588,13 +663,8 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
     #[test]
     fn capture_of_self_sees_vdso() {
         let maps = ProcessMaps::capture(std::process::id()).expect("capture self");
-        let text = fs::read_to_string("/proc/self/maps").expect("read maps");
-        let vdso = text
-            .lines()
-            .filter_map(MapsLine::parse)
-            .find(|l| l.path == "[vdso]");
-        if let Some(vdso) = vdso {
-            let location = maps.lookup(vdso.start + 0x10).expect("vdso covered");
+        if let Some(vdso) = own_vdso_start() {
+            let location = maps.lookup(vdso + 0x10).expect("vdso covered");
             assert!(matches!(location.module.backing(), Backing::Vdso));
             assert_eq!(location.offset, 0x10);
         }
@@ -633,7 +703,7 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
 
     #[test]
     fn merge_keeps_unmapped_old_code() {
-        let module = Arc::new(special_module(""));
+        let module = Arc::new(special_module(b""));
         let mapping = |start: u64, end: u64| Mapping {
             range: start..end,
             file_offset: 0,

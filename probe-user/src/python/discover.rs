@@ -6,10 +6,8 @@
 //! `/proc/PID/map_files/START-END` (the exact inode mapped, even if deleted or in another
 //! mount namespace), falling back to `/proc/PID/root/PATH`.
 
-use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -18,6 +16,7 @@ use blazesym::inspect::{source::Elf, source::Source, Inspector};
 use super::memory::{LiveMemory, ProcessMemory};
 use super::offsets::{LayoutError, PyLayout};
 use crate::elf;
+use crate::procmaps::{self, MapsFile, MapsLine};
 
 /// A CPython process probe can read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,9 +67,14 @@ pub fn discover(pid: u32) -> Result<PythonProcess, DiscoverError> {
 
 /// Like [`discover`], reading process memory (only needed for 3.13+) through `mem`.
 pub fn discover_with(pid: u32, mem: &dyn ProcessMemory) -> Result<PythonProcess, DiscoverError> {
-    let maps = read_maps(pid)?;
+    let maps_file = MapsFile::read(pid).map_err(|err| DiscoverError::Unreadable {
+        pid,
+        path: PathBuf::from(format!("/proc/{pid}/maps")),
+        source: io::Error::other(err),
+    })?;
+    let maps = file_mappings(&maps_file);
     let image = find_image(&maps).ok_or(DiscoverError::NotPython { pid })?;
-    let file_path = open_path(pid, &maps, &image.path)?;
+    let file_path = open_path(pid, &maps_file, &maps, &image.path)?;
     let unreadable = |source| DiscoverError::Unreadable {
         pid,
         path: file_path.clone(),
@@ -107,55 +111,27 @@ pub fn discover_with(pid: u32, mem: &dyn ProcessMemory) -> Result<PythonProcess,
 }
 
 /// (start address, file offset) of every mapping of `path`.
-fn image_mappings(maps: &[Mapping], path: &Path) -> Vec<(u64, u64)> {
+fn image_mappings(maps: &[Mapping<'_>], path: &Path) -> Vec<(u64, u64)> {
     maps.iter()
         .filter(|m| m.path == path)
-        .map(|m| (m.start, m.offset))
+        .map(|m| (m.line.start, m.line.offset))
         .collect()
 }
 
-/// One file-backed line of `/proc/PID/maps`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Mapping {
-    start: u64,
-    end: u64,
-    offset: u64,
-    path: PathBuf,
+/// A file-backed line of `/proc/PID/maps` and its path (without ` (deleted)`).
+#[derive(Clone, Copy, Debug)]
+struct Mapping<'a> {
+    line: MapsLine<'a>,
+    path: &'a Path,
 }
 
-fn read_maps(pid: u32) -> Result<Vec<Mapping>, DiscoverError> {
-    let path = PathBuf::from(format!("/proc/{pid}/maps"));
-    // Bytes, not text: a path may be any bytes, and one that is not UTF-8 (a mapped file
-    // of any name) must not make the interpreter undiscoverable.
-    let text =
-        std::fs::read(&path).map_err(|source| DiscoverError::Unreadable { pid, path, source })?;
-    Ok(text
-        .split(|&b| b == b'\n')
-        .filter_map(parse_maps_line)
-        .collect())
-}
-
-/// Parses `start-end perms offset dev inode path`; `None` for anonymous mappings.
-fn parse_maps_line(line: &[u8]) -> Option<Mapping> {
-    let mut fields = line.splitn(6, |&b| b == b' ');
-    // Every field but the path is ASCII.
-    let hex = |field: &str| u64::from_str_radix(field, 16).ok();
-    let (start, end) = std::str::from_utf8(fields.next()?).ok()?.split_once('-')?;
-    let _perms = fields.next()?;
-    let offset = std::str::from_utf8(fields.next()?).ok()?;
-    let _dev = fields.next()?;
-    let _inode = fields.next()?;
-    let path = fields.next()?.trim_ascii_start();
-    if !path.starts_with(b"/") {
-        return None;
-    }
-    let path = path.strip_suffix(b" (deleted)").unwrap_or(path);
-    Some(Mapping {
-        start: hex(start)?,
-        end: hex(end)?,
-        offset: hex(offset)?,
-        path: PathBuf::from(OsStr::from_bytes(path)),
-    })
+fn file_mappings(maps: &MapsFile) -> Vec<Mapping<'_>> {
+    maps.lines()
+        .filter_map(|line| {
+            let path = line.file_path()?;
+            Some(Mapping { line, path })
+        })
+        .collect()
 }
 
 /// The interpreter image and the version its file name states.
@@ -166,13 +142,13 @@ struct Image {
 }
 
 /// The libpython mapping if any, else a `pythonX.Y` executable.
-fn find_image(maps: &[Mapping]) -> Option<Image> {
+fn find_image(maps: &[Mapping<'_>]) -> Option<Image> {
     let named = |prefix: &str| {
         maps.iter().find_map(|m| {
             let name = m.path.file_name()?.to_str()?;
             let version = version_in_name(name.strip_prefix(prefix)?)?;
             Some(Image {
-                path: m.path.clone(),
+                path: m.path.to_path_buf(),
                 version,
             })
         })
@@ -195,16 +171,22 @@ fn version_in_name(rest: &str) -> Option<(u8, u8)> {
 }
 
 /// A path that opens the mapped file from outside the target's mount namespace.
-fn open_path(pid: u32, maps: &[Mapping], path: &Path) -> Result<PathBuf, DiscoverError> {
+fn open_path(
+    pid: u32,
+    maps_file: &MapsFile,
+    maps: &[Mapping<'_>],
+    path: &Path,
+) -> Result<PathBuf, DiscoverError> {
+    let dir = maps_file.dir();
     let first = maps.iter().find(|m| m.path == path);
     if let Some(m) = first {
-        let link = PathBuf::from(format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end));
+        let (start, end) = (m.line.start, m.line.end);
+        let link = PathBuf::from(format!("{dir}/map_files/{start:x}-{end:x}"));
         if File::open(&link).is_ok() {
             return Ok(link);
         }
     }
-    let root =
-        PathBuf::from(format!("/proc/{pid}/root")).join(path.strip_prefix("/").unwrap_or(path));
+    let root = procmaps::rooted(dir, path);
     match File::open(&root) {
         Ok(_) => Ok(root),
         Err(source) => Err(DiscoverError::Unreadable {
@@ -256,22 +238,12 @@ mod tests {
         assert_eq!(version_in_name("3"), None);
     }
 
-    #[test]
-    fn maps_lines_parse() {
-        let line = "7f00-7f80 r-xp 00001000 08:01 1234    /usr/lib/libpython3.11.so.1.0 (deleted)";
-        let m = parse_maps_line(line.as_bytes()).unwrap();
-        assert_eq!((m.start, m.end, m.offset), (0x7f00, 0x7f80, 0x1000));
-        assert_eq!(m.path, Path::new("/usr/lib/libpython3.11.so.1.0"));
-        assert!(parse_maps_line(b"7f00-7f80 rw-p 00000000 00:00 0 [heap]").is_none());
-        // A path that is not UTF-8 is kept byte for byte.
-        let m = parse_maps_line(b"7f00-7f80 r--p 00000000 08:01 99 /tmp/a\xff\xfe.dat").unwrap();
-        assert_eq!(m.path.as_os_str().as_bytes(), b"/tmp/a\xff\xfe.dat");
-    }
-
     /// A process that maps a file whose name is not UTF-8 still has readable maps.
     #[test]
     fn maps_with_a_path_that_is_not_utf8_are_read() {
+        use std::ffi::OsStr;
         use std::os::fd::AsRawFd as _;
+        use std::os::unix::ffi::OsStrExt as _;
         let dir = std::env::temp_dir();
         let path = dir.join(OsStr::from_bytes(b"probe-discover-\xff\xfe.dat"));
         std::fs::write(&path, [0u8; 4096]).unwrap();
@@ -289,21 +261,27 @@ mod tests {
             )
         };
         assert_ne!(addr, libc::MAP_FAILED);
-        let maps = read_maps(std::process::id());
-        // SAFETY: `addr` is the 4 KiB mapping made above, unmapped once.
-        unsafe { libc::munmap(addr, 4096) };
+        let maps = MapsFile::read(std::process::id());
         std::fs::remove_file(&path).unwrap();
         let maps = maps.unwrap();
-        assert!(maps.iter().any(|m| m.path == path), "{maps:?}");
+        let mappings = file_mappings(&maps);
+        let found = mappings.iter().find(|m| m.path == path);
+        // The path reopens the file (from this mount namespace), and deleted it still
+        // names it.
+        assert!(found.is_some(), "{mappings:?}");
+        let deleted = MapsFile::read(std::process::id()).unwrap();
+        let mappings = file_mappings(&deleted);
+        assert!(mappings.iter().any(|m| m.path == path), "{mappings:?}");
+        // SAFETY: `addr` is the 4 KiB mapping made above, unmapped once.
+        unsafe { libc::munmap(addr, 4096) };
     }
 
     #[test]
     fn libpython_is_preferred_over_the_executable() {
-        let map = |path: &str| Mapping {
-            start: 0,
-            end: 1,
-            offset: 0,
-            path: PathBuf::from(path),
+        let line = MapsLine::parse(b"0-1 r-xp 0 0:0 1 /x").unwrap();
+        let map = |path: &'static str| Mapping {
+            line,
+            path: Path::new(path),
         };
         let maps = [map("/x/bin/python3.12"), map("/x/lib/libpython3.12.so.1.0")];
         assert_eq!(

@@ -107,12 +107,7 @@ pub fn thread_states(
 /// The tids of `pid`'s threads, or `None` if `/proc/PID/task` is unreadable (then tids
 /// are not validated).
 fn task_ids(pid: u32) -> Option<HashSet<u32>> {
-    let dir = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    Some(
-        dir.flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .collect(),
-    )
+    Some(crate::proc::task_ids(pid)?.into_iter().collect())
 }
 
 /// The kernel tid stored in the glibc `struct pthread` at `pthread`.

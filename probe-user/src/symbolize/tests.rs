@@ -395,21 +395,17 @@ fn helper_blocks_on_stdin() {
 fn hot_loop_in(pid: u32, exe: &std::path::Path) -> u64 {
     let own = ProcessMaps::capture(std::process::id()).expect("capture self");
     let offset = own.lookup(hot_loop_addr()).expect("own hot_loop").offset;
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
-    let exe = exe.to_str().expect("utf-8 path");
-    let hex = |text: &str| u64::from_str_radix(text, 16).expect("hex");
+    let maps = crate::procmaps::MapsFile::read(pid).expect("maps");
     let code = maps
         .lines()
-        .filter(|l| l.ends_with(exe) && l.contains(" r-xp "));
+        .filter(|line| line.exec && line.file_path() == Some(exe));
     for line in code {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (start, end) = fields[0].split_once('-').expect("range");
-        let (start, end, pgoff) = (hex(start), hex(end), hex(fields[2]));
+        let (start, end, pgoff) = (line.start, line.end, line.offset);
         if (pgoff..pgoff + (end - start)).contains(&offset) {
             return start + offset - pgoff;
         }
     }
-    panic!("{exe} has no code mapping for {offset:#x} in {maps}");
+    panic!("{exe:?} has no code mapping for {offset:#x} in process {pid}");
 }
 
 #[test]
