@@ -30,6 +30,7 @@ use crate::{
         MapsChange, ProcessInfo, PyRawFrame, RawStack, Recording, SampleKind, StackStats,
         ThreadRecord, Window,
     },
+    proc,
     procmaps::ProcessMaps,
 };
 
@@ -361,7 +362,7 @@ impl Accumulator {
     pub fn add_syscalls(&mut self, tid: u32, nr: u32, count: u64) {
         let pid = match self.threads.get(&tid) {
             Some(thread) => thread.pid,
-            None => tgid_of(tid).unwrap_or(tid),
+            None => proc::tgid(tid).unwrap_or(tid),
         };
         *self.thread(tid, pid).syscalls.entry(nr).or_insert(0) += count;
     }
@@ -401,14 +402,13 @@ impl Accumulator {
                 .or_insert_with(|| read_process_info(pid));
         }
         for process in self.processes.values_mut() {
-            process.exited = !proc_path(process.pid, None).exists();
+            process.exited = !proc::exists(process.pid, None);
         }
         for thread in self.threads.values_mut() {
-            let alive = proc_path(thread.pid, Some(thread.tid)).exists();
+            let alive = proc::exists(thread.pid, Some(thread.tid));
             thread.exited |= !alive;
             if thread.name.is_empty() {
-                thread.name = read_trimmed(&proc_path(thread.pid, Some(thread.tid)).join("comm"))
-                    .unwrap_or_default();
+                thread.name = proc::comm(thread.pid, Some(thread.tid)).unwrap_or_default();
             }
             if let Some(process) = self.processes.get_mut(&thread.pid) {
                 if process.name.is_empty() && thread.tid == thread.pid {
@@ -424,27 +424,13 @@ impl Accumulator {
     }
 }
 
-fn proc_path(pid: u32, tid: Option<u32>) -> std::path::PathBuf {
-    crate::proc::dir(pid, tid)
-}
-
-/// The comm file at `path` (under a [`proc_path`]).
-fn read_trimmed(path: &std::path::Path) -> Option<String> {
-    crate::proc::read_comm(path)
-}
-
 fn read_process_info(pid: u32) -> ProcessInfo {
     ProcessInfo {
         pid,
-        name: crate::proc::comm(pid, None).unwrap_or_default(),
-        cmdline: crate::proc::cmdline(pid),
+        name: proc::comm(pid, None).unwrap_or_default(),
+        cmdline: proc::cmdline(pid),
         exited: false,
     }
-}
-
-/// The process a thread belongs to (works for any tid).
-fn tgid_of(tid: u32) -> Option<u32> {
-    crate::proc::tgid(tid)
 }
 
 fn comm_to_string(comm: &[u8; 16]) -> String {
