@@ -1,9 +1,7 @@
 //! `probe record`: stacks of processes, a command or the whole machine, into a profile
 //! file (flamegraph SVG, folded stacks, speedscope, pprof).
 
-use std::cell::Cell;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -37,7 +35,11 @@ pub fn run(options: &RecordOptions, started: Instant) -> anyhow::Result<i32> {
         .unwrap_or_else(|| default_path(&options.target, format));
     // Before anything is attached: an hour of recording is never lost to a typo.
     let output = OutputFile::prepare(&path)?;
-    let (profile, exit_code) = runtime()?.block_on(record(options, &pids, started))?;
+    let runtime = runtime()?;
+    let recorded = runtime.block_on(record(options, &pids, started));
+    // Not waiting for the thread that waits for a command left running.
+    runtime.shutdown_background();
+    let (profile, exit_code) = recorded?;
     let title = title(&options.target, &profile);
     let output_options = OutputOptions {
         per_thread: options.per_thread,
@@ -76,10 +78,10 @@ async fn record(
             off_cpu: options.off_cpu,
         },
     })?;
-    let command = match held {
+    let mut command = match held {
         Some(held) => {
             probe.add_target(held.pid())?;
-            Some(held.release()?)
+            Some(CommandWatch::new(held.release()?))
         }
         None => None,
     };
@@ -87,21 +89,21 @@ async fn record(
     let observe = ObserveOptions {
         duration: options.duration,
         frequency_hz: options.frequency_hz,
-        target_pids: command
-            .map(|c| vec![c.pid()])
-            .unwrap_or_else(|| pids.to_vec()),
+        target_pids: match &command {
+            Some(command) => vec![command.running.pid()],
+            None => pids.to_vec(),
+        },
         count_syscalls: false,
         status: "recording",
     };
-    let exited = Rc::new(Cell::new(None));
-    let until = ends(stop, command, Rc::clone(&exited));
+    let until = ends(stop, command.as_mut());
     let recording = collect::observe(&mut probe, &observe, until).await?;
     if options.self_stats {
         print_self_stats(&recording, attached);
     }
     let kernel_names = name_kernel_frames(&recording, probe);
     let exit_code = match command {
-        Some(command) => Some(command_exit(command, exited.get()).await),
+        Some(command) => Some(command.exit_code().await),
         None => None,
     };
     Ok((
@@ -121,32 +123,68 @@ fn print_self_stats(recording: &Recording, attached: Duration) {
     crate::diag!("{stats}");
 }
 
-/// The end of a recording: a signal (forwarded to the command, if any), or the command's
-/// exit (whose code is sent on `exited`).
+/// The spawned command, and the one wait for its exit (a second `waitpid` on the same
+/// child would race the first for its status).
+struct CommandWatch {
+    running: Running,
+    exit: tokio::task::JoinHandle<std::io::Result<i32>>,
+    /// Its exit code, once it exited.
+    code: Option<i32>,
+}
+
+impl CommandWatch {
+    fn new(running: Running) -> CommandWatch {
+        CommandWatch {
+            running,
+            exit: tokio::task::spawn_blocking(move || running.wait_blocking()),
+            code: None,
+        }
+    }
+
+    /// The command's exit code: known if it exited, else waited for (it got the signal),
+    /// at most [`COMMAND_EXIT_GRACE`]; a command still running then is left running, and
+    /// probe exits as an interrupted program does (130).
+    async fn exit_code(mut self) -> i32 {
+        if let Some(code) = self.code {
+            return code;
+        }
+        match tokio::time::timeout(COMMAND_EXIT_GRACE, &mut self.exit).await {
+            Ok(Ok(Ok(code))) => code,
+            _ => {
+                crate::diag!(
+                    "probe: the command (pid {}) is still running; probe leaves it running",
+                    self.running.pid()
+                );
+                130
+            }
+        }
+    }
+}
+
+/// The end of a recording: a signal (passed on to the command, if any), or the command's
+/// exit (whose code is kept in `command`).
 async fn ends(
     stop: impl std::future::Future<Output = EndReason>,
-    command: Option<Running>,
-    exited: Rc<Cell<Option<i32>>>,
+    command: Option<&mut CommandWatch>,
 ) -> EndReason {
     let Some(command) = command else {
         return stop.await;
     };
-    let waiting = tokio::task::spawn_blocking(move || command.wait_blocking());
     tokio::select! {
         reason = stop => {
             match reason.as_deref() {
-                Some("SIGTERM") => command.signal(libc::SIGTERM),
+                Some("SIGTERM") => command.running.signal(libc::SIGTERM),
                 // Ctrl-C on the terminal already reached the command (it is in the
                 // terminal's foreground process group, with probe): only an interrupt sent
                 // to probe alone is passed on.
-                _ if !ctrl_c_reaches_the_command() => command.signal(libc::SIGINT),
+                _ if !ctrl_c_reaches_the_command() => command.running.signal(libc::SIGINT),
                 _ => {}
             }
             reason
         }
-        code = waiting => {
-            let code = code.ok().and_then(Result::ok).unwrap_or(1);
-            exited.set(Some(code));
+        code = &mut command.exit => {
+            // A failed wait (never expected for our own child) reads as a failure.
+            command.code = Some(code.ok().and_then(Result::ok).unwrap_or(1));
             None
         }
     }
@@ -158,26 +196,6 @@ fn ctrl_c_reaches_the_command() -> bool {
     // SAFETY: tcgetpgrp and getpgrp only read process state; a non-terminal stdin makes
     // tcgetpgrp fail (-1), which is not our group.
     unsafe { libc::tcgetpgrp(libc::STDIN_FILENO) == libc::getpgrp() }
-}
-
-/// The command's exit code: known if it exited, else waited for (it got the signal), at
-/// most [`COMMAND_EXIT_GRACE`]; a command still running then is left running, and probe
-/// exits as an interrupted program does (130).
-async fn command_exit(command: Running, exited: Option<i32>) -> i32 {
-    if let Some(code) = exited {
-        return code;
-    }
-    let waiting = tokio::task::spawn_blocking(move || command.wait_blocking());
-    match tokio::time::timeout(COMMAND_EXIT_GRACE, waiting).await {
-        Ok(Ok(Ok(code))) => code,
-        _ => {
-            crate::diag!(
-                "probe: the command (pid {}) is still running; probe leaves it running",
-                command.pid()
-            );
-            130
-        }
-    }
 }
 
 fn pick_format(format: Option<FormatArg>, path: Option<&Path>) -> Format {

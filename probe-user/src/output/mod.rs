@@ -152,11 +152,6 @@ fn frame_labels(profile: &Profile) -> Vec<String> {
     profile.frames.iter().map(frame_label).collect()
 }
 
-/// An `io::Error` for data that cannot be written in a format.
-fn invalid(message: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, message.into())
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;

@@ -15,8 +15,7 @@ use inferno::flamegraph::{self, Options as InfernoOptions, TextTruncateDirection
 
 use super::folded::folded_lines;
 use super::{
-    frame_label, invalid, one_line, samples, thread_label, OutputOptions, OFF_CPU_FRAME,
-    TRUNCATED_FRAME,
+    frame_label, one_line, samples, thread_label, OutputOptions, OFF_CPU_FRAME, TRUNCATED_FRAME,
 };
 use crate::model::{FrameKind, Profile, SampleKind};
 
@@ -34,8 +33,8 @@ enum Hue {
     Marker,
 }
 
-/// Writes `profile` as an SVG flame graph; fails on a profile without samples, which has
-/// nothing to draw.
+/// Writes `profile` as an SVG flame graph. A profile without samples (the target slept
+/// throughout) is a valid SVG that says so, with the title: a file is always written.
 pub fn write_svg(
     profile: &Profile,
     options: &OutputOptions,
@@ -43,7 +42,7 @@ pub fn write_svg(
 ) -> io::Result<()> {
     let lines = folded_lines(profile, options);
     if lines.is_empty() {
-        return Err(invalid("no samples to draw a flame graph of"));
+        return write_empty(profile, options, out);
     }
     let folded: Vec<String> = lines
         .iter()
@@ -52,6 +51,28 @@ pub fn write_svg(
     let mut palette = palette(profile, options);
     let mut inferno = inferno_options(profile, options, &mut palette);
     flamegraph::from_lines(&mut inferno, folded.iter().map(String::as_str), out)
+}
+
+/// The SVG of a profile without samples: its title, and why there is no graph.
+fn write_empty(profile: &Profile, options: &OutputOptions, out: &mut dyn Write) -> io::Result<()> {
+    let escape = |text: &str| {
+        text.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    write!(
+        out,
+        concat!(
+            r#"<?xml version="1.0" standalone="no"?>"#,
+            "\n",
+            r#"<svg version="1.1" width="1200" height="70" xmlns="http://www.w3.org/2000/svg">"#,
+            r#"<text x="600" y="24" text-anchor="middle" font-size="17" font-family="Verdana">{}</text>"#,
+            r#"<text x="600" y="52" text-anchor="middle" font-size="12" font-family="Verdana">"#,
+            "no samples: nothing in scope ran on a CPU during the recording</text></svg>\n"
+        ),
+        escape(&title(profile, options))
+    )
 }
 
 fn inferno_options<'a>(
@@ -242,10 +263,16 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_profile_is_an_error() {
-        let options = OutputOptions::default();
+    fn an_empty_profile_is_an_svg_that_says_so() {
+        let options = OutputOptions {
+            title: "pid 1 (<idle> & co)".to_owned(),
+            ..OutputOptions::default()
+        };
         let mut out = Vec::new();
-        let err = write_svg(&Profile::default(), &options, &mut out).unwrap_err();
-        assert!(err.to_string().contains("no samples"), "{err}");
+        write_svg(&Profile::default(), &options, &mut out).unwrap();
+        let svg = String::from_utf8(out).unwrap();
+        assert!(svg.contains("no samples: nothing in scope ran"), "{svg}");
+        assert!(svg.contains("pid 1 (&lt;idle&gt; &amp; co)"), "{svg}");
+        assert!(svg.trim_end().ends_with("</svg>"), "{svg}");
     }
 }
