@@ -17,9 +17,11 @@ use crate::workload::prioritize;
 /// signalled, before the test gives up on it.
 const TERMINAL_LIMIT: Duration = Duration::from_secs(60);
 
-/// A running probe whose stderr is a terminal.
+/// A running probe whose stderr is a terminal. Dropped before [`ProbeOnTerminal::finish`]
+/// (a test that panicked), it kills probe by its pid and reaps it.
 pub struct ProbeOnTerminal {
-    child: Child,
+    child: Option<Child>,
+    pid: u32,
     /// Chunks of what probe wrote to the terminal, until it closes.
     chunks: mpsc::Receiver<String>,
     /// Everything read so far.
@@ -54,7 +56,8 @@ impl ProbeOnTerminal {
         let (send, chunks) = mpsc::channel();
         std::thread::spawn(move || read_terminal(File::from(master), send));
         ProbeOnTerminal {
-            child,
+            pid: child.id(),
+            child: Some(child),
             chunks,
             text: String::new(),
         }
@@ -62,7 +65,7 @@ impl ProbeOnTerminal {
 
     /// probe's pid.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.pid
     }
 
     /// Waits until the status line says at least `samples` samples were recorded.
@@ -101,14 +104,24 @@ impl ProbeOnTerminal {
                 }
             }
         }
-        let output = self
-            .child
+        let child = self.child.take().expect("finish runs once");
+        let output = child
             .wait_with_output()
             .unwrap_or_else(|e| panic!("failed to wait for probe: {e}"));
         TerminalExit {
             status: output.status,
-            terminal: self.text,
+            terminal: std::mem::take(&mut self.text),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        }
+    }
+}
+
+impl Drop for ProbeOnTerminal {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // By pid: Child::kill sends SIGKILL to this child only.
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
