@@ -19,7 +19,9 @@ pub enum OutputError {
     Symlink { path: PathBuf },
     #[error("{path} is a directory")]
     Directory { path: PathBuf },
-    #[error("cannot write to {dir} ({source}); pick another output path")]
+    /// The cause is the source, not part of the message: printed as a chain (`{:#}`), a
+    /// message that held it too said it twice.
+    #[error("cannot write to {dir} (pick another output path)")]
     Unwritable {
         dir: PathBuf,
         #[source]
@@ -193,5 +195,7 @@ mod tests {
         ));
         let err = OutputFile::prepare(&dir.join("no/such/dir/out.svg")).unwrap_err();
         assert!(err.to_string().starts_with("cannot write to"), "{err}");
+        let chain = format!("{:#}", anyhow::Error::from(err));
+        assert_eq!(chain.matches("No such file").count(), 1, "{chain}");
     }
 }

@@ -20,12 +20,13 @@ mod peers;
 mod probe;
 mod python;
 mod report;
+mod terminal;
 mod workload;
 
 pub use peers::{
     pprof_lines, pprof_top, speedscope_opens_in_chromium, speedscope_validate, svg_rendered_text,
 };
-pub use probe::{probe_bin, probe_output, run_probe, spin_json};
+pub use probe::{probe_bin, probe_output, probe_output_with, run_probe, spin_json};
 pub use python::{
     check_python_frame, check_stack_order, interpreter, marker_line, py_spy, pyenv_root,
     python_frames, python_functions, require_interpreter, script_path, start_python,
@@ -35,6 +36,7 @@ pub use report::{
     all_threads, assert_field, assert_open_fstat_close_loop, check_thread, find_thread,
     hottest_stack, number, spinning_thread, syscall_names, threads,
 };
+pub use terminal::{ProbeOnTerminal, TerminalExit};
 pub use workload::{shared_library, workload_path, ScratchDir, Workload};
 
 /// Returns whether BPF tests can run here. Without root: panics under CI (a test that

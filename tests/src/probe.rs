@@ -33,9 +33,20 @@ fn workspace_dir() -> PathBuf {
 /// not. Panics if it cannot be started or runs `PROBE_GRACE` past `window` (then it is
 /// killed by PID).
 pub fn probe_output(args: &[&str], window: Duration) -> Output {
+    probe_output_with(args, window, |_| {})
+}
+
+/// [`probe_output`] with the command adjusted by `configure` first (its environment, its
+/// working directory).
+pub fn probe_output_with(
+    args: &[&str],
+    window: Duration,
+    configure: impl FnOnce(&mut Command),
+) -> Output {
     let bin = probe_bin();
     let mut command = Command::new(&bin);
     prioritize(&mut command);
+    configure(&mut command);
     let child = command
         .args(args)
         .stdin(Stdio::null())
