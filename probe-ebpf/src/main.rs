@@ -203,42 +203,18 @@ pub fn sample_stack(ctx: PerfEventContext) -> u32 {
     };
     // SAFETY: `scratch` is this CPU's slot, which only this program (and the walker it tail
     // calls) uses, and never nested: a perf_event program does not run while another one
-    // runs on the same CPU. The stack buffers are written by the helper within the slot:
-    // the kernel frames at the start of `words`, the user frames right after them (at most
-    // MAX_STACK_DEPTH each, so both fit).
+    // runs on the same CPU.
     unsafe {
-        let header = addr_of_mut!((*scratch).header);
-        let words = addr_of_mut!((*scratch).words).cast::<u64>();
-        (*header).tgid = tgid;
-        (*header).tid = tid;
-        (*header).cpu = current_cpu();
-        (*header).ktime_ns = now;
-        let mut flags = 0;
+        let header = Header {
+            tgid,
+            tid,
+            time_ns: now,
+            kind: RECORD_SAMPLE,
+        };
         // A sample taken in user mode has no kernel frames: skip the helper, whose set-up
         // alone costs ~1 µs when cold.
-        let kernel = if interrupted_user_mode(&ctx) {
-            0
-        } else {
-            bpf_get_stack(ctx.as_ptr(), words.cast::<c_void>(), STACK_BYTES, 0)
-        };
-        let kernel_frames = frames(kernel);
-        if kernel < 0 {
-            flags |= SAMPLE_KERNEL_STACK_ERROR;
-        }
-        let user = bpf_get_stack(
-            ctx.as_ptr(),
-            words.add(kernel_frames as usize).cast::<c_void>(),
-            STACK_BYTES,
-            BPF_F_USER_STACK as u64,
-        );
-        if user < 0 {
-            flags |= SAMPLE_USER_STACK_ERROR;
-        }
-        (*header).kernel_frames = kernel_frames;
-        (*header).user_frames = frames(user);
-        (*header).py_frames = 0;
-        (*header).kind = RECORD_SAMPLE;
-        (*header).flags = flags;
+        let kernel = !interrupted_user_mode(&ctx);
+        fill_record(ctx.as_ptr(), scratch, &header, kernel);
         if control(CONTROL_PY_WALK_LOADED) != 0 && PY_THREADS.get_ptr(tid).is_some() {
             // Does not return once the walker is loaded: it walks and emits the record.
             SAMPLE_TAIL_CALLS.tail_call(&ctx, TAIL_CALL_PY_WALK);
@@ -284,6 +260,59 @@ fn walk_and_emit(scratch: &PerCpuArray<SampleScratch>) {
             (*header).flags |= python::walk(scratch, layout, tstate);
         }
         emit(scratch);
+    }
+}
+
+/// Who and when a record is about.
+struct Header {
+    tgid: u32,
+    tid: u32,
+    time_ns: u64,
+    kind: u32,
+}
+
+/// Fills `scratch` with a record of `current`: the header and its stacks (the kernel one
+/// only if `kernel`), without Python frames.
+///
+/// # Safety
+/// `scratch` must be this CPU's slot of a scratch map, used by nothing else meanwhile;
+/// `ctx` the running program's context. The helper writes at most MAX_STACK_DEPTH frames
+/// per side: the kernel frames at the start of `words`, the user frames right after them,
+/// which both fit.
+#[inline(always)]
+unsafe fn fill_record(ctx: *mut c_void, scratch: *mut SampleScratch, who: &Header, kernel: bool) {
+    // SAFETY: the caller's slot and context (see above).
+    unsafe {
+        let header = addr_of_mut!((*scratch).header);
+        let words = addr_of_mut!((*scratch).words).cast::<u64>();
+        (*header).tgid = who.tgid;
+        (*header).tid = who.tid;
+        (*header).cpu = current_cpu();
+        (*header).ktime_ns = who.time_ns;
+        (*header).kind = who.kind;
+        let mut flags = 0;
+        let kernel = if kernel {
+            bpf_get_stack(ctx, words.cast::<c_void>(), STACK_BYTES, 0)
+        } else {
+            0
+        };
+        let kernel_frames = frames(kernel);
+        if kernel < 0 {
+            flags |= SAMPLE_KERNEL_STACK_ERROR;
+        }
+        let user = bpf_get_stack(
+            ctx,
+            words.add(kernel_frames as usize).cast::<c_void>(),
+            STACK_BYTES,
+            BPF_F_USER_STACK as u64,
+        );
+        if user < 0 {
+            flags |= SAMPLE_USER_STACK_ERROR;
+        }
+        (*header).kernel_frames = kernel_frames;
+        (*header).user_frames = frames(user);
+        (*header).py_frames = 0;
+        (*header).flags = flags;
     }
 }
 
@@ -433,35 +462,15 @@ fn off_cpu(ctx: &BtfTracePointContext, tid: u32, tgid: u32, since: u64, now: u64
         return;
     }
     // SAFETY: `scratch` is this CPU's slot, used only by this program and the walker it
-    // tail calls, never nested (sched_switch runs with interrupts off). The helper writes
-    // at most MAX_STACK_DEPTH frames per side, which fit the slot (see `sample_stack`).
+    // tail calls, never nested (sched_switch runs with interrupts off).
     unsafe {
-        let header = addr_of_mut!((*scratch).header);
-        let words = addr_of_mut!((*scratch).words).cast::<u64>();
-        (*header).tgid = tgid;
-        (*header).tid = tid;
-        (*header).cpu = current_cpu();
-        (*header).ktime_ns = now;
-        (*header).kind = RECORD_OFF_CPU;
-        let mut flags = 0;
-        let kernel = bpf_get_stack(ctx.as_ptr(), words.cast::<c_void>(), STACK_BYTES, 0);
-        let kernel_frames = frames(kernel);
-        if kernel < 0 {
-            flags |= SAMPLE_KERNEL_STACK_ERROR;
-        }
-        let user = bpf_get_stack(
-            ctx.as_ptr(),
-            words.add(kernel_frames as usize).cast::<c_void>(),
-            STACK_BYTES,
-            BPF_F_USER_STACK as u64,
-        );
-        if user < 0 {
-            flags |= SAMPLE_USER_STACK_ERROR;
-        }
-        (*header).kernel_frames = kernel_frames;
-        (*header).user_frames = frames(user);
-        (*header).py_frames = 0;
-        (*header).flags = flags;
+        let header = Header {
+            tgid,
+            tid,
+            time_ns: now,
+            kind: RECORD_OFF_CPU,
+        };
+        fill_record(ctx.as_ptr(), scratch, &header, true);
         if PY_THREADS.get_ptr(tid).is_some() {
             // Does not return once the walker is in its slot.
             SWITCH_TAIL_CALLS.tail_call(ctx, TAIL_CALL_PY_WALK);

@@ -8,7 +8,8 @@ use aya::{
             PerfEventConfig, PerfEventLinkId, PerfEventScope, SamplePolicy, SoftwareEvent,
         },
         tp_btf::BtfTracePointLinkId,
-        BtfTracePoint, PerfEvent, ProgramError, RawTracePoint, RawTracePointRunOptions, TestRun,
+        BtfTracePoint, PerfEvent, ProgramError, ProgramFd, RawTracePoint, RawTracePointRunOptions,
+        TestRun,
     },
     util::online_cpus,
     Btf, BtfError, Ebpf, EbpfError, EbpfLoader,
@@ -405,17 +406,8 @@ impl Probe {
         program
             .load(names::PROG_SCHED_SWITCH, btf)
             .map_err(|source| program_error(name, source))?;
-        let fd = program
-            .fd()
-            .map_err(|source| program_error(name, source))?
-            .try_clone()
-            .map_err(|err| LoadError::Other(format!("duplicate the fd of `{name}`: {err}")))?;
-        let map = self.ebpf_map(names::SWITCH_TAIL_CALLS)?;
-        let mut slots: ProgramArray<_> = ProgramArray::try_from(map)
-            .map_err(|err| LoadError::Other(format!("open the tail-call map: {err}")))?;
-        slots
-            .set(TAIL_CALL_PY_WALK, &fd, 0)
-            .map_err(|err| LoadError::Other(format!("insert `{name}` as a tail call: {err}")))
+        let fd = owned_fd(name, program.fd())?;
+        self.insert_tail_call(names::SWITCH_TAIL_CALLS, name, &fd)
     }
 
     fn insert_python_walk(&mut self) -> Result<(), LoadError> {
@@ -424,19 +416,26 @@ impl Probe {
         program
             .load()
             .map_err(|source| program_error(name, source))?;
-        let fd = program
-            .fd()
-            .map_err(|source| program_error(name, source))?
-            .try_clone()
-            .map_err(|err| LoadError::Other(format!("duplicate the fd of `{name}`: {err}")))?;
-        let map = self.ebpf_map(names::SAMPLE_TAIL_CALLS)?;
+        let fd = owned_fd(name, program.fd())?;
+        self.insert_tail_call(names::SAMPLE_TAIL_CALLS, name, &fd)?;
+        // Only now does the sampler start looking threads up in `PY_THREADS`.
+        self.set_control(CONTROL_PY_WALK_LOADED, 1)
+    }
+
+    /// Puts program `name` (loaded, `fd`) in the Python walk's slot of the program array
+    /// `map`.
+    fn insert_tail_call(
+        &mut self,
+        map: &str,
+        name: &'static str,
+        fd: &ProgramFd,
+    ) -> Result<(), LoadError> {
+        let map = self.ebpf_map(map)?;
         let mut slots: ProgramArray<_> = ProgramArray::try_from(map)
             .map_err(|err| LoadError::Other(format!("open the tail-call map: {err}")))?;
         slots
-            .set(TAIL_CALL_PY_WALK, &fd, 0)
-            .map_err(|err| LoadError::Other(format!("insert `{name}` as a tail call: {err}")))?;
-        // Only now does the sampler start looking threads up in `PY_THREADS`.
-        self.set_control(CONTROL_PY_WALK_LOADED, 1)
+            .set(TAIL_CALL_PY_WALK, fd, 0)
+            .map_err(|err| LoadError::Other(format!("insert `{name}` as a tail call: {err}")))
     }
 
     fn attach_tracepoints(&mut self, names: &[&'static str]) -> Result<(), LoadError> {
@@ -698,6 +697,16 @@ fn sample_ring_bytes(cpus: usize, frequency_hz: u64) -> u32 {
     const MAX: u64 = 64 << 20;
     let per_second = cpus as u64 * frequency_hz * SAMPLE_MAX_BYTES as u64;
     (per_second / 2).clamp(MIN, MAX).next_power_of_two() as u32
+}
+
+/// An owned copy of a loaded program's fd (the program stays borrowed otherwise).
+fn owned_fd(
+    program: &'static str,
+    fd: Result<&ProgramFd, ProgramError>,
+) -> Result<ProgramFd, LoadError> {
+    let fd = fd.map_err(|source| program_error(program, source))?;
+    fd.try_clone()
+        .map_err(|err| LoadError::Other(format!("duplicate the fd of `{program}`: {err}")))
 }
 
 fn program_error(program: &'static str, source: ProgramError) -> LoadError {

@@ -322,7 +322,7 @@ pub struct ModuleInfo {
 }
 
 /// Per-thread data after symbolization.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ThreadProfile {
     pub tid: u32,
     pub pid: u32,

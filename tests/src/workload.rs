@@ -47,18 +47,24 @@ pub fn workload_path(name: &str) -> PathBuf {
 }
 
 fn build_workload(name: &str) -> PathBuf {
+    compile(name, name, &[])
+}
+
+/// Compiles `workloads/<source>.c` with [`CFLAGS`] and `extra` into `<out_name>` in the
+/// workloads' directory. Built under a per-process name and renamed: test binaries running
+/// at the same time never see a half-written file.
+fn compile(source: &str, out_name: &str, extra: &[&str]) -> PathBuf {
     let source = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("workloads")
-        .join(format!("{name}.c"));
+        .join(format!("{source}.c"));
     let dir = workload_out_dir();
     std::fs::create_dir_all(&dir)
         .unwrap_or_else(|e| panic!("failed to create {}: {e}", dir.display()));
-    // Build under a per-process name and rename: test binaries running at the same time
-    // never see a half-written executable.
-    let out = dir.join(name);
-    let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
+    let out = dir.join(out_name);
+    let tmp = dir.join(format!("{out_name}.{}.tmp", std::process::id()));
     let result = Command::new("cc")
         .args(CFLAGS)
+        .args(extra)
         .arg("-o")
         .arg(&tmp)
         .arg(&source)
@@ -76,34 +82,13 @@ fn build_workload(name: &str) -> PathBuf {
 }
 
 /// Builds `workloads/<source>.c` as a shared library named `lib<name>.so` with the extra
-/// compiler `flags` (defines), once per call; returns its path.
+/// compiler `flags` (defines); returns its path.
 pub fn shared_library(source: &str, name: &str, flags: &[&str]) -> PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("workloads")
-        .join(format!("{source}.c"));
-    let dir = workload_out_dir();
-    std::fs::create_dir_all(&dir)
-        .unwrap_or_else(|e| panic!("failed to create {}: {e}", dir.display()));
-    let out = dir.join(format!("lib{name}.so"));
-    let tmp = dir.join(format!("lib{name}.so.{}.tmp", std::process::id()));
-    let result = Command::new("cc")
-        .args(CFLAGS)
-        .args(["-shared", "-fPIC"])
-        .args(flags)
-        .arg("-o")
-        .arg(&tmp)
-        .arg(&source)
-        .output()
-        .unwrap_or_else(|e| panic!("failed to run cc for {}: {e}", source.display()));
-    assert!(
-        result.status.success(),
-        "cc failed for {}:\n{}",
-        source.display(),
-        String::from_utf8_lossy(&result.stderr)
-    );
-    std::fs::rename(&tmp, &out)
-        .unwrap_or_else(|e| panic!("failed to move {} into place: {e}", tmp.display()));
-    out
+    let extra: Vec<&str> = ["-shared", "-fPIC"]
+        .into_iter()
+        .chain(flags.iter().copied())
+        .collect();
+    compile(source, &format!("lib{name}.so"), &extra)
 }
 
 /// A running workload. Dropping it closes its stdin (its signal to exit), then kills it by

@@ -28,15 +28,7 @@ pub fn thread(tid: u32, name: &str) -> ThreadProfile {
         tid,
         pid: 1000,
         name: name.to_owned(),
-        python_name: None,
-        on_cpu_ns: 0,
-        voluntary_switches: 0,
-        involuntary_switches: 0,
-        exited: false,
-        user_samples: 0,
-        kernel_samples: 0,
-        syscalls: Vec::new(),
-        samples: Vec::new(),
+        ..ThreadProfile::default()
     }
 }
 

@@ -114,16 +114,8 @@ mod tests {
         profile.threads.push(ThreadProfile {
             tid: 1,
             pid: 1,
-            name: String::new(),
-            python_name: None,
-            on_cpu_ns: 0,
-            voluntary_switches: 0,
-            involuntary_switches: 0,
-            exited: false,
-            user_samples: 0,
-            kernel_samples: 0,
-            syscalls: Vec::new(),
             samples,
+            ..ThreadProfile::default()
         });
         profile
     }

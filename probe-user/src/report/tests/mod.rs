@@ -119,15 +119,7 @@ pub(super) fn thread(pid: u32, tid: u32) -> ThreadBuilder {
             tid,
             pid,
             name: format!("t{tid}"),
-            python_name: None,
-            on_cpu_ns: 0,
-            voluntary_switches: 0,
-            involuntary_switches: 0,
-            exited: false,
-            user_samples: 0,
-            kernel_samples: 0,
-            syscalls: Vec::new(),
-            samples: Vec::new(),
+            ..ThreadProfile::default()
         },
         Vec::new(),
     )
