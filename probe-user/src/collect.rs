@@ -482,8 +482,10 @@ pub async fn observe(
         }
     };
     let end_ns = probe.end_window()?;
-    let program_stats = probe.program_stats();
+    // Detached right away (sys_enter, attached last, first): sys_enter does not look at
+    // the window, so it counts until here. The programs stay loaded for their statistics.
     probe.detach_all();
+    let program_stats = probe.program_stats();
     status.clear();
     collector.drain(probe)?;
     collector.accumulator.close_off_cpu(end_ns);

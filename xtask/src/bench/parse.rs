@@ -80,17 +80,18 @@ pub(super) fn parse_self_stats(stderr: &str) -> Option<SelfStats> {
     })
 }
 
-/// What `probe record` says it wrote, from its last line
-/// `probe: wrote <path> (<n> samples over <secs> s, <lost> lost)`: samples and samples lost.
+/// What `probe record` says it wrote, from its last line `probe: wrote <path> (<n> samples
+/// [, <m> off-CPU waits] over <secs> s; <lost> samples lost[, other losses])`: on-CPU
+/// samples and samples lost.
 pub(super) fn parse_record_summary(stderr: &str) -> Option<(u64, u64)> {
     let line = stderr
         .lines()
         .rev()
         .find(|line| line.starts_with("probe: wrote "))?;
     let (_, figures) = line.rsplit_once(" (")?;
-    let figures = figures.strip_suffix(" lost)")?;
-    let (samples, rest) = figures.split_once(" samples over ")?;
-    let (_, lost) = rest.rsplit_once(", ")?;
+    let (taken, lost) = figures.strip_suffix(')')?.split_once("; ")?;
+    let (samples, _) = taken.split_once(" samples")?;
+    let (lost, _) = lost.split_once(" samples lost")?;
     Some((samples.parse().ok()?, lost.parse().ok()?))
 }
 
@@ -211,7 +212,7 @@ mod tests {
     #[test]
     fn record_self_stats_carry_the_window() {
         let stderr = "{\"attach_secs\":0.05,\"window_secs\":4.52,\"programs\":[]}\n\
-            probe: wrote target/bench/probe-record.svg (900 samples over 4.5 s, 0 lost)\n";
+            probe: wrote target/bench/probe-record.svg (900 samples over 4.5 s; 0 samples lost)\n";
         let stats = parse_self_stats(stderr).unwrap();
         assert_eq!(stats.window_secs, Some(4.52));
         assert_eq!(stats.programs, []);
@@ -220,9 +221,12 @@ mod tests {
     #[test]
     fn record_summary_gives_samples_and_losses() {
         let stderr = "probe: note: something\n\
-            probe: wrote /tmp/a (b).svg (1803 samples over 9.1 s, 2 lost)\n\
+            probe: wrote /tmp/a (b).svg (1803 samples over 9.1 s; 2 samples lost)\n\
             probe: note: later\n";
         assert_eq!(parse_record_summary(stderr), Some((1803, 2)));
+        let off_cpu = "probe: wrote x.svg (5 samples, 7 off-CPU waits over 1.0 s; \
+            3 samples lost, 1 off-CPU waits not recorded)\n";
+        assert_eq!(parse_record_summary(off_cpu), Some((5, 3)));
         assert_eq!(parse_record_summary("probe: error: x\n"), None);
         assert_eq!(
             parse_record_summary("probe: wrote x (many samples)\n"),
