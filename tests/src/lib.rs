@@ -53,3 +53,17 @@ pub fn require_bpf() -> bool {
     eprintln!("skipping: needs root (run with `cargo xtask test`)");
     false
 }
+
+/// Defines one test per CPython 3.8–3.13 calling `check(minor)`:
+/// `per_version!(check: check_3_8 = 8, check_3_9 = 9, ...);`.
+#[macro_export]
+macro_rules! per_version {
+    ($check:ident: $($name:ident = $minor:literal),+ $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $check($minor);
+            }
+        )+
+    };
+}

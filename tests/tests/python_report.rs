@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use probe_tests::{
     all_threads, assert_field, assert_open_fstat_close_loop, check_python_frame, check_stack_order,
-    check_thread, hottest_stack, marker_line, number, py_spy, python_frames, python_functions,
-    require_bpf, require_interpreter, run_probe, script_path, spin_json, spinning_thread,
-    start_python, ScratchDir, Workload,
+    check_thread, hottest_stack, marker_line, number, per_version, py_spy, python_frames,
+    python_functions, require_bpf, require_interpreter, run_probe, script_path, spin_json,
+    spinning_thread, start_python, ScratchDir, Workload,
 };
 use serde_json::Value;
 
@@ -92,18 +92,6 @@ fn assert_stacks_start_with(thread: &Value, innermost: &[&str], without_max: f64
         share <= without_max,
         "{context}: {share:.2} of the samples have no Python frames (at most {without_max}):\n{thread:#}"
     );
-}
-
-/// Defines one test per CPython 3.8–3.13 calling `check(minor)`.
-macro_rules! per_version {
-    ($check:ident: $($name:ident = $minor:literal),+ $(,)?) => {
-        $(
-            #[test]
-            fn $name() {
-                $check($minor);
-            }
-        )+
-    };
 }
 
 /// The spinner of `py_spin.py` (thread "py-spinner" in deep -> outer -> middle -> inner):

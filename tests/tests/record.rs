@@ -13,9 +13,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use probe_tests::{
-    marker_line, pprof_lines, pprof_top, probe_output, probe_output_with, py_spy, require_bpf,
-    require_interpreter, run_probe, script_path, speedscope_opens_in_chromium, speedscope_validate,
-    start_python, svg_rendered_text, workload_path, ProbeOnTerminal, ScratchDir, Workload,
+    marker_line, per_version, pprof_lines, pprof_top, probe_output, probe_output_with, py_spy,
+    require_bpf, require_interpreter, run_probe, script_path, speedscope_opens_in_chromium,
+    speedscope_validate, start_python, svg_rendered_text, workload_path, ProbeOnTerminal,
+    ScratchDir, Workload,
 };
 
 /// The C call tree's two chains, outermost first: the first does twice the work.
@@ -150,18 +151,6 @@ fn c_call_tree_in_known_proportions() {
         "no stack from the thread's entry to leaf_a:\n{}",
         show(&stacks)
     );
-}
-
-/// Defines one test per CPython 3.8–3.13 calling `check(minor)`.
-macro_rules! per_version {
-    ($check:ident: $($name:ident = $minor:literal),+ $(,)?) => {
-        $(
-            #[test]
-            fn $name() {
-                $check($minor);
-            }
-        )+
-    };
 }
 
 per_version!(python_call_tree:
