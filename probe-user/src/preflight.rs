@@ -187,6 +187,7 @@ fn check_pid(pid: u32) -> Result<(), PreflightError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proc::tests::with_named_thread;
 
     #[test]
     fn capabilities_from_status() {
@@ -260,41 +261,22 @@ mod tests {
             Err(PreflightError::NoSuchPid(u32::MAX))
         );
         let pid = std::process::id();
-        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            // SAFETY: gettid has no preconditions.
-            tid_tx.send(unsafe { libc::gettid() } as u32).unwrap();
-            done_rx.recv().unwrap();
+        with_named_thread(c"worker", |tid| {
+            assert_eq!(
+                check_pid(tid),
+                Err(PreflightError::ThreadNotProcess { tid, pid })
+            );
         });
-        let tid = tid_rx.recv().unwrap();
-        assert_eq!(
-            check_pid(tid),
-            Err(PreflightError::ThreadNotProcess { tid, pid })
-        );
-        done_tx.send(()).unwrap();
-        thread.join().unwrap();
     }
 
     #[test]
     fn names_that_are_not_utf8_are_read() {
         let pid = std::process::id();
-        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            // SAFETY: PR_SET_NAME reads a NUL-terminated string (of at most 16 bytes)
-            // from a valid pointer and names only this thread.
-            unsafe { libc::prctl(libc::PR_SET_NAME, c"bad\xff\xfe".as_ptr()) };
-            // SAFETY: gettid has no preconditions.
-            tid_tx.send(unsafe { libc::gettid() } as u32).unwrap();
-            done_rx.recv().unwrap();
+        with_named_thread(c"bad\xff\xfe", |tid| {
+            assert_eq!(
+                check_pid(tid),
+                Err(PreflightError::ThreadNotProcess { tid, pid })
+            );
         });
-        let tid = tid_rx.recv().unwrap();
-        assert_eq!(
-            check_pid(tid),
-            Err(PreflightError::ThreadNotProcess { tid, pid })
-        );
-        done_tx.send(()).unwrap();
-        thread.join().unwrap();
     }
 }

@@ -94,12 +94,12 @@ pub fn task_ids(pid: u32) -> Option<Vec<u32>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Runs `check` with the id of a thread of this process named `name` (at most 15
     /// bytes), while that thread lives.
-    fn with_named_thread(name: &'static std::ffi::CStr, check: impl FnOnce(u32)) {
+    pub(crate) fn with_named_thread(name: &'static std::ffi::CStr, check: impl FnOnce(u32)) {
         let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
