@@ -82,7 +82,7 @@ pub struct Accumulator {
     generations: HashMap<u32, u32>,
     /// What each process's samples added since its maps were last checked, by (tid, raw
     /// stack): if the check finds a replaced mapping, these may have been taken in either.
-    unchecked: HashMap<u32, HashMap<(u32, RawStack), StackStats>>,
+    unchecked: HashMap<u32, HashMap<u32, HashMap<RawStack, StackStats>>>,
     maps_checked: HashMap<u32, Instant>,
     /// Replaced mappings found, for symbolization.
     maps_changes: Vec<MapsChange>,
@@ -157,9 +157,21 @@ impl Accumulator {
     fn add_stack(&mut self, tid: u32, pid: u32, stack: RawStack, time_ns: u64, off_ns: u64) {
         let has_user = !stack.user.is_empty();
         if has_user {
-            let unchecked = self.unchecked.entry(pid).or_default();
-            let delta = unchecked.entry((tid, stack.clone())).or_default();
-            delta.add(time_ns, off_ns);
+            let unchecked = self
+                .unchecked
+                .entry(pid)
+                .or_default()
+                .entry(tid)
+                .or_default();
+            // Looked up by reference: the stack is copied only the first time it is seen
+            // since the last check, not for every sample.
+            match unchecked.get_mut(&stack) {
+                Some(delta) => delta.add(time_ns, off_ns),
+                None => unchecked
+                    .entry(stack.clone())
+                    .or_default()
+                    .add(time_ns, off_ns),
+            }
         }
         let thread = self.thread(tid, pid);
         thread.stacks.entry(stack).or_default().add(time_ns, off_ns);
@@ -183,7 +195,10 @@ impl Accumulator {
         let Ok(Some(changed)) = maps.check(pid) else {
             return;
         };
-        for ((tid, stack), delta) in unchecked {
+        let unchecked = unchecked
+            .into_iter()
+            .flat_map(|(tid, stacks)| stacks.into_iter().map(move |entry| (tid, entry)));
+        for (tid, (stack, delta)) in unchecked {
             let touched = stack
                 .user
                 .iter()
