@@ -4,12 +4,12 @@
 use std::fmt::{self, Write as _};
 
 use super::{
-    format::{fmt_bytes, fmt_pct, fmt_summary, mib},
+    format::{fmt_bytes, fmt_summary, mib},
     plan::{Observer, Workload, WORKLOADS},
     render::Results,
     sample::{KernelPrograms, ProbeRun},
     stats::{median_of, worst, Summary},
-    tables::{process_row, program_cells},
+    tables::{process_row, write_program_rows},
     targets::Target,
 };
 
@@ -212,12 +212,7 @@ impl Results<'_> {
         )?;
         for (name, runs) in self.record_runs() {
             let kernels: Vec<&KernelPrograms> = runs.iter().map(|run| &run.kernel).collect();
-            for program in program_names(&kernels) {
-                let [ns, per_sec, pct] = program_cells(&kernels, Some(program));
-                writeln!(out, "| {name} | {program} | {ns} | {per_sec} | {pct} |")?;
-            }
-            let total = median_of(&kernels, |k| Some(k.total_pct()));
-            writeln!(out, "| {name} | **all** | | | **{}** |", fmt_pct(total))?;
+            write_program_rows(out, name, &kernels)?;
         }
         writeln!(out)
     }
@@ -300,21 +295,9 @@ fn paired_ratios(a: &[(usize, f64)], b: &[(usize, f64)]) -> Vec<f64> {
         .collect()
 }
 
-/// Every program that ran in any of the runs, each once, in the order the runs list them.
-fn program_names<'a>(kernels: &[&'a KernelPrograms]) -> Vec<&'a str> {
-    let mut names: Vec<&str> = Vec::new();
-    for cost in kernels.iter().flat_map(|k| &k.programs) {
-        if !names.contains(&cost.program.as_str()) {
-            names.push(&cost.program);
-        }
-    }
-    names
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::parse::ProgramCost;
 
     #[test]
     fn ratios_pair_runs_of_the_same_round() {
@@ -323,27 +306,5 @@ mod tests {
         let perf = [(2, 0.0), (0, 100.0), (3, 10.0)];
         assert_eq!(paired_ratios(&record, &perf), [0.9]);
         assert_eq!(paired_ratios(&[], &perf), Vec::<f64>::new());
-    }
-
-    #[test]
-    fn program_names_are_the_union_in_order() {
-        let kernel = |names: &[&str]| KernelPrograms {
-            window_secs: 1.0,
-            programs: names
-                .iter()
-                .map(|&program| ProgramCost {
-                    program: program.into(),
-                    run_time_ns: 1,
-                    run_count: 1,
-                })
-                .collect(),
-        };
-        let a = kernel(&["sample_stack", "sched_switch"]);
-        let b = kernel(&["sample_stack", "sched_process_exec", "sched_switch"]);
-        assert_eq!(
-            program_names(&[&a, &b]),
-            ["sample_stack", "sched_switch", "sched_process_exec"]
-        );
-        assert_eq!(program_names(&[]), Vec::<&str>::new());
     }
 }

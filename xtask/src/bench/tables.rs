@@ -63,13 +63,31 @@ pub(super) fn program_cells(kernels: &[&KernelPrograms], program: Option<&str>) 
     [ns, per_sec.map_or("n/a".into(), si), fmt_pct(pct)]
 }
 
-/// probe's kernel programs, in the order its `--self-stats` line lists them.
-const PROGRAMS: [&str; 4] = [
-    "sched_switch",
-    "sched_process_exit",
-    "sys_enter",
-    "sample_stack",
-];
+/// One row per program that ran in any of `kernels` (in the order the runs list them), and
+/// their total, for the workload `name`.
+pub(super) fn write_program_rows(
+    out: &mut String,
+    name: &str,
+    kernels: &[&KernelPrograms],
+) -> fmt::Result {
+    for program in program_names(kernels) {
+        let [ns, per_sec, pct] = program_cells(kernels, Some(program));
+        writeln!(out, "| {name} | {program} | {ns} | {per_sec} | {pct} |")?;
+    }
+    let total = median_of(kernels, |k| Some(k.total_pct()));
+    writeln!(out, "| {name} | **all** | | | **{}** |", fmt_pct(total))
+}
+
+/// Every program that ran in any of the runs, each once, in the order the runs list them.
+pub(super) fn program_names<'a>(kernels: &[&'a KernelPrograms]) -> Vec<&'a str> {
+    let mut names: Vec<&str> = Vec::new();
+    for cost in kernels.iter().flat_map(|k| &k.programs) {
+        if !names.contains(&cost.program.as_str()) {
+            names.push(&cost.program);
+        }
+    }
+    names
+}
 
 impl Results<'_> {
     pub(super) fn write_throughput(&self, out: &mut String) -> fmt::Result {
@@ -167,12 +185,7 @@ impl Results<'_> {
         )?;
         for (name, runs) in self.probe_runs() {
             let kernels: Vec<&KernelPrograms> = runs.iter().map(|run| &run.kernel).collect();
-            for program in PROGRAMS {
-                let [ns, per_sec, pct] = program_cells(&kernels, Some(program));
-                writeln!(out, "| {name} | {program} | {ns} | {per_sec} | {pct} |")?;
-            }
-            let total = median_of(&kernels, |k| Some(k.total_pct()));
-            writeln!(out, "| {name} | **all** | | | **{}** |", fmt_pct(total))?;
+            write_program_rows(out, name, &kernels)?;
         }
         writeln!(out)
     }
@@ -335,6 +348,28 @@ pub(super) fn process_row(runs: &[&ProbeRun]) -> String {
 mod tests {
     use super::*;
     use crate::bench::parse::ProgramCost;
+
+    #[test]
+    fn program_names_are_the_union_in_order() {
+        let kernel = |names: &[&str]| KernelPrograms {
+            window_secs: 1.0,
+            programs: names
+                .iter()
+                .map(|&program| ProgramCost {
+                    program: program.into(),
+                    run_time_ns: 1,
+                    run_count: 1,
+                })
+                .collect(),
+        };
+        let a = kernel(&["sample_stack", "sched_switch"]);
+        let b = kernel(&["sample_stack", "sched_process_exec", "sched_switch"]);
+        assert_eq!(
+            program_names(&[&a, &b]),
+            ["sample_stack", "sched_switch", "sched_process_exec"]
+        );
+        assert_eq!(program_names(&[]), Vec::<&str>::new());
+    }
 
     fn kernel(window_secs: f64, programs: &[(&str, u64, u64)]) -> KernelPrograms {
         KernelPrograms {
