@@ -182,3 +182,110 @@ fn thread_exiting_mid_window() {
     let cpu = number(thread, "cpu_pct");
     assert!((25.0..=60.0).contains(&cpu), "{thread:#}");
 }
+
+/// The storm's own count of its calls at `ns`, interpolated between its log entries.
+fn calls_at(log: &[(u64, u64)], ns: u64) -> f64 {
+    let after = log.partition_point(|&(at, _)| at < ns);
+    assert!(
+        after > 0 && after < log.len(),
+        "the storm's log ({} entries, {:?}..{:?}) does not cover {ns}",
+        log.len(),
+        log.first(),
+        log.last()
+    );
+    let ((t0, c0), (t1, c1)) = (log[after - 1], log[after]);
+    c0 as f64 + (c1 - c0) as f64 * (ns - t0) as f64 / (t1 - t0).max(1) as f64
+}
+
+/// Reads the storm's log once it wrote it (on SIGUSR1).
+fn storm_log(storm: &Workload, path: &std::path::Path) -> Vec<(u64, u64)> {
+    let pid = libc::pid_t::try_from(storm.pid).expect("pid fits pid_t");
+    // SAFETY: kill has no memory-safety preconditions; the pid is our own running child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGUSR1) }, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "storm_log wrote no log"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::fs::read_to_string(path)
+        .expect("read the storm's log")
+        .lines()
+        .map(|line| {
+            let (ns, calls) = line.split_once(' ').expect("`ns calls` lines");
+            (ns.parse().unwrap(), calls.parse().unwrap())
+        })
+        .collect()
+}
+
+/// Syscalls are counted over the window only: not while probe attaches its other programs
+/// and discovers the targets' interpreters first (it once attached `sys_enter` at load and
+/// counted all of that), and not after the window closed. The storm's own count over the
+/// window's monotonic bounds (from `--self-stats`) must match probe's.
+#[test]
+fn syscalls_are_counted_inside_the_window_only() {
+    if !require_bpf() {
+        return;
+    }
+    let scratch = probe_tests::ScratchDir::new("storm-log");
+    let log_path = scratch.0.join("storm.log");
+    let storm = Workload::start("storm_log", &[log_path.to_str().unwrap()]);
+    // Idle Python targets, whose interpreters probe discovers before the window opens.
+    let Some(python) = probe_tests::require_interpreter(12) else {
+        return;
+    };
+    let tid_file = scratch.0.join("unused-tid");
+    let idle: Vec<Workload> = (0..2)
+        .map(|_| {
+            probe_tests::start_python(
+                &python,
+                "py_short_thread.py",
+                &[tid_file.to_str().unwrap(), "3600", "0"],
+            )
+        })
+        .collect();
+    let mut args = vec!["spin", "--json", "--self-stats", "-d", "1"];
+    let pids: Vec<String> = std::iter::once(&storm)
+        .chain(&idle)
+        .map(|workload| workload.pid.to_string())
+        .collect();
+    for pid in &pids {
+        args.extend(["-p", pid]);
+    }
+    let output = probe_tests::run_probe(&args);
+    let report: Value = serde_json::from_slice(&output.stdout).expect("spin --json");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stats: Value = stderr
+        .lines()
+        .find_map(|line| serde_json::from_str::<Value>(line).ok())
+        .unwrap_or_else(|| panic!("no --self-stats line in:\n{stderr}"));
+    let start_ns = stats["window_start_ns"].as_u64().expect("window_start_ns");
+    let end_ns = stats["window_end_ns"].as_u64().expect("window_end_ns");
+    let log = storm_log(&storm, &log_path);
+
+    let thread = spinning_thread(&report, storm.tid);
+    let counted = thread["syscalls"]
+        .as_array()
+        .expect("syscalls")
+        .iter()
+        .find(|syscall| syscall["name"] == "getppid")
+        .and_then(|syscall| syscall["count"].as_u64())
+        .unwrap_or_else(|| panic!("no getppid count: {thread:#}"));
+    let made = calls_at(&log, end_ns) - calls_at(&log, start_ns);
+    let rate_per_ms = made / ((end_ns - start_ns) as f64 / 1e6);
+    // Two log steps of interpolation, and half a millisecond of calls on each side
+    // between the hook's attach/detach and the window's marks (0.1 ms measured here;
+    // attached at load, it counted 113 ms more with these targets).
+    let tolerance = 2.0 * 1024.0 + rate_per_ms;
+    eprintln!(
+        "counted {counted}, made {made:.0} in the window ({rate_per_ms:.0}/ms), tolerance {tolerance:.0}"
+    );
+    assert!(
+        (counted as f64 - made).abs() <= tolerance,
+        "probe counted {counted} getppid calls, the storm made {made:.0} inside the window \
+         ({:+.1} ms of calls off)",
+        (counted as f64 - made) / rate_per_ms
+    );
+}

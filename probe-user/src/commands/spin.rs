@@ -18,7 +18,7 @@ pub fn run(options: &SpinOptions, started: Instant) -> anyhow::Result<()> {
         threshold_pct: options.threshold_pct,
         top: options.top,
     };
-    let (recording, attached, kernel_names) = runtime()?.block_on(async {
+    let (recording, attached, window_start_ns, kernel_names) = runtime()?.block_on(async {
         // Registered before loading: a Ctrl-C while attaching ends the window at once and
         // still prints a (partial, marked) report.
         let stop = stop_signal();
@@ -41,12 +41,16 @@ pub fn run(options: &SpinOptions, started: Instant) -> anyhow::Result<()> {
             dump_python_frames(&recording, path)?;
         }
         let recording = keep_stacks_of_shown_threads(recording, &report_options);
+        let window_start_ns = probe.window_start_ns;
         let kernel_names = name_kernel_frames(&recording, probe);
-        anyhow::Ok((recording, attached, kernel_names))
+        anyhow::Ok((recording, attached, window_start_ns, kernel_names))
     })?;
     if options.self_stats {
         let stats = serde_json::json!({
             "attach_secs": attached.as_secs_f64(),
+            // CLOCK_MONOTONIC, to line the window up with a workload's own clock.
+            "window_start_ns": window_start_ns,
+            "window_end_ns": window_start_ns + recording.window.duration_ns,
             "programs": recording.program_stats,
             "kernel_names": kernel_names.describe(),
         });
