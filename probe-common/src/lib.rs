@@ -405,3 +405,158 @@ mod tests {
         assert_eq!(size_of::<KernelName>(), 8 + KERNEL_NAME_TEXT_BYTES);
     }
 }
+
+// ---- Native unwinding with `.eh_frame` tables -------------------------------------------
+//
+// Userspace compiles each executable file's call frame information into rows sorted by
+// address (`UnwindRow`), indexed by 4 KiB page (`UNWIND_PAGES`), and stores them in two
+// global arrays shared by every process that maps the file. Each process in scope gets a
+// sorted list of its executable mappings (`UnwindProcess`). The kernel unwinds a user stack
+// from the sampled registers, one frame per `bpf_loop` iteration: mapping (binary search),
+// page, row (binary search), rule.
+
+/// Most frames the table unwinder records per user stack (the kernel side masks frame
+/// indexes to 255 words, kernel frames included: see [`SAMPLE_SCRATCH_WORDS`]).
+pub const UNWIND_MAX_FRAMES: usize = 128;
+
+/// Executable mappings per process the kernel can look up.
+pub const UNWIND_MAX_MAPPINGS: usize = 256;
+
+/// Files with tables loaded at once (`UNWIND_FILES` slots).
+pub const UNWIND_MAX_FILES: u32 = 4096;
+
+/// Processes with unwind tables at once (`UNWIND_PROCS`).
+pub const UNWIND_MAX_PROCS: u32 = 4096;
+
+/// Rows in `UNWIND_ROWS` as compiled; the loader sizes it at load time (the kernel memory
+/// cap for tables).
+pub const UNWIND_ROWS_DEFAULT: u32 = 2 << 20;
+
+/// Page entries in `UNWIND_PAGES` as compiled (one per 4 KiB of covered code, plus one per
+/// file).
+pub const UNWIND_PAGES_DEFAULT: u32 = 1 << 19;
+
+/// A table's page index has one entry per `1 << UNWIND_PAGE_SHIFT` bytes of code.
+pub const UNWIND_PAGE_SHIFT: u32 = 12;
+
+/// Most rows the kernel's binary search inside one page can cover (`1 << steps`).
+pub const UNWIND_PAGE_SEARCH_STEPS: u32 = 12;
+
+/// Most mapping-search steps (`UNWIND_MAX_MAPPINGS` = 2^8).
+pub const UNWIND_MAPPING_SEARCH_STEPS: u32 = 9;
+
+/// How to find the canonical frame address (CFA) at a PC: [`UnwindRow::rules`] low nibble.
+/// No rule is known for this PC: the unwind stops here, marked truncated.
+pub const CFA_NONE: u8 = 0;
+/// CFA = RSP + `cfa_offset`.
+pub const CFA_RSP: u8 = 1;
+/// CFA = RBP + `cfa_offset`.
+pub const CFA_RBP: u8 = 2;
+/// The PLT rule: CFA = RSP + 8, plus 8 more when `(RIP & 15) >= cfa_offset` (the expression
+/// GCC and binutils emit for `.plt` entries, with their threshold 10 or 11).
+pub const CFA_PLT: u8 = 3;
+/// The outermost frame (its return address is undefined: `_start`, the thread entry
+/// `clone3` runs): the stack is complete here.
+pub const CFA_END: u8 = 4;
+
+/// How to recover the caller's RBP: [`UnwindRow::rules`] high nibble.
+/// RBP is unchanged (not saved by this frame).
+pub const RBP_SAME: u8 = 0;
+/// RBP was saved at CFA + 8 * `rbp_offset`.
+pub const RBP_AT_CFA: u8 = 1;
+/// The caller's RBP cannot be recovered: a later frame whose CFA needs it is truncated.
+pub const RBP_UNKNOWN: u8 = 2;
+
+/// One row of a file's unwind table: the rule for the code from `pc` up to the next row's
+/// `pc`. Addresses are the file's own (ELF virtual addresses, as in its symbol table); a
+/// row with [`CFA_NONE`] marks code no rule covers (the gaps between FDEs, the end of the
+/// last one). The return address is always at CFA - 8 (x86-64).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UnwindRow {
+    pub pc: u32,
+    /// Bytes added to the CFA register (or the PLT threshold, see [`CFA_PLT`]).
+    pub cfa_offset: u16,
+    /// See [`RBP_AT_CFA`]; in 8-byte words.
+    pub rbp_offset: i8,
+    /// CFA rule (low nibble, `CFA_*`) | RBP rule (high nibble, `RBP_*`) << 4.
+    pub rules: u8,
+}
+
+impl UnwindRow {
+    pub const fn cfa_rule(&self) -> u8 {
+        self.rules & 0xf
+    }
+
+    pub const fn rbp_rule(&self) -> u8 {
+        self.rules >> 4
+    }
+}
+
+/// Where a file's table lives in the global arrays (`UNWIND_FILES`, by slot).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UnwindFile {
+    /// Index of the file's first row in `UNWIND_ROWS`.
+    pub rows_start: u32,
+    pub rows_len: u32,
+    /// Index of the file's first page entry in `UNWIND_PAGES`. Page entry `p` is the index
+    /// (relative to `rows_start`) of the last row whose `pc` is at most
+    /// `base_pc + (p << UNWIND_PAGE_SHIFT)`, or 0; entry `pages_len - 1` is `rows_len - 1`.
+    pub pages_start: u32,
+    pub pages_len: u32,
+    /// Page 0 starts here: the first row's `pc`, rounded down to a page.
+    pub base_pc: u32,
+    pub _pad: u32,
+}
+
+/// One executable mapping of a process, for the kernel's lookup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UnwindMapping {
+    /// Runtime addresses `start..end`.
+    pub start: u64,
+    pub end: u64,
+    /// Runtime address - `bias` = the file's own address.
+    pub bias: u64,
+    /// Slot in `UNWIND_FILES`, or [`UNWIND_NO_FILE`]: frames here unwind by frame pointer.
+    pub file: u32,
+    pub _pad: u32,
+}
+
+/// [`UnwindMapping::file`] of a mapping without a table.
+pub const UNWIND_NO_FILE: u32 = u32::MAX;
+
+/// A process's executable mappings, sorted by `start`, not overlapping (`UNWIND_PROCS`,
+/// keyed by tgid).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct UnwindProcess {
+    pub len: u32,
+    pub _pad: u32,
+    pub mappings: [UnwindMapping; UNWIND_MAX_MAPPINGS],
+}
+
+/// `SampleHeader::flags`: the user stack was unwound with tables (else by frame pointer,
+/// through `bpf_get_stack`).
+pub const SAMPLE_USER_TABLES: u32 = 1 << 4;
+/// `SampleHeader::flags`: the table unwinder reached the outermost frame ([`CFA_END`]).
+pub const SAMPLE_USER_COMPLETE: u32 = 1 << 5;
+/// `SampleHeader::flags`: why the table unwinder stopped early, in these bits (an
+/// `UNWIND_STOP_*` value); zero when it did not.
+pub const SAMPLE_USER_STOP_SHIFT: u32 = 8;
+pub const SAMPLE_USER_STOP_MASK: u32 = 0xf << SAMPLE_USER_STOP_SHIFT;
+/// A PC with no rule ([`CFA_NONE`], or past a table's end).
+pub const UNWIND_STOP_NO_RULE: u32 = 1;
+/// A read of the stack failed.
+pub const UNWIND_STOP_READ: u32 = 2;
+/// The stack did not advance (a CFA at or below the previous one).
+pub const UNWIND_STOP_STUCK: u32 = 3;
+/// [`UNWIND_MAX_FRAMES`] frames.
+pub const UNWIND_STOP_LIMIT: u32 = 4;
+/// A PC in no executable mapping, where frame pointers did not lead on either.
+pub const UNWIND_STOP_NO_MAPPING: u32 = 5;
+/// A CFA rule needed RBP, which an earlier frame could not recover.
+pub const UNWIND_STOP_NO_RBP: u32 = 6;
+/// The table lookup gave up (a page with more rows than the search covers).
+pub const UNWIND_STOP_SEARCH: u32 = 7;
