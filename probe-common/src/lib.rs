@@ -419,8 +419,8 @@ mod tests {
 /// indexes to 255 words, kernel frames included: see [`SAMPLE_SCRATCH_WORDS`]).
 pub const UNWIND_MAX_FRAMES: usize = 128;
 
-/// Executable mappings per process the kernel can look up.
-pub const UNWIND_MAX_MAPPINGS: usize = 256;
+/// Executable mappings per process the kernel can look up (its binary search covers 2^9).
+pub const UNWIND_MAX_MAPPINGS: usize = 512;
 
 /// Files with tables loaded at once (`UNWIND_FILES` slots).
 pub const UNWIND_MAX_FILES: u32 = 4096;
@@ -442,7 +442,7 @@ pub const UNWIND_PAGE_SHIFT: u32 = 12;
 /// Most rows the kernel's binary search inside one page can cover (`1 << steps`).
 pub const UNWIND_PAGE_SEARCH_STEPS: u32 = 12;
 
-/// Most mapping-search steps (`UNWIND_MAX_MAPPINGS` = 2^8).
+/// Most mapping-search steps (`UNWIND_MAX_MAPPINGS` = 2^9).
 pub const UNWIND_MAPPING_SEARCH_STEPS: u32 = 9;
 
 /// How to find the canonical frame address (CFA) at a PC: [`UnwindRow::rules`] low nibble.
@@ -527,15 +527,19 @@ pub struct UnwindMapping {
 /// [`UnwindMapping::file`] of a mapping without a table.
 pub const UNWIND_NO_FILE: u32 = u32::MAX;
 
-/// A process's executable mappings, sorted by `start`, not overlapping (`UNWIND_PROCS`,
-/// keyed by tgid).
+/// Where a process's executable mappings are in `UNWIND_MAPPINGS` (`UNWIND_PROCS`, keyed by
+/// tgid): `len` [`UnwindMapping`]s from `start`, sorted by address, not overlapping. A
+/// changed mapping list is written to a new range and swapped in with one update of this
+/// entry, so a sample never sees half of a list; the old range is reused only later.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UnwindProcess {
+    pub start: u32,
     pub len: u32,
-    pub _pad: u32,
-    pub mappings: [UnwindMapping; UNWIND_MAX_MAPPINGS],
 }
+
+/// Entries in `UNWIND_MAPPINGS` as compiled (the loader may size it at load time).
+pub const UNWIND_MAPPINGS_DEFAULT: u32 = 1 << 16;
 
 /// `SampleHeader::flags`: the user stack was unwound with tables (else by frame pointer,
 /// through `bpf_get_stack`).
