@@ -37,7 +37,9 @@ pub use report::{
     hottest_stack, number, spinning_thread, syscall_names, threads,
 };
 pub use terminal::{ProbeOnTerminal, TerminalExit};
-pub use workload::{shared_library, workload_path, ScratchDir, Workload};
+pub use workload::{
+    shared_library, workload_path, workload_path_with, ScratchDir, Workload, NO_FRAME_POINTERS,
+};
 
 /// Returns whether BPF tests can run here. Without root: panics under CI (a test that
 /// cannot load BPF must fail there), otherwise prints why and returns `false` so the test
