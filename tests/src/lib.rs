@@ -2,7 +2,7 @@
 //! (and the Python ones, with pyenv's interpreters: see [`start_python`]), run the real
 //! `probe` binary against them, and pick threads out of its JSON report; check the profile
 //! files it writes with outside readers of each format ([`pprof_top`], [`speedscope_validate`],
-//! [`svg_rendered_text`], ...).
+//! [`svg_rendered_text`], ...), and its native stacks against gdb's ([`gdb_backtrace`]).
 //!
 //! The tests load real eBPF programs, so they need root: [`require_bpf`] skips them for a
 //! plain `cargo test` and fails them under CI (`CI=true`), where skipping would hide a
@@ -16,6 +16,7 @@
 //! [`workload::prioritize`]): the tests are about probe's accounting, not about how much CPU
 //! a shared machine happens to leave a workload.
 
+mod gdb;
 mod peers;
 mod probe;
 mod python;
@@ -23,6 +24,7 @@ mod report;
 mod terminal;
 mod workload;
 
+pub use gdb::{gdb_backtrace, gdb_frames, GdbFrame};
 pub use peers::{
     pprof_lines, pprof_top, speedscope_opens_in_chromium, speedscope_validate, svg_rendered_text,
 };
