@@ -59,12 +59,22 @@ pub fn require_bpf() -> bool {
 }
 
 /// Defines one test per CPython 3.8–3.13 calling `check(minor)`:
-/// `per_version!(check: check_3_8 = 8, check_3_9 = 9, ...);`.
+/// `per_version!(check: check_3_8 = 8, check_3_9 = 9, ...);`. An attribute before `check`
+/// goes on every test: `per_version!(#[ignore = "why"] check: ...);`.
 #[macro_export]
 macro_rules! per_version {
     ($check:ident: $($name:ident = $minor:literal),+ $(,)?) => {
         $(
             #[test]
+            fn $name() {
+                $check($minor);
+            }
+        )+
+    };
+    (#[$attr:meta] $check:ident: $($name:ident = $minor:literal),+ $(,)?) => {
+        $(
+            #[test]
+            #[$attr]
             fn $name() {
                 $check($minor);
             }
