@@ -2,7 +2,7 @@
 //! (and the Python ones, with pyenv's interpreters: see [`start_python`]), run the real
 //! `probe` binary against them, and pick threads out of its JSON report; check the profile
 //! files it writes with outside readers of each format ([`pprof_top`], [`speedscope_validate`],
-//! [`svg_rendered_text`], ...).
+//! [`svg_rendered_text`], ...), and its native stacks against gdb's ([`gdb_backtrace`]).
 //!
 //! The tests load real eBPF programs, so they need root: [`require_bpf`] skips them for a
 //! plain `cargo test` and fails them under CI (`CI=true`), where skipping would hide a
@@ -16,6 +16,7 @@
 //! [`workload::prioritize`]): the tests are about probe's accounting, not about how much CPU
 //! a shared machine happens to leave a workload.
 
+mod gdb;
 mod peers;
 mod probe;
 mod python;
@@ -23,6 +24,7 @@ mod report;
 mod terminal;
 mod workload;
 
+pub use gdb::{gdb_backtrace, gdb_frames, GdbFrame};
 pub use peers::{
     pprof_lines, pprof_top, speedscope_opens_in_chromium, speedscope_validate, svg_rendered_text,
 };
@@ -37,7 +39,9 @@ pub use report::{
     hottest_stack, number, spinning_thread, syscall_names, threads,
 };
 pub use terminal::{ProbeOnTerminal, TerminalExit};
-pub use workload::{shared_library, workload_path, ScratchDir, Workload};
+pub use workload::{
+    shared_library, workload_path, workload_path_with, ScratchDir, Workload, NO_FRAME_POINTERS,
+};
 
 /// Returns whether BPF tests can run here. Without root: panics under CI (a test that
 /// cannot load BPF must fail there), otherwise prints why and returns `false` so the test
@@ -55,12 +59,22 @@ pub fn require_bpf() -> bool {
 }
 
 /// Defines one test per CPython 3.8–3.13 calling `check(minor)`:
-/// `per_version!(check: check_3_8 = 8, check_3_9 = 9, ...);`.
+/// `per_version!(check: check_3_8 = 8, check_3_9 = 9, ...);`. An attribute before `check`
+/// goes on every test: `per_version!(#[ignore = "why"] check: ...);`.
 #[macro_export]
 macro_rules! per_version {
     ($check:ident: $($name:ident = $minor:literal),+ $(,)?) => {
         $(
             #[test]
+            fn $name() {
+                $check($minor);
+            }
+        )+
+    };
+    (#[$attr:meta] $check:ident: $($name:ident = $minor:literal),+ $(,)?) => {
+        $(
+            #[test]
+            #[$attr]
             fn $name() {
                 $check($minor);
             }

@@ -33,21 +33,40 @@ fn workload_out_dir() -> PathBuf {
         .join("probe-workloads")
 }
 
+/// Flags that take frame pointers away again when added after [`CFLAGS`] (gcc and clang
+/// obey the last of `-f[no-]omit-frame-pointer`, `-m[no-]omit-leaf-frame-pointer` and
+/// `-O<n>`): code only `.eh_frame` tables can unwind, at the optimization level distributions
+/// build with.
+pub const NO_FRAME_POINTERS: &[&str] =
+    &["-O2", "-fomit-frame-pointer", "-momit-leaf-frame-pointer"];
+
 /// Builds `workloads/<name>.c` once per test process and returns the executable's path.
 pub fn workload_path(name: &str) -> PathBuf {
-    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    workload_path_with(name, name, &[])
+}
+
+/// Builds `workloads/<source>.c` with [`CFLAGS`] followed by `extra` (which override them:
+/// see [`NO_FRAME_POINTERS`]) into the executable `<out_name>`, once per test process, and
+/// returns its path. `out_name` names the build: asking for it again with other flags
+/// panics.
+pub fn workload_path_with(source: &str, out_name: &str, extra: &[&str]) -> PathBuf {
+    type Builds = HashMap<String, (String, Vec<String>, PathBuf)>;
+    static BUILT: OnceLock<Mutex<Builds>> = OnceLock::new();
     let mut built = BUILT
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    built
-        .entry(name.to_owned())
-        .or_insert_with(|| build_workload(name))
-        .clone()
-}
-
-fn build_workload(name: &str) -> PathBuf {
-    compile(name, name, &[])
+    let flags: Vec<String> = extra.iter().map(|flag| flag.to_string()).collect();
+    let (built_source, built_flags, path) = built.entry(out_name.to_owned()).or_insert_with(|| {
+        let path = compile(source, out_name, extra);
+        (source.to_owned(), flags.clone(), path)
+    });
+    assert!(
+        *built_source == source && *built_flags == flags,
+        "workload {out_name} was built from {built_source}.c with {built_flags:?}, \
+         now wanted from {source}.c with {flags:?}"
+    );
+    path.clone()
 }
 
 /// Compiles `workloads/<source>.c` with [`CFLAGS`] and `extra` into `<out_name>` in the
@@ -111,6 +130,15 @@ impl Workload {
         let mut command = Command::new(&path);
         command.args(args);
         Workload::start_command(name, command, path)
+    }
+
+    /// Builds workload `source` with `extra` flags as `out_name` (see
+    /// [`workload_path_with`]) and starts it with `args`; returns once it reported ready.
+    pub fn start_with(source: &str, out_name: &str, extra: &[&str], args: &[&str]) -> Workload {
+        let path = workload_path_with(source, out_name, extra);
+        let mut command = Command::new(&path);
+        command.args(args);
+        Workload::start_command(out_name, command, path)
     }
 
     /// Starts `command`, which must end up exec'ing a workload in the same process (a

@@ -1,7 +1,8 @@
 //! Installs the outside programs that the integration tests check probe's output files
 //! with, only when they are missing: Go's `pprof` (reads the pprof files), Chromium (opens
-//! the SVG flamegraphs and the speedscope app), and from npm the speedscope app with its
-//! file-format schema and Ajv to validate against it. Everything they print goes to
+//! the SVG flamegraphs and the speedscope app), gdb (unwinds the workloads' native stacks
+//! for comparison), and from npm the speedscope app with its file-format schema and Ajv to
+//! validate against it. Everything they print goes to
 //! stderr: `cargo xtask test` reads the tests' results from its stdout.
 
 use std::{
@@ -15,10 +16,11 @@ use anyhow::{bail, Result};
 use crate::{run, setup::is_root, workspace_root};
 
 /// Debian packages with a file that shows each is installed.
-const APT_PACKAGES: [(&str, &str); 3] = [
+const APT_PACKAGES: [(&str, &str); 4] = [
     ("golang-go", "/usr/lib/go/bin/go"),
     ("chromium", "/usr/bin/chromium"),
     ("npm", "/usr/bin/npm"),
+    ("gdb", "/usr/bin/gdb"),
 ];
 /// npm packages, pinned: the schema and the app are what the tests check against, so a
 /// new release must be a deliberate change (tests/src/peers.rs reads the same folder).
