@@ -1,7 +1,8 @@
 //! Installs the outside programs that the integration tests check probe's output files
 //! with, only when they are missing: Go's `pprof` (reads the pprof files), Chromium (opens
 //! the SVG flamegraphs and the speedscope app), gdb (unwinds the workloads' native stacks
-//! for comparison), and from npm the speedscope app with its file-format schema and Ajv to
+//! for comparison; libc6-dbg gives it and probe the names of libc's internal functions
+//! such as `start_thread`), and from npm the speedscope app with its file-format schema and Ajv to
 //! validate against it. Everything they print goes to
 //! stderr: `cargo xtask test` reads the tests' results from its stdout.
 
@@ -16,11 +17,13 @@ use anyhow::{bail, Result};
 use crate::{run, setup::is_root, workspace_root};
 
 /// Debian packages with a file that shows each is installed.
-const APT_PACKAGES: [(&str, &str); 4] = [
+const APT_PACKAGES: [(&str, &str); 5] = [
     ("golang-go", "/usr/lib/go/bin/go"),
     ("chromium", "/usr/bin/chromium"),
     ("npm", "/usr/bin/npm"),
     ("gdb", "/usr/bin/gdb"),
+    // Its files are all under versioned build-id paths but this one.
+    ("libc6-dbg", "/usr/share/doc/libc6-dbg/copyright"),
 ];
 /// npm packages, pinned: the schema and the app are what the tests check against, so a
 /// new release must be a deliberate change (tests/src/peers.rs reads the same folder).
