@@ -401,10 +401,8 @@ fn deep_chain_without_frame_pointers() {
 }
 
 /// The same workload with frame pointers: table unwinding must not lose what the
-/// frame-pointer walk gets. That walk passes this test already (ignored with the others
-/// all the same, so that the suite runs without a probe binary until they are enabled).
+/// frame-pointer walk gets (which passes this already).
 #[test]
-#[ignore = "needs .eh_frame unwinding (issue 10)"]
 fn deep_chain_with_frame_pointers() {
     deep_chain(true);
 }
