@@ -128,7 +128,8 @@ pub struct TableStats {
 }
 
 /// Classification of CFI rows (before merging): which rules real code uses, and why rows
-/// end up without one.
+/// end up without one. The return address is judged first, then RSP, then the CFA: a row
+/// counts under its first unusable rule only.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RuleCounts {
     pub cfa_rsp: usize,
@@ -144,6 +145,8 @@ pub struct RuleCounts {
     pub none_cfa_expression: usize,
     /// Return address not at CFA - 8 (kept in a register, an expression, ...).
     pub none_ra: usize,
+    /// A rule for RSP itself (the caller's RSP is not the CFA).
+    pub none_rsp: usize,
     /// Rows with a CFA rule whose RBP was saved at CFA + 8n.
     pub rbp_saved: usize,
     /// Rows with a CFA rule whose RBP is undefined.
@@ -164,6 +167,7 @@ impl RuleCounts {
             none_cfa_offset,
             none_cfa_expression,
             none_ra,
+            none_rsp,
             rbp_saved,
             rbp_undefined,
             rbp_other,
@@ -176,6 +180,7 @@ impl RuleCounts {
         self.none_cfa_offset += none_cfa_offset;
         self.none_cfa_expression += none_cfa_expression;
         self.none_ra += none_ra;
+        self.none_rsp += none_rsp;
         self.rbp_saved += rbp_saved;
         self.rbp_undefined += rbp_undefined;
         self.rbp_other += rbp_other;
@@ -556,6 +561,13 @@ where
             counts.none_ra += 1;
             return none;
         }
+    }
+    // The kernel takes the caller's RSP to be the CFA, as the x86-64 ABI defines it; CFI
+    // that says otherwise (glibc's `__longjmp` restores RSP from a register) is code the
+    // kernel cannot step through.
+    if row.register(RSP).is_some() {
+        counts.none_rsp += 1;
+        return none;
     }
     let (cfa, cfa_offset) = match row.cfa() {
         CfaRule::RegisterAndOffset { register, offset } => {

@@ -266,6 +266,12 @@ impl Program {
         uleb(reg, &mut self.0);
         self
     }
+    /// Back to the CIE's rule (`DW_CFA_restore`).
+    fn restore(mut self, reg: u8) -> Self {
+        assert!(reg < 64);
+        self.0.push(0xc0 | reg);
+        self
+    }
     fn register(mut self, reg: u64, in_reg: u64) -> Self {
         self.0.push(0x09);
         uleb(reg, &mut self.0);
@@ -353,6 +359,11 @@ fn rules_map_to_kernel_rows() {
         .advance(4)
         .def_cfa_expression(&PLT11)
         .advance(4)
+        .register(7, 8)
+        .advance(4)
+        .same_value(7)
+        .advance(4)
+        .restore(7)
         .def_cfa_expression(&[0x77, 0xa0, 0x01, 0x06])
         .advance(4)
         .undefined(16)
@@ -400,10 +411,11 @@ fn rules_map_to_kernel_rows() {
         // RBP undefined.
         row(0x1020, CFA_RSP, 32, RBP_UNKNOWN, 0),
         row(0x1024, CFA_PLT, 11, RBP_UNKNOWN, 0),
-        // A general expression (the signal frame's `DW_OP_breg7 160; DW_OP_deref`).
+        // RSP kept in a register, then RSP "unchanged": neither is the CFA. Then a general
+        // expression (the signal frame's `DW_OP_breg7 160; DW_OP_deref`). All merged.
         none(0x1028),
         // Then three rows with an undefined return address (whatever their CFA): one.
-        row(0x102c, CFA_END, 0, RBP_SAME, 0),
+        row(0x1034, CFA_END, 0, RBP_SAME, 0),
         rsp(0x1040, 8),
         none(0x1050),
         rsp(0x1060, 8),
@@ -429,6 +441,7 @@ fn rules_map_to_kernel_rows() {
     assert_eq!(rules.none_cfa_offset, 1);
     assert_eq!(rules.none_cfa_expression, 1);
     assert_eq!(rules.none_ra, 1);
+    assert_eq!(rules.none_rsp, 2);
     assert_eq!(rules.end, 3);
     assert_eq!(rules.cfa_plt, 1);
     assert_eq!(rules.cfa_rbp, 1);
