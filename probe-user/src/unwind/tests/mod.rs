@@ -7,6 +7,8 @@ use probe_common::{
 use super::compile::{compile_section, entry_at, plt_threshold, Entry, MAX_ROWS_PER_FDE};
 use super::*;
 
+mod real;
+
 const LIBC: &str = "/lib/x86_64-linux-gnu/libc.so.6";
 
 fn row(pc: u32, cfa: u8, cfa_offset: u16, rbp: u8, rbp_offset: i8) -> UnwindRow {
