@@ -26,8 +26,8 @@ const RSP: Register = Register(7);
 /// The return address column: the CFI's name for the caller's RIP.
 const RA: Register = Register(16);
 
-/// Most rows one FDE may produce. A real function has a few dozen (the largest in libc has
-/// a few hundred); more means a corrupt or hostile program, and its FDE is skipped.
+/// Most rows one FDE may produce. A real function has tens, a huge one hundreds; far more
+/// means a corrupt or hostile program, and its FDE is skipped.
 pub(super) const MAX_ROWS_PER_FDE: usize = 100_000;
 
 /// Why a table could not be built. [`TableError::NoCfi`] is the ordinary case of a file

@@ -46,9 +46,10 @@ pub fn page_index(rows: &[UnwindRow]) -> (u32, Vec<u32>) {
     };
     let page_mask = (1u32 << UNWIND_PAGE_SHIFT) - 1;
     let base_pc = first.pc & !page_mask;
-    // Pages up to and including the last row's page, plus the final entry. At most
-    // 2^20 + 1 for 32-bit addresses and 4 KiB pages, so the arithmetic cannot overflow.
-    let last_page = ((last.pc - base_pc) >> UNWIND_PAGE_SHIFT) as usize;
+    // Pages up to and including the last row's page, plus the final entry: at most
+    // 2^20 + 1 for 32-bit addresses and 4 KiB pages. (Saturating: unsorted rows give a
+    // useless index, not a panic.)
+    let last_page = (last.pc.saturating_sub(base_pc) >> UNWIND_PAGE_SHIFT) as usize;
     let len = last_page + 2;
     let mut entries = Vec::with_capacity(len);
     let mut row = 0usize;

@@ -153,7 +153,8 @@ fn page_index_follows_the_format() {
     assert_eq!(lookup(&rows, &pages, base, 0xffff_ffff), Some(&rows[0]));
     assert_eq!(lookup(&rows, &pages, base, 0x1_0000_0000), None);
 
-    // Garbage page entries never panic.
+    // Unsorted rows and garbage page entries never panic.
+    let _ = page_index(&[rsp(0x5000, 8), rsp(0x1000, 8), rsp(0x3000, 8)]);
     assert_eq!(lookup(&rows, &[5, 9], base, 0xffff_f000), None);
     assert_eq!(lookup(&rows, &[0, 9], base, 0xffff_f000), None);
 }
