@@ -25,3 +25,4 @@ pub mod report;
 pub mod spawn;
 pub mod symbolize;
 pub mod syscall_names;
+pub mod unwind;
