@@ -10,8 +10,7 @@
 //! fails. A gdb that ran but did not show the thread panics with what it printed.
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 /// How long one gdb run may take: attaching reads the symbols and debug info of every
@@ -69,7 +68,7 @@ pub fn gdb_frames(pid: u32, tid: u32) -> Option<Vec<GdbFrame>> {
     command
         .args(["-p", &pid.to_string(), "-ex", "thread apply all bt"])
         .env("LC_ALL", "C");
-    let output = run_bounded(&mut command);
+    let output = crate::peers::run_bounded(&mut command, GDB_LIMIT);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     if let Some(frames) = thread_backtrace(&stdout, tid) {
@@ -100,31 +99,6 @@ fn gdb() -> Option<PathBuf> {
         .chain(on_path)
         .find(|path| path.is_file())
         .or_else(|| skip("gdb is missing (`cargo xtask test` installs it)"))
-}
-
-/// Runs `command`, killing it by PID after [`GDB_LIMIT`] (gdb then detaches: the
-/// kernel ends its ptrace of the workload with it); panics if it cannot start.
-fn run_bounded(command: &mut Command) -> Output {
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("failed to start {command:?}: {e}"));
-    let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
-    let (done, result) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(child.wait_with_output());
-    });
-    match result.recv_timeout(GDB_LIMIT) {
-        Ok(output) => output.unwrap_or_else(|e| panic!("failed to wait for {command:?}: {e}")),
-        Err(_) => {
-            // SAFETY: kill has no memory-safety preconditions; the pid is our own child,
-            // still unreaped because its waiting thread has not returned.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            panic!("{command:?} did not finish within {GDB_LIMIT:?}");
-        }
-    }
 }
 
 /// The frames under the `Thread N (Thread 0x... (LWP <tid>) "name"):` header of a

@@ -105,8 +105,9 @@ fn speedscope_app() -> Option<PathBuf> {
     Some(npm_package("speedscope")?.join("dist/release"))
 }
 
-/// Runs `command`, killing it by PID after [`PEER_LIMIT`]; panics if it cannot start.
-fn run_bounded(command: &mut Command) -> Output {
+/// Runs `command`, killing it by PID after `limit` (a gdb killed so detaches: the kernel
+/// ends its ptrace of the workload with it); panics if it cannot start.
+pub(crate) fn run_bounded(command: &mut Command, limit: Duration) -> Output {
     let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -118,20 +119,20 @@ fn run_bounded(command: &mut Command) -> Output {
     std::thread::spawn(move || {
         let _ = done.send(child.wait_with_output());
     });
-    match result.recv_timeout(PEER_LIMIT) {
+    match result.recv_timeout(limit) {
         Ok(output) => output.unwrap_or_else(|e| panic!("failed to wait for {command:?}: {e}")),
         Err(_) => {
             // SAFETY: kill has no memory-safety preconditions; the pid is our own child,
             // still unreaped because its waiting thread has not returned.
             unsafe { libc::kill(pid, libc::SIGKILL) };
-            panic!("{command:?} did not finish within {PEER_LIMIT:?}");
+            panic!("{command:?} did not finish within {limit:?}");
         }
     }
 }
 
 /// Runs `command` and returns its stdout; panics with its output when it fails.
 fn run_checked(command: &mut Command) -> String {
-    let output = run_bounded(command);
+    let output = run_bounded(command, PEER_LIMIT);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
