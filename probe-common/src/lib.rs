@@ -40,6 +40,11 @@ pub mod names {
     pub const SAMPLE_TAIL_CALLS: &str = "SAMPLE_TAIL_CALLS";
     pub const SWITCH_TAIL_CALLS: &str = "SWITCH_TAIL_CALLS";
     pub const KERNEL_NAMES: &str = "KERNEL_NAMES";
+    pub const UNWIND_ROWS: &str = "UNWIND_ROWS";
+    pub const UNWIND_PAGES: &str = "UNWIND_PAGES";
+    pub const UNWIND_MAPPINGS: &str = "UNWIND_MAPPINGS";
+    pub const UNWIND_FILES: &str = "UNWIND_FILES";
+    pub const UNWIND_PROCS: &str = "UNWIND_PROCS";
 
     pub const PROG_SAMPLE: &str = "sample_stack";
     pub const PROG_SCHED_SWITCH: &str = "sched_switch";
@@ -53,6 +58,8 @@ pub mod names {
     pub const PROG_PY_WALK_SWITCH: &str = "walk_python_switch";
     /// `sample_stack`'s Python frame walk, reached by a tail call (never attached).
     pub const PROG_PY_WALK: &str = "walk_python";
+    /// The table unwinder, tail called by `sample_stack` (never attached).
+    pub const PROG_UNWIND: &str = "unwind_user_stack";
     /// Names kernel addresses for the report; run with `BPF_PROG_TEST_RUN`, never attached.
     pub const PROG_NAME_KERNEL: &str = "name_kernel_addresses";
 
@@ -136,9 +143,13 @@ pub const fn sample_record_bytes(
         + py_frames * size_of::<PyFrameRecord>()
 }
 
+/// Most user frames a record holds: the table unwinder's limit (the frame-pointer walk's,
+/// [`MAX_STACK_DEPTH`], is one less).
+pub const MAX_USER_FRAMES: usize = UNWIND_MAX_FRAMES;
+
 /// The largest sample record: full native stacks and [`PY_MAX_FRAMES`] Python frames.
 pub const SAMPLE_MAX_BYTES: usize =
-    sample_record_bytes(MAX_STACK_DEPTH, MAX_STACK_DEPTH, PY_MAX_FRAMES);
+    sample_record_bytes(MAX_STACK_DEPTH, MAX_USER_FRAMES, PY_MAX_FRAMES);
 
 /// Words in [`SampleScratch::words`]: a power of two that holds the largest record's frames
 /// even where the kernel side bounds its indexes with masks (kernel + user frames masked to
@@ -157,7 +168,8 @@ pub struct SampleScratch {
 }
 
 const _: () = {
-    assert!(2 * MAX_STACK_DEPTH <= 255);
+    assert!(MAX_STACK_DEPTH + MAX_USER_FRAMES <= 255);
+    assert!(MAX_STACK_DEPTH <= MAX_USER_FRAMES);
     assert!(256 + 2 * PY_MAX_FRAMES <= SAMPLE_SCRATCH_WORDS);
     assert!(SAMPLE_MAX_BYTES <= size_of::<SampleScratch>());
 };
@@ -166,8 +178,12 @@ const _: () = {
 /// calls it for threads in `PY_THREADS`. Userspace fills it only once a Python process is
 /// in scope, so the sampler itself verifies (and attaches) quickly.
 pub const TAIL_CALL_PY_WALK: u32 = 0;
+/// Slot of `unwind_user_stack` in `SAMPLE_TAIL_CALLS`: `sample_stack` tail calls it for
+/// processes with unwind tables; it unwinds the user stack, then goes on as the sampler
+/// would (the Python walk, or the record out).
+pub const TAIL_CALL_UNWIND: u32 = 1;
 /// Slots in `SAMPLE_TAIL_CALLS`.
-pub const TAIL_CALL_SLOTS: u32 = 1;
+pub const TAIL_CALL_SLOTS: u32 = 2;
 
 /// Deepest Python stack (in frames, shims not counted) recorded per sample.
 pub const PY_MAX_FRAMES: usize = 128;
@@ -382,6 +398,14 @@ mod pod {
     unsafe impl aya::Pod for super::PyLayoutKernel {}
     // SAFETY: as above (600 text bytes after an 8-byte integer leave no padding).
     unsafe impl aya::Pod for super::KernelName {}
+    // SAFETY: the unwind types are `#[repr(C)]` integers with explicit padding fields.
+    unsafe impl aya::Pod for super::UnwindRow {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::UnwindFile {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::UnwindMapping {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::UnwindProcess {}
 }
 
 #[cfg(test)]
@@ -394,8 +418,12 @@ mod tests {
         assert_eq!(size_of::<SampleScratch>(), 40 + 8 * SAMPLE_SCRATCH_WORDS);
         assert_eq!(
             SAMPLE_MAX_BYTES,
-            40 + 2 * 8 * MAX_STACK_DEPTH + 16 * PY_MAX_FRAMES
+            40 + 8 * (MAX_STACK_DEPTH + MAX_USER_FRAMES) + 16 * PY_MAX_FRAMES
         );
+        assert_eq!(size_of::<UnwindRow>(), 8);
+        assert_eq!(size_of::<UnwindFile>(), 6 * 4);
+        assert_eq!(size_of::<UnwindMapping>(), 3 * 8 + 2 * 4);
+        assert_eq!(size_of::<UnwindProcess>(), 2 * 4);
         assert_eq!(size_of::<PyFrameRecord>(), 16);
         assert_eq!(size_of::<PyLayoutKernel>(), 12 * 4);
         assert_eq!(size_of::<ThreadStats>(), 8 * 3 + 4 * 2 + 16);

@@ -13,7 +13,7 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id,
         bpf_probe_read_kernel,
-        generated::{bpf_get_stack, bpf_ktime_get_ns},
+        generated::{bpf_get_current_task_btf, bpf_get_stack, bpf_ktime_get_ns, bpf_task_pt_regs},
     },
     macros::{btf_tracepoint, map, perf_event},
     maps::{Array, HashMap, PerCpuArray, ProgramArray, RingBuf},
@@ -26,11 +26,12 @@ use probe_common::{
     MAX_STACK_DEPTH, MAX_SYSCALL_KEYS, MAX_TARGET_PIDS, MAX_THREADS, PY_MAX_PROCS, PY_MAX_THREADS,
     RECORD_EXEC, RECORD_OFF_CPU, RECORD_OFF_CPU_END, RECORD_SAMPLE, SAMPLE_KERNEL_STACK_ERROR,
     SAMPLE_RING_BYTES, SAMPLE_SCRATCH_WORDS, SAMPLE_USER_STACK_ERROR, SYSCALL_CACHE_WAYS,
-    TAIL_CALL_PY_WALK, TAIL_CALL_SLOTS,
+    TAIL_CALL_PY_WALK, TAIL_CALL_SLOTS, TAIL_CALL_UNWIND,
 };
 
 mod kernel_names;
 mod python;
+mod unwind;
 
 /// Non-zero: only processes in `TARGET_PIDS` are observed. Set at load time.
 #[no_mangle]
@@ -215,13 +216,93 @@ pub fn sample_stack(ctx: PerfEventContext) -> u32 {
         // alone costs ~1 µs when cold.
         let kernel = !interrupted_user_mode(&ctx);
         fill_record(ctx.as_ptr(), scratch, &header, kernel);
+        if unwind::UNWIND_PROCS.get_ptr(tgid).is_some() {
+            // Does not return once the unwinder is loaded: it unwinds the user stack and
+            // goes on from there.
+            SAMPLE_TAIL_CALLS.tail_call(&ctx, TAIL_CALL_UNWIND);
+        }
+        fill_user_frame_pointers(ctx.as_ptr(), scratch);
+        finish_sample(&ctx, scratch, tid);
+    }
+    0
+}
+
+/// The table unwinder's half of `sample_stack` (reached by a tail call, never attached):
+/// the user stack from the registers the thread had in user mode, by table, then the rest
+/// of the sampler's work. Its run time counts as `sample_stack`'s.
+#[perf_event]
+pub fn unwind_user_stack(ctx: PerfEventContext) -> u32 {
+    let Some(scratch) = SAMPLE_SCRATCH.get_ptr_mut(0) else {
+        bump(Counter::SamplesLost);
+        return 0;
+    };
+    let regs = if interrupted_user_mode(&ctx) {
+        let data = ctx.as_ptr().cast::<bpf_perf_event_data>();
+        // SAFETY: a perf_event program's context is a `bpf_perf_event_data`, whose
+        // registers the verifier lets the program read.
+        unsafe {
+            unwind::UserRegisters {
+                pc: (*data).regs.rip,
+                sp: (*data).regs.rsp,
+                bp: (*data).regs.rbp,
+            }
+        }
+    } else {
+        match saved_user_registers() {
+            Some(regs) => regs,
+            None => unwind::UserRegisters {
+                pc: 0,
+                sp: 0,
+                bp: 0,
+            },
+        }
+    };
+    // SAFETY: `scratch` is this CPU's slot, filled by `sample_stack` (see there).
+    unsafe {
+        let tgid = (*scratch).header.tgid;
+        let tid = (*scratch).header.tid;
+        if regs.pc == 0 || !unwind::unwind_user(scratch, tgid, &regs) {
+            fill_user_frame_pointers(ctx.as_ptr(), scratch);
+        }
+        finish_sample(&ctx, scratch, tid);
+    }
+    0
+}
+
+/// The user registers of `current`, saved when it entered the kernel.
+#[inline(always)]
+fn saved_user_registers() -> Option<unwind::UserRegisters> {
+    // SAFETY: the helpers have no preconditions beyond a valid task, which
+    // bpf_get_current_task_btf gives; the reads are checked.
+    unsafe {
+        let task = bpf_get_current_task_btf();
+        let regs = bpf_task_pt_regs(task) as *const aya_ebpf::bindings::pt_regs;
+        if regs.is_null() {
+            return None;
+        }
+        Some(unwind::UserRegisters {
+            pc: bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rip)).ok()?,
+            sp: bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rsp)).ok()?,
+            bp: bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rbp)).ok()?,
+        })
+    }
+}
+
+/// The end of a sample: the Python walk for a Python thread (which emits the record), else
+/// the record out.
+///
+/// # Safety
+/// `scratch` is this CPU's `SAMPLE_SCRATCH` slot, holding the record.
+#[inline(always)]
+unsafe fn finish_sample(ctx: &PerfEventContext, scratch: *mut SampleScratch, tid: u32) {
+    // SAFETY: see above.
+    unsafe {
         if control(CONTROL_PY_WALK_LOADED) != 0 && PY_THREADS.get_ptr(tid).is_some() {
             // Does not return once the walker is loaded: it walks and emits the record.
-            SAMPLE_TAIL_CALLS.tail_call(&ctx, TAIL_CALL_PY_WALK);
+            SAMPLE_TAIL_CALLS.tail_call(ctx, TAIL_CALL_PY_WALK);
         }
         emit(scratch);
     }
-    0
 }
 
 /// The Python frame walk of a `sample_stack` record, in a program of its own so that the
@@ -300,6 +381,24 @@ unsafe fn fill_record(ctx: *mut c_void, scratch: *mut SampleScratch, who: &Heade
         if kernel < 0 {
             flags |= SAMPLE_KERNEL_STACK_ERROR;
         }
+        (*header).kernel_frames = kernel_frames;
+        (*header).user_frames = 0;
+        (*header).py_frames = 0;
+        (*header).flags = flags;
+    }
+}
+
+/// Adds the user stack by frame pointer (the kernel's walk) to the record in `scratch`.
+///
+/// # Safety
+/// As for [`fill_record`], after it.
+#[inline(always)]
+unsafe fn fill_user_frame_pointers(ctx: *mut c_void, scratch: *mut SampleScratch) {
+    // SAFETY: the caller's slot and context (see above).
+    unsafe {
+        let header = addr_of_mut!((*scratch).header);
+        let words = addr_of_mut!((*scratch).words).cast::<u64>();
+        let kernel_frames = (*header).kernel_frames.min(MAX_STACK_DEPTH as u32);
         let user = bpf_get_stack(
             ctx,
             words.add(kernel_frames as usize).cast::<c_void>(),
@@ -307,12 +406,9 @@ unsafe fn fill_record(ctx: *mut c_void, scratch: *mut SampleScratch, who: &Heade
             BPF_F_USER_STACK as u64,
         );
         if user < 0 {
-            flags |= SAMPLE_USER_STACK_ERROR;
+            (*header).flags |= SAMPLE_USER_STACK_ERROR;
         }
-        (*header).kernel_frames = kernel_frames;
         (*header).user_frames = frames(user);
-        (*header).py_frames = 0;
-        (*header).flags = flags;
     }
 }
 
@@ -471,6 +567,7 @@ fn off_cpu(ctx: &BtfTracePointContext, tid: u32, tgid: u32, since: u64, now: u64
             kind: RECORD_OFF_CPU,
         };
         fill_record(ctx.as_ptr(), scratch, &header, true);
+        fill_user_frame_pointers(ctx.as_ptr(), scratch);
         if PY_THREADS.get_ptr(tid).is_some() {
             // Does not return once the walker is in its slot.
             SWITCH_TAIL_CALLS.tail_call(ctx, TAIL_CALL_PY_WALK);

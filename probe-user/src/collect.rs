@@ -15,14 +15,20 @@ use std::{
 
 use probe_common::{
     sample_record_bytes, CpuState, PyFrameRecord, SampleHeader, SyscallCache, ThreadStats,
-    MAX_STACK_DEPTH, PY_FRAME_CALL_ENTRY, PY_MAX_FRAMES, RECORD_EXEC, RECORD_OFF_CPU,
-    RECORD_OFF_CPU_END, RECORD_SAMPLE, SAMPLE_KERNEL_STACK_ERROR, SAMPLE_PY_TRUNCATED,
-    SAMPLE_PY_WALKED, SAMPLE_USER_STACK_ERROR, SYSCALL_CACHE_WAYS,
+    MAX_STACK_DEPTH, MAX_USER_FRAMES, PY_FRAME_CALL_ENTRY, PY_MAX_FRAMES, RECORD_EXEC,
+    RECORD_OFF_CPU, RECORD_OFF_CPU_END, RECORD_SAMPLE, SAMPLE_KERNEL_STACK_ERROR,
+    SAMPLE_PY_TRUNCATED, SAMPLE_PY_WALKED, SAMPLE_USER_COMPLETE, SAMPLE_USER_STACK_ERROR,
+    SAMPLE_USER_STOP_MASK, SAMPLE_USER_STOP_SHIFT, SAMPLE_USER_TABLES, SYSCALL_CACHE_WAYS,
 };
 
 mod python;
+mod unwind;
 
 pub use python::{LiveSource, PythonMaps, PythonSource, PythonTracker};
+pub use unwind::{
+    compile_mapped, mapping_bias, ExecMapping, FileTable, LiveTables, NoTable, TableSource,
+    UnwindCapacity, UnwindMaps, UnwindSummary, UnwindTracker,
+};
 
 use crate::{
     loader::{monotonic_ns, Aggregates, LoadError, Probe},
@@ -105,6 +111,9 @@ fn raw_stack(sample: &Sample) -> RawStack {
         user: sample.user.clone(),
         kernel: sample.kernel.clone(),
         user_error: header.flags & SAMPLE_USER_STACK_ERROR != 0,
+        user_tables: header.flags & SAMPLE_USER_TABLES != 0,
+        user_complete: header.flags & SAMPLE_USER_COMPLETE != 0,
+        user_stop: ((header.flags & SAMPLE_USER_STOP_MASK) >> SAMPLE_USER_STOP_SHIFT) as u8,
         python: sample
             .python
             .iter()
@@ -464,10 +473,14 @@ pub async fn observe(
     let mut collector = Collector::default();
     // `-p` targets are known now: discovered before the window opens, their Python frames
     // are walked from the first sample.
+    // Their unwind tables are built now too, so that their first samples have whole
+    // native stacks.
     for &pid in &options.target_pids {
         collector.python.track(pid);
+        collector.unwind.track(pid);
     }
     collector.python.sync(&mut collector.live, probe);
+    collector.unwind.sync(&mut collector.tables, probe);
     if options.count_syscalls {
         probe.attach_syscall_counter()?;
     }
@@ -532,18 +545,15 @@ pub struct Collector {
     accumulator: Accumulator,
     python: PythonTracker,
     live: LiveSource,
+    unwind: UnwindTracker,
+    tables: LiveTables,
 }
 
 impl Collector {
     /// Moves every sample waiting in the ring buffer into the accumulator and tells the
     /// kernel about new Python threads.
     pub fn drain(&mut self, probe: &mut Probe) -> Result<(), LoadError> {
-        drain_samples(
-            probe,
-            &mut self.accumulator,
-            &mut self.python,
-            &mut self.live,
-        )
+        drain_samples(probe, self)
     }
 
     /// What was collected so far, as a recording, while the programs keep running: the
@@ -562,8 +572,10 @@ impl Collector {
             loss: aggregates.loss.clone(),
             python_code: self.python.code(),
             notices: self.python.notices().to_vec(),
+            unwind: self.unwind.summary(),
             ..Recording::default()
         };
+        recording.notices.extend(self.unwind.notices());
         recording.resources.python = self.python.processes();
         let mut recording = accumulator.finish(recording);
         for thread in recording.threads.values_mut() {
@@ -581,6 +593,8 @@ impl Collector {
             ..recording
         };
         recording.notices.extend(self.python.take_notices());
+        recording.notices.extend(self.unwind.notices());
+        recording.unwind = self.unwind.summary();
         recording.resources.python = self.python.processes();
         let not_walked = std::mem::take(&mut self.accumulator.not_walked);
         let malformed = self.accumulator.malformed_samples;
@@ -608,12 +622,14 @@ impl Collector {
     }
 }
 
-fn drain_samples(
-    probe: &mut Probe,
-    accumulator: &mut Accumulator,
-    python: &mut PythonTracker,
-    live: &mut LiveSource,
-) -> Result<(), LoadError> {
+fn drain_samples(probe: &mut Probe, collector: &mut Collector) -> Result<(), LoadError> {
+    let Collector {
+        accumulator,
+        python,
+        live,
+        unwind,
+        tables,
+    } = collector;
     let ring = probe.samples();
     while let Some(item) = ring.next() {
         let Some(sample) = read_sample(&item) else {
@@ -625,6 +641,12 @@ fn drain_samples(
             RECORD_SAMPLE | RECORD_OFF_CPU => {
                 accumulator.observe_process(header.tgid, sample.user.first().copied());
                 if header.kind == RECORD_SAMPLE {
+                    unwind.note_sample(
+                        header.tgid,
+                        header.flags & SAMPLE_USER_TABLES != 0,
+                        (header.flags & SAMPLE_USER_STOP_MASK) >> SAMPLE_USER_STOP_SHIFT,
+                        sample.user.first().copied(),
+                    );
                     accumulator.add_sample(&sample);
                 } else {
                     accumulator.add_off_cpu(&sample);
@@ -639,12 +661,14 @@ fn drain_samples(
             RECORD_EXEC => {
                 accumulator.exec(header.tgid);
                 python.forget(header.tgid);
+                unwind.exec(header.tgid);
             }
             _ => accumulator.malformed_samples += 1,
         }
     }
     accumulator.check_due_maps(probe.filters_pids());
     python.sync(live, probe);
+    unwind.sync(tables, probe);
     Ok(())
 }
 
@@ -663,7 +687,7 @@ pub fn read_sample(bytes: &[u8]) -> Option<Sample> {
     let kernel_frames = header.kernel_frames as usize;
     let user_frames = header.user_frames as usize;
     let py_frames = header.py_frames as usize;
-    if kernel_frames > MAX_STACK_DEPTH || user_frames > MAX_STACK_DEPTH || py_frames > PY_MAX_FRAMES
+    if kernel_frames > MAX_STACK_DEPTH || user_frames > MAX_USER_FRAMES || py_frames > PY_MAX_FRAMES
     {
         return None;
     }
@@ -837,7 +861,7 @@ mod tests {
         assert_eq!(read_sample(&bytes), Some(python));
         let native = sample(9, &[1, 2], &[]);
         assert_eq!(read_sample(&record(&native)), Some(native));
-        let mut full = sample(9, &[5; MAX_STACK_DEPTH], &[6; MAX_STACK_DEPTH]);
+        let mut full = sample(9, &[5; MAX_USER_FRAMES], &[6; MAX_STACK_DEPTH]);
         full.python = vec![PyFrameRecord::default(); PY_MAX_FRAMES];
         full.header.py_frames = PY_MAX_FRAMES as u32;
         let bytes = record(&full);
@@ -858,7 +882,7 @@ mod tests {
         // Counts beyond what the kernel records, even when the length would match.
         for (kernel, user, python) in [
             (MAX_STACK_DEPTH + 1, 0, 0),
-            (0, MAX_STACK_DEPTH + 1, 0),
+            (0, MAX_USER_FRAMES + 1, 0),
             (0, 0, PY_MAX_FRAMES + 1),
             (u32::MAX as usize, u32::MAX as usize, u32::MAX as usize),
         ] {

@@ -17,11 +17,13 @@ use aya::{
 use probe_common::{
     names, Counter, CpuState, KernelName, PyLayoutKernel, SyscallCache, SyscallKey, ThreadStats,
     CONTROL_PY_WALK_LOADED, CONTROL_WINDOW_END, CONTROL_WINDOW_START, KERNEL_NAME_BATCH,
-    KERNEL_NAME_TEXT_BYTES, SAMPLE_MAX_BYTES, TAIL_CALL_PY_WALK,
+    KERNEL_NAME_TEXT_BYTES, SAMPLE_MAX_BYTES, TAIL_CALL_PY_WALK, TAIL_CALL_UNWIND,
 };
 use thiserror::Error;
 
 use crate::model::{LossCounters, ProgramStats};
+
+mod unwind_maps;
 
 /// The compiled kernel programs, built by build.rs for bpfel-unknown-none.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probe"));
@@ -139,6 +141,10 @@ pub struct Probe {
     pub notices: Vec<String>,
     /// Only the processes in the filter are observed.
     filter_pids: bool,
+    /// The table unwinder is in the sampler's tail-call slot.
+    unwinder_loaded: bool,
+    /// The unwind arrays, mapped on first use.
+    unwind_arrays: Option<unwind_maps::UnwindArrays>,
 }
 
 /// One attached program. Detaching leaves the program loaded until the [`Probe`] drops, so
@@ -255,6 +261,8 @@ impl Probe {
             programs: ProgramSet::default(),
             notices,
             filter_pids: filter != 0,
+            unwinder_loaded: false,
+            unwind_arrays: None,
         };
         probe.fill_pid_filter(&options.pids)?;
         // Verify everything first, then attach in quick succession; the programs account
@@ -270,6 +278,11 @@ impl Probe {
                      not be loaded ({err})"
                 ));
             }
+        }
+        if let Err(err) = probe.insert_unwinder() {
+            probe
+                .notices
+                .push(format!("native stacks use frame pointers only: {err}"));
         }
         probe.attach_sampler(options.frequency_hz)?;
         probe.attach_tracepoints(&ALWAYS_ATTACHED)?;
@@ -407,7 +420,7 @@ impl Probe {
             .load(names::PROG_SCHED_SWITCH, btf)
             .map_err(|source| program_error(name, source))?;
         let fd = owned_fd(name, program.fd())?;
-        self.insert_tail_call(names::SWITCH_TAIL_CALLS, name, &fd)
+        self.insert_tail_call(names::SWITCH_TAIL_CALLS, TAIL_CALL_PY_WALK, name, &fd)
     }
 
     fn insert_python_walk(&mut self) -> Result<(), LoadError> {
@@ -417,16 +430,29 @@ impl Probe {
             .load()
             .map_err(|source| program_error(name, source))?;
         let fd = owned_fd(name, program.fd())?;
-        self.insert_tail_call(names::SAMPLE_TAIL_CALLS, name, &fd)?;
+        self.insert_tail_call(names::SAMPLE_TAIL_CALLS, TAIL_CALL_PY_WALK, name, &fd)?;
         // Only now does the sampler start looking threads up in `PY_THREADS`.
         self.set_control(CONTROL_PY_WALK_LOADED, 1)
     }
 
-    /// Puts program `name` (loaded, `fd`) in the Python walk's slot of the program array
-    /// `map`.
+    /// Loads the table unwinder and puts it in the sampler's slot for it.
+    pub fn insert_unwinder(&mut self) -> Result<(), LoadError> {
+        let name = names::PROG_UNWIND;
+        let program: &mut PerfEvent = self.program(name)?;
+        program
+            .load()
+            .map_err(|source| program_error(name, source))?;
+        let fd = owned_fd(name, program.fd())?;
+        self.insert_tail_call(names::SAMPLE_TAIL_CALLS, TAIL_CALL_UNWIND, name, &fd)?;
+        self.unwinder_loaded = true;
+        Ok(())
+    }
+
+    /// Puts program `name` (loaded, `fd`) in `slot` of the program array `map`.
     fn insert_tail_call(
         &mut self,
         map: &str,
+        slot: u32,
         name: &'static str,
         fd: &ProgramFd,
     ) -> Result<(), LoadError> {
@@ -434,7 +460,7 @@ impl Probe {
         let mut slots: ProgramArray<_> = ProgramArray::try_from(map)
             .map_err(|err| LoadError::Other(format!("open the tail-call map: {err}")))?;
         slots
-            .set(TAIL_CALL_PY_WALK, fd, 0)
+            .set(slot, fd, 0)
             .map_err(|err| LoadError::Other(format!("insert `{name}` as a tail call: {err}")))
     }
 

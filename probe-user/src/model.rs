@@ -76,6 +76,15 @@ pub struct RawStack {
     pub kernel: Vec<u64>,
     /// The kernel could not read the user stack at all.
     pub user_error: bool,
+    /// The kernel unwound the user stack with `.eh_frame` tables (else by frame pointer).
+    #[serde(default)]
+    pub user_tables: bool,
+    /// The table unwinder reached the outermost frame: the user stack is whole.
+    #[serde(default)]
+    pub user_complete: bool,
+    /// Why the table unwinder stopped early (an `UNWIND_STOP_*` value), or 0.
+    #[serde(default)]
+    pub user_stop: u8,
     /// Python frames recorded by the kernel, innermost first. Empty for non-Python threads.
     pub python: Vec<PyRawFrame>,
     /// The kernel's Python walk stopped before the outermost frame.
@@ -217,6 +226,9 @@ pub struct Recording {
     /// the processes ran; `None` for one that could not be read.
     #[serde(with = "pairs")]
     pub python_code: HashMap<(u32, u64), Option<Arc<CodeInfo>>>,
+    /// What the `.eh_frame` unwind tables cost and where they fell short.
+    #[serde(default)]
+    pub unwind: crate::collect::UnwindSummary,
     /// Not data: what symbolization needs from the live system.
     #[serde(skip)]
     pub resources: Resources,

@@ -67,6 +67,11 @@ impl MappedFile {
         self.id
     }
 
+    /// The open file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
     /// A path that reopens exactly this inode while `self` lives (`/proc/self/fd/N`), for
     /// libraries that want a path rather than a file descriptor.
     pub fn proc_path(&self) -> PathBuf {
@@ -236,6 +241,14 @@ impl ProcessMaps {
     /// The modules of every known mapping (a module mapped several times appears as often).
     pub fn modules(&self) -> impl Iterator<Item = &Arc<Module>> + '_ {
         self.mappings.iter().map(|m| &m.module)
+    }
+
+    /// Every executable mapping, sorted by address: (range, file offset of its start, what
+    /// is mapped).
+    pub fn mappings(&self) -> impl Iterator<Item = (Range<u64>, u64, &Arc<Module>)> + '_ {
+        self.mappings
+            .iter()
+            .map(|m| (m.range.clone(), m.file_offset, &m.module))
     }
 
     /// Whether no executable mapping is known (kernel threads, or an empty snapshot).
