@@ -14,9 +14,12 @@
 //! symbolized once, in one blazesym call per file, by a `Symbolizer` of that file's own,
 //! whose parsed ELF/DWARF data is freed before the next file is read.
 //!
-//! The stacks come from a frame-pointer walk, which goes astray in code built without frame
-//! pointers. A user address outside every executable mapping is the sign: the stack stops
-//! there and is marked truncated. No frame is ever invented.
+//! User stacks come from the kernel's walk with the `.eh_frame` tables (see `unwind`), which
+//! says itself whether it reached the outermost frame, or, for processes without tables,
+//! from a frame-pointer walk, which goes astray in code built without frame pointers. A
+//! user address outside every executable mapping is the sign: the stack stops there and is
+//! marked truncated. No frame is ever invented. Frames of stripped functions are named by
+//! where their function begins (`[fn@0x4a00]`, from the CFI), so they aggregate.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
@@ -38,6 +41,7 @@ use file_source::FileSource;
 pub use kallsyms::KernelSymbols;
 
 mod file_source;
+mod function_starts;
 mod kallsyms;
 mod modules;
 mod python;
@@ -448,7 +452,10 @@ impl Resolved {
             // them (a systemwide recording can touch hundreds).
             let symbolizer = Symbolizer::new();
             match symbolize_target(&symbolizer, &plan, *target, &offsets) {
-                Ok(names) => user.extend(offsets.iter().map(|&o| (*target, o)).zip(names)),
+                Ok(mut names) => {
+                    name_by_function_start(&plan, *target, &offsets, &mut names);
+                    user.extend(offsets.iter().map(|&o| (*target, o)).zip(names));
+                }
                 Err(notice) => notices.push(notice),
             }
         }
@@ -520,6 +527,35 @@ fn symbolize_target(
             })
         }
         Target::Vdso => symbolize_vdso(symbolizer, offsets),
+    }
+}
+
+/// Gives the frames of `target` that have no name the name of where their function
+/// begins (see [`function_starts`]), so that they aggregate by function.
+fn name_by_function_start(plan: &Plan, target: Target, offsets: &[u64], names: &mut [Names]) {
+    let Target::File(id) = target else { return };
+    let Some((path, _)) = plan.files.get(&id) else {
+        return;
+    };
+    let (unnamed, at): (Vec<usize>, Vec<u64>) = names
+        .iter()
+        .zip(offsets)
+        .enumerate()
+        .filter(|(_, (names, _))| names.is_empty())
+        .map(|(index, (_, &offset))| (index, offset))
+        .unzip();
+    if unnamed.is_empty() {
+        return;
+    }
+    let starts = function_starts::function_starts(path, &at);
+    for (index, start) in unnamed.into_iter().zip(starts) {
+        if let Some(start) = start {
+            names[index] = Arc::new([SymFrame {
+                function: function_starts::function_start_name(start).into(),
+                file: None,
+                line: None,
+            }]);
+        }
     }
 }
 
@@ -885,6 +921,10 @@ fn push_user_frames(
         let names = target(&site.location).and_then(|t| r.user.get(&(t, site.location.offset)));
         let module = (Arc::clone(site.location.module.name()), site.offset);
         push_frames(out, FrameKind::User, addr, module, names);
+    }
+    if raw.user_tables {
+        // The table unwinder knows whether it reached the outermost frame.
+        return astray || raw.user_error || !raw.user_complete;
     }
     // An empty user stack without an error is a thread with no user side (a kernel thread,
     // an io_uring worker): nothing is missing.

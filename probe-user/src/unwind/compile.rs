@@ -195,6 +195,30 @@ impl RuleCounts {
 /// compiled, [`TableError::NoCfi`] when there were none. A table always has rows.
 /// Compressed `.debug_frame` sections are not supported ([`TableError::Section`]).
 pub fn compile_file(data: &[u8]) -> Result<CompiledTable, TableError> {
+    compile(data, Evaluate::Rows)
+}
+
+/// The `[start, end)` of every FDE of an ELF file's bytes (its functions, even where the
+/// symbol tables are stripped), sorted, from the section [`compile_file`] would use,
+/// without evaluating any CFI program: cheap enough for the symbolizer.
+pub fn function_ranges(data: &[u8]) -> Result<Vec<(u64, u64)>, TableError> {
+    compile(data, Evaluate::FunctionsOnly).map(|table| table.functions)
+}
+
+/// How much of each FDE [`compile_section`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Evaluate {
+    /// Its range and its rows.
+    Rows,
+    /// Only its range.
+    FunctionsOnly,
+}
+
+fn compile(data: &[u8], evaluate: Evaluate) -> Result<CompiledTable, TableError> {
+    let usable = |table: &CompiledTable| match evaluate {
+        Evaluate::Rows => !table.rows.is_empty(),
+        Evaluate::FunctionsOnly => !table.functions.is_empty(),
+    };
     let file = object::File::parse(data).map_err(TableError::Elf)?;
     if file.architecture() != Architecture::X86_64 || !file.is_little_endian() {
         return Err(TableError::Architecture(format!(
@@ -225,8 +249,8 @@ pub fn compile_file(data: &[u8]) -> Result<CompiledTable, TableError> {
         }
         let mut section = EhFrame::new(bytes, LittleEndian);
         section.set_address_size(8);
-        let table = compile_section(&section, bytes, CfiSection::EhFrame, &bases);
-        if !table.rows.is_empty() {
+        let table = compile_section(&section, bytes, CfiSection::EhFrame, &bases, evaluate);
+        if usable(&table) {
             return Ok(table);
         }
         note_failure(&mut failed, table.stats);
@@ -242,8 +266,8 @@ pub fn compile_file(data: &[u8]) -> Result<CompiledTable, TableError> {
         section.set_address_size(8);
         // `.debug_frame` addresses are absolute: no bases needed.
         let bases = BaseAddresses::default();
-        let table = compile_section(&section, &bytes, CfiSection::DebugFrame, &bases);
-        if !table.rows.is_empty() {
+        let table = compile_section(&section, &bytes, CfiSection::DebugFrame, &bases, evaluate);
+        if usable(&table) {
             return Ok(table);
         }
         note_failure(&mut failed, table.stats);
@@ -340,6 +364,7 @@ pub(super) fn compile_section<'a, S>(
     bytes: &'a [u8],
     kind: CfiSection,
     bases: &BaseAddresses,
+    evaluate: Evaluate,
 ) -> CompiledTable
 where
     S: UnwindSection<Slice<'a>>,
@@ -404,6 +429,9 @@ where
             continue;
         }
         functions.push((start, end));
+        if evaluate == Evaluate::FunctionsOnly {
+            continue;
+        }
         // Rows hold 32-bit addresses, and the end of the FDE needs a row too.
         if end > u64::from(u32::MAX) {
             stats.high_fdes += 1;

@@ -24,7 +24,9 @@ mod compile;
 #[cfg(test)]
 mod tests;
 
-pub use compile::{compile_file, CfiSection, CompiledTable, RuleCounts, TableError, TableStats};
+pub use compile::{
+    compile_file, function_ranges, CfiSection, CompiledTable, RuleCounts, TableError, TableStats,
+};
 pub use probe_common::UnwindRow;
 
 use probe_common::{UNWIND_PAGE_SEARCH_STEPS, UNWIND_PAGE_SHIFT};

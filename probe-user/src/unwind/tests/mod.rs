@@ -4,7 +4,7 @@ use probe_common::{
     UNWIND_PAGE_SEARCH_STEPS, UNWIND_PAGE_SHIFT,
 };
 
-use super::compile::{compile_section, entry_at, plt_threshold, Entry, MAX_ROWS_PER_FDE};
+use super::compile::{compile_section, entry_at, plt_threshold, Entry, Evaluate, MAX_ROWS_PER_FDE};
 use super::*;
 
 mod real;
@@ -327,7 +327,7 @@ fn compile_eh_frame(bytes: &[u8]) -> CompiledTable {
     let mut section = EhFrame::new(bytes, LittleEndian);
     section.set_address_size(8);
     let bases = BaseAddresses::default().set_eh_frame(0);
-    compile_section(&section, bytes, CfiSection::EhFrame, &bases)
+    compile_section(&section, bytes, CfiSection::EhFrame, &bases, Evaluate::Rows)
 }
 
 #[test]
