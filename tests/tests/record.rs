@@ -145,7 +145,15 @@ fn c_call_tree_in_known_proportions() {
     let stacks = read_folded(&record(tree.pid, "2", &[], &dir, "tree.folded"));
     let (heavy, light) = (c_chain(&C_HEAVY), c_chain(&C_LIGHT));
     assert_two_to_one(&stacks, &heavy, &light, 100);
-    let whole = c_chain(&["start_thread", "tree", "main_loop", "heavy_a", "leaf_a"]);
+    // glibc's clone3 is the outermost frame of a thread: the `.eh_frame` tables say so.
+    let whole = c_chain(&[
+        "__clone3",
+        "start_thread",
+        "tree",
+        "main_loop",
+        "heavy_a",
+        "leaf_a",
+    ]);
     assert!(
         stacks.iter().any(|(frames, _)| frames.starts_with(&whole)),
         "no stack from the thread's entry to leaf_a:\n{}",
@@ -175,10 +183,12 @@ fn python_call_tree(minor: u8) {
     let dir = ScratchDir::new(&format!("record-py-tree-{minor}"));
     let stacks = read_folded(&record(tree.pid, "2", &[], &dir, "tree.folded"));
     assert_two_to_one(&stacks, &py_chain(&PY_HEAVY), &py_chain(&PY_LIGHT), 100);
+    // The eval loop itself (and its `.cold` part); its callers, such as
+    // `_PyEval_EvalFrame` inlined into `_PyEval_Vector` on 3.9-3.11, are native frames.
     let eval_loop = stacks
         .iter()
         .flat_map(|(frames, _)| frames)
-        .find(|frame| frame.contains("_PyEval_EvalFrame"));
+        .find(|frame| frame.starts_with("_PyEval_EvalFrameDefault"));
     assert!(
         eval_loop.is_none(),
         "an interpreter frame {eval_loop:?} was not replaced by its Python frames:\n{}",

@@ -24,6 +24,10 @@ const EVIDENCE_MAX_SYSCALLS: usize = 3;
 /// Share of the syscalls a syscall needs, beyond the first, to be named in the evidence.
 const EVIDENCE_MIN_SYSCALL_SHARE: f64 = 0.1;
 
+/// Share of a Python thread's samples in native code called from Python from which the
+/// evidence mentions it.
+const NATIVE_MIN_SHARE: f64 = 0.05;
+
 /// Evidence for a thread that ran but was never sampled (a short burst between samples).
 const NO_SAMPLES: &str = "no samples to tell user from kernel time";
 
@@ -39,6 +43,9 @@ pub(super) struct Facts<'a> {
     pub kernel_share: Option<f64>,
     /// Fraction of samples with Python frames; `None` for a thread without any.
     pub python_share: Option<f64>,
+    /// Fraction of samples in native code called from Python (a C extension, a library
+    /// called through ctypes); `None` for a thread without Python frames.
+    pub native_share: Option<f64>,
 }
 
 /// Applies the rules in order: storm (poll or not), then kernel share, else a user loop.
@@ -106,10 +113,17 @@ fn sample_evidence(facts: &Facts<'_>) -> String {
     format!("{samples}{}, {}", python_part(facts), syscall_rate(facts))
 }
 
-/// `" (97% in Python code)"` for a thread with Python frames, else nothing.
+/// `" (97% in Python code)"` for a thread with Python frames, with
+/// `", 91% in native code called from it"` when some of it was; else nothing.
 fn python_part(facts: &Facts<'_>) -> String {
+    let native = match facts.native_share {
+        Some(native) if native >= NATIVE_MIN_SHARE => {
+            format!(", {} in native code called from it", share_pct(native))
+        }
+        _ => String::new(),
+    };
     match facts.python_share {
-        Some(share) => format!(" ({} in Python code)", share_pct(share)),
+        Some(share) => format!(" ({} in Python code{native})", share_pct(share)),
         None => String::new(),
     }
 }

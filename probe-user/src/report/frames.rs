@@ -53,11 +53,55 @@ pub(super) fn top_stacks(sorted: &[&StackCount], samples: u64, top: usize) -> Ve
 /// The innermost Python function common to at least [`LOOP_IN_MIN_SHARE`] of the samples;
 /// else the innermost native user one; else the innermost kernel one (a thread stuck in a
 /// syscall). For a Python thread the interpreter's own functions say little about where
-/// the loop is: its Python code does.
-pub(super) fn loop_in(sorted: &[&StackCount], samples: u64) -> Option<LoopIn> {
-    innermost_common(sorted, FrameKind::Python, samples)
+/// the loop is: its Python code does, unless most samples are in native code that
+/// Python called (`native_share`, see [`in_native_called_from_python`]): then the loop is
+/// the innermost native function, called from the innermost Python one.
+pub(super) fn loop_in(sorted: &[&StackCount], samples: u64, native_share: f64) -> Option<LoopIn> {
+    let python = innermost_common(sorted, FrameKind::Python, samples);
+    if native_share >= LOOP_IN_MIN_SHARE {
+        if let Some(mut native) = innermost_common(sorted, FrameKind::User, samples) {
+            native.called_from = python.map(|python| python.frame);
+            return Some(native);
+        }
+    }
+    python
         .or_else(|| innermost_common(sorted, FrameKind::User, samples))
         .or_else(|| innermost_common(sorted, FrameKind::Kernel, samples))
+}
+
+/// Whether a stack (innermost frame first) of a Python thread was in native code called
+/// from Python: its innermost user-side frame is native, below a Python frame, and in
+/// none of the interpreter's modules. Those are the modules of the native frames that
+/// call into each run of Python frames (the eval loop's callers: the `python3` binary or
+/// libpython); in a stack cut short before any, the modules of the native frames the
+/// innermost Python frames called (the interpreter's call machinery). libz under
+/// `zlib.compress`, libffi and the C it calls under ctypes are native; the interpreter's
+/// own helpers (`PyNumber_Add`) are Python code.
+pub(super) fn in_native_called_from_python(frames: &[Frame]) -> bool {
+    let user_side: Vec<&Frame> = frames
+        .iter()
+        .filter(|f| f.kind != FrameKind::Kernel)
+        .collect();
+    let Some(leaf) = user_side.first() else {
+        return false;
+    };
+    let Some(first_python) = user_side.iter().position(|f| f.kind == FrameKind::Python) else {
+        return false;
+    };
+    if first_python == 0 {
+        return false;
+    }
+    let callers: HashSet<&str> = user_side
+        .windows(2)
+        .filter(|pair| pair[0].kind == FrameKind::Python && pair[1].kind == FrameKind::User)
+        .map(|pair| pair[1].module.as_str())
+        .collect();
+    let interpreter = if callers.is_empty() {
+        HashSet::from([user_side[first_python - 1].module.as_str()])
+    } else {
+        callers
+    };
+    !interpreter.contains(leaf.module.as_str())
 }
 
 /// A function as "the same place" across samples: by name and module, so that different
@@ -170,5 +214,6 @@ fn loop_in_from(frame: &Frame, share: f64) -> LoopIn {
     LoopIn {
         frame: frame.into(),
         share: round_to(share, SHARE_DECIMALS),
+        called_from: None,
     }
 }

@@ -176,6 +176,10 @@ pub struct LoopIn {
     pub frame: StackFrame,
     /// Fraction (0..=1) of the thread's samples whose stack contains this function.
     pub share: f64,
+    /// When the loop is in native code called from Python (a C extension, a library
+    /// called through ctypes): the innermost Python function common to most samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub called_from: Option<StackFrame>,
 }
 
 /// One of the hottest stacks of a thread.

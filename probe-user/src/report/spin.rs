@@ -1,7 +1,7 @@
 //! From a [`Profile`] to a [`SpinReport`]: which threads spin, and the facts about each.
 
 use super::classify::{classify, fraction, Facts};
-use super::frames::{hottest_first, loop_in, top_stacks};
+use super::frames::{hottest_first, in_native_called_from_python, loop_in, top_stacks};
 use super::merge::{merged_stacks, StackCount};
 use super::schema::{
     Loss, Scope, SpinReport, SyscallRate, ThreadReport, WindowInfo, SCHEMA_VERSION,
@@ -140,7 +140,11 @@ fn thread_report(
     let samples = samples(thread, &merged);
     let mut facts = facts(&syscalls, syscalls_per_sec, kernel_share);
     facts.python_share = python_share(&merged, samples);
+    if facts.python_share.is_some() {
+        facts.native_share = Some(native_share(&merged, samples));
+    }
     let classification = classify(&facts);
+    let native_share = facts.native_share.unwrap_or(0.0);
     let stacks = hottest_first(&merged);
     ThreadReport {
         pid: thread.pid,
@@ -158,7 +162,7 @@ fn thread_report(
         syscalls_per_sec: round_to(syscalls_per_sec, PCT_DECIMALS),
         syscalls: syscalls.into_iter().take(top).collect(),
         classification,
-        loop_in: loop_in(&stacks, samples),
+        loop_in: loop_in(&stacks, samples, native_share),
         samples,
         stacks: top_stacks(&stacks, samples, top),
     }
@@ -183,7 +187,19 @@ fn facts(syscalls: &[SyscallRate], per_sec: f64, kernel_share: Option<f64>) -> F
         ranked: syscalls,
         kernel_share,
         python_share: None,
+        native_share: None,
     }
+}
+
+/// Fraction of samples in native code called from Python (see
+/// [`in_native_called_from_python`]).
+fn native_share(stacks: &[StackCount], samples: u64) -> f64 {
+    let native: u64 = stacks
+        .iter()
+        .filter(|stack| in_native_called_from_python(&stack.frames))
+        .map(|stack| stack.count)
+        .sum();
+    fraction(native, samples)
 }
 
 /// Fraction of samples with Python frames; `None` for a thread that never had any.

@@ -140,13 +140,22 @@ fn thread_block(f: &mut Formatter<'_>, thread: &ThreadReport) -> fmt::Result {
 
 /// `loop in: spin_inner (spin_loop) at spin.c:12 — in 98% of samples`.
 fn loop_in_line(f: &mut Formatter<'_>, loop_in: &LoopIn) -> fmt::Result {
-    writeln!(
+    write!(
         f,
         "  loop in: {}{} — in {} of samples",
         short_kind_mark(loop_in.frame.kind),
         FrameText::from(&loop_in.frame),
         share_pct(loop_in.share)
-    )
+    )?;
+    if let Some(caller) = &loop_in.called_from {
+        write!(
+            f,
+            ", called from {}{}",
+            short_kind_mark(caller.kind),
+            FrameText::from(caller)
+        )?;
+    }
+    writeln!(f)
 }
 
 /// `pid 1234 tid 1240 "worker-3" in spin_loop (./spin_loop --busy) — 99.6% CPU (...)`.

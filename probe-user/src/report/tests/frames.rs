@@ -227,3 +227,65 @@ fn loop_in_prefers_python_frames_over_the_interpreter() {
     assert_eq!(loop_in.frame.function.as_deref(), Some("inner"));
     assert_eq!(loop_in.share, 1.0);
 }
+
+/// The zlib scene: most samples in libz under `zlib.compress`, called from Python code;
+/// the interpreter (libpython) calls the Python frames. The loop is libz's, called from
+/// the Python function; a sample in libpython's own helpers is Python code.
+#[test]
+fn loop_in_native_code_called_from_python_names_both() {
+    let native = vec![
+        user("deflate_slow", "libz.so.1"),
+        user("deflate", "libz.so.1"),
+        user("zlib_compress", "zlib.cpython-312.so"),
+        user("cfunction_vectorcall", "libpython3.12.so"),
+        python("compress_loop", "app.py", 7),
+        python("main", "app.py", 20),
+        user("PyEval_EvalCode", "libpython3.12.so"),
+        user("main", "python3.12"),
+    ];
+    let interpreter = vec![
+        user("PyNumber_Add", "libpython3.12.so"),
+        python("compress_loop", "app.py", 8),
+        python("main", "app.py", 20),
+        user("PyEval_EvalCode", "libpython3.12.so"),
+        user("main", "python3.12"),
+    ];
+    assert!(crate::report::frames::in_native_called_from_python(&native));
+    assert!(!crate::report::frames::in_native_called_from_python(
+        &interpreter
+    ));
+    assert!(!crate::report::frames::in_native_called_from_python(&[
+        user("f", "c")
+    ]));
+    let report = profile()
+        .thread(
+            thread(1, 2)
+                .cpu(100)
+                .samples(10, 0)
+                .stack(8, native)
+                .stack(2, interpreter),
+        )
+        .report();
+    let thread = only_spinning(&report);
+    let loop_in = thread.loop_in.as_ref().unwrap();
+    assert_eq!(loop_in.frame.function.as_deref(), Some("deflate_slow"));
+    assert_eq!(loop_in.frame.kind, FrameKind::User);
+    assert_eq!(loop_in.share, 0.8);
+    let caller = loop_in.called_from.as_ref().unwrap();
+    assert_eq!(caller.function.as_deref(), Some("compress_loop"));
+    assert!(
+        thread
+            .classification
+            .evidence
+            .contains("(100% in Python code, 80% in native code called from it)"),
+        "{}",
+        thread.classification.evidence
+    );
+    let text = crate::report::render_text(&report);
+    assert!(
+        text.contains(
+            "loop in: deflate_slow (libz.so.1) — in 80% of samples, called from [py] compress_loop"
+        ),
+        "{text}"
+    );
+}
