@@ -60,6 +60,8 @@ pub mod names {
     pub const PROG_PY_WALK: &str = "walk_python";
     /// The table unwinder, tail called by `sample_stack` (never attached).
     pub const PROG_UNWIND: &str = "unwind_user_stack";
+    /// `sched_switch`'s table unwinder for off-CPU stacks, reached by a tail call.
+    pub const PROG_UNWIND_SWITCH: &str = "unwind_switch_stack";
     /// Names kernel addresses for the report; run with `BPF_PROG_TEST_RUN`, never attached.
     pub const PROG_NAME_KERNEL: &str = "name_kernel_addresses";
 

@@ -567,13 +567,52 @@ fn off_cpu(ctx: &BtfTracePointContext, tid: u32, tgid: u32, since: u64, now: u64
             kind: RECORD_OFF_CPU,
         };
         fill_record(ctx.as_ptr(), scratch, &header, true);
-        fill_user_frame_pointers(ctx.as_ptr(), scratch);
-        if PY_THREADS.get_ptr(tid).is_some() {
-            // Does not return once the walker is in its slot.
-            SWITCH_TAIL_CALLS.tail_call(ctx, TAIL_CALL_PY_WALK);
+        if unwind::UNWIND_PROCS.get_ptr(tgid).is_some() {
+            // Does not return once the unwinder is in its slot.
+            SWITCH_TAIL_CALLS.tail_call(ctx, TAIL_CALL_UNWIND);
         }
-        emit(scratch);
+        fill_user_frame_pointers(ctx.as_ptr(), scratch);
+        finish_off_cpu(ctx, scratch, tid);
     }
+}
+
+/// The end of an off-CPU record: the Python walk for a Python thread (which emits it),
+/// else the record out.
+///
+/// # Safety
+/// `scratch` is this CPU's `SWITCH_SCRATCH` slot, holding the record.
+#[inline(always)]
+unsafe fn finish_off_cpu(ctx: &BtfTracePointContext, scratch: *mut SampleScratch, tid: u32) {
+    if PY_THREADS.get_ptr(tid).is_some() {
+        // Does not return once the walker is in its slot.
+        SWITCH_TAIL_CALLS.tail_call(ctx, TAIL_CALL_PY_WALK);
+    }
+    // SAFETY: see above.
+    unsafe { emit(scratch) };
+}
+
+/// `off_cpu`'s table unwinder (reached by a tail call, never attached): the user stack a
+/// thread blocked with, from the registers it entered the kernel with, by table.
+#[btf_tracepoint(function = "sched_switch")]
+pub fn unwind_switch_stack(ctx: BtfTracePointContext) -> u32 {
+    let Some(scratch) = SWITCH_SCRATCH.get_ptr_mut(0) else {
+        bump(Counter::SamplesLost);
+        return 0;
+    };
+    // SAFETY: `scratch` is this CPU's slot, filled by `off_cpu` (see there).
+    unsafe {
+        let tgid = (*scratch).header.tgid;
+        let tid = (*scratch).header.tid;
+        let unwound = match saved_user_registers() {
+            Some(regs) if regs.pc != 0 => unwind::unwind_user(scratch, tgid, &regs),
+            _ => false,
+        };
+        if !unwound {
+            fill_user_frame_pointers(ctx.as_ptr(), scratch);
+        }
+        finish_off_cpu(&ctx, scratch, tid);
+    }
+    0
 }
 
 /// An observed process exec'd: its interpreter state is gone (so are the kernel's Python

@@ -77,6 +77,12 @@ pub struct RecordArgs {
     #[arg(long)]
     pub off_cpu: bool,
 
+    /// Unwind native stacks by frame pointers only: no `.eh_frame` tables in the kernel
+    /// (saves their kernel memory and build time; stacks through code built without frame
+    /// pointers end early, marked truncated).
+    #[arg(long)]
+    pub frame_pointers_only: bool,
+
     /// Print probe's own costs as one JSON line on stderr (for `cargo xtask bench`):
     /// time to attach, the recording's length, and each kernel program's run time and count.
     #[arg(long, hide = true)]
@@ -115,6 +121,7 @@ pub struct RecordOptions {
     pub format: Option<FormatArg>,
     pub per_thread: bool,
     pub off_cpu: bool,
+    pub frame_pointers_only: bool,
     pub self_stats: bool,
 }
 
@@ -142,6 +149,7 @@ impl TryFrom<&RecordArgs> for RecordOptions {
             format: args.format,
             per_thread: args.threads,
             off_cpu: args.off_cpu,
+            frame_pointers_only: args.frame_pointers_only,
             self_stats: args.self_stats,
         })
     }
@@ -175,6 +183,12 @@ pub struct SpinArgs {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub top: u64,
 
+    /// Unwind native stacks by frame pointers only: no `.eh_frame` tables in the kernel
+    /// (saves their kernel memory and build time; stacks through code built without frame
+    /// pointers end early, marked truncated).
+    #[arg(long)]
+    pub frame_pointers_only: bool,
+
     /// Print probe's own costs as one JSON line on stderr (for `cargo xtask bench`):
     /// time to attach, and each kernel program's run time and count.
     #[arg(long, hide = true)]
@@ -196,6 +210,7 @@ pub struct SpinOptions {
     pub frequency_hz: u64,
     pub json: bool,
     pub top: usize,
+    pub frame_pointers_only: bool,
     pub self_stats: bool,
     pub dump_python_frames: Option<std::path::PathBuf>,
 }
@@ -212,6 +227,7 @@ impl From<&SpinArgs> for SpinOptions {
             frequency_hz: args.frequency,
             json: args.json,
             top: args.top as usize,
+            frame_pointers_only: args.frame_pointers_only,
             self_stats: args.self_stats,
             dump_python_frames: args.dump_python_frames.clone(),
         }

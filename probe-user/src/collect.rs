@@ -640,13 +640,14 @@ fn drain_samples(probe: &mut Probe, collector: &mut Collector) -> Result<(), Loa
         match header.kind {
             RECORD_SAMPLE | RECORD_OFF_CPU => {
                 accumulator.observe_process(header.tgid, sample.user.first().copied());
+                unwind.note_sample(
+                    header.tgid,
+                    header.ktime_ns,
+                    header.flags & SAMPLE_USER_TABLES != 0,
+                    (header.flags & SAMPLE_USER_STOP_MASK) >> SAMPLE_USER_STOP_SHIFT,
+                    sample.user.first().copied(),
+                );
                 if header.kind == RECORD_SAMPLE {
-                    unwind.note_sample(
-                        header.tgid,
-                        header.flags & SAMPLE_USER_TABLES != 0,
-                        (header.flags & SAMPLE_USER_STOP_MASK) >> SAMPLE_USER_STOP_SHIFT,
-                        sample.user.first().copied(),
-                    );
                     accumulator.add_sample(&sample);
                 } else {
                     accumulator.add_off_cpu(&sample);

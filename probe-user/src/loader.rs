@@ -96,6 +96,9 @@ pub struct ProgramSet {
     /// Record the stack of every observed thread that blocks, and for how long
     /// (`record --off-cpu`): a ring-buffer record per voluntary context switch.
     pub off_cpu: bool,
+    /// Unwind user stacks with `.eh_frame` tables (else frame pointers only): the table
+    /// unwinder is loaded, and userspace fills the tables' maps.
+    pub unwind_tables: bool,
 }
 
 impl ProgramSet {
@@ -104,6 +107,7 @@ impl ProgramSet {
         syscalls: true,
         follow_forks: false,
         off_cpu: false,
+        unwind_tables: true,
     };
 }
 
@@ -279,10 +283,22 @@ impl Probe {
                 ));
             }
         }
-        if let Err(err) = probe.insert_unwinder() {
-            probe
-                .notices
-                .push(format!("native stacks use frame pointers only: {err}"));
+        let unwinder = if options.programs.unwind_tables {
+            probe.insert_unwinder()
+        } else {
+            Ok(())
+        };
+        match unwinder {
+            Ok(()) if options.programs.off_cpu && probe.unwinder_loaded => {
+                if let Err(err) = probe.insert_switch_unwinder(&btf) {
+                    probe.notices.push(format!(
+                        "off-CPU native stacks use frame pointers only: the table unwinder \
+                         for them could not be loaded ({err})"
+                    ));
+                }
+            }
+            Ok(()) => {}
+            Err(err) => probe.notices.push(unwinder_notice(&err)),
         }
         probe.attach_sampler(options.frequency_hz)?;
         probe.attach_tracepoints(&ALWAYS_ATTACHED)?;
@@ -446,6 +462,17 @@ impl Probe {
         self.insert_tail_call(names::SAMPLE_TAIL_CALLS, TAIL_CALL_UNWIND, name, &fd)?;
         self.unwinder_loaded = true;
         Ok(())
+    }
+
+    /// Loads the table unwinder of off-CPU stacks and puts it in `sched_switch`'s slot.
+    fn insert_switch_unwinder(&mut self, btf: &Btf) -> Result<(), LoadError> {
+        let name = names::PROG_UNWIND_SWITCH;
+        let program: &mut BtfTracePoint = self.program(name)?;
+        program
+            .load(names::PROG_SCHED_SWITCH, btf)
+            .map_err(|source| program_error(name, source))?;
+        let fd = owned_fd(name, program.fd())?;
+        self.insert_tail_call(names::SWITCH_TAIL_CALLS, TAIL_CALL_UNWIND, name, &fd)
     }
 
     /// Puts program `name` (loaded, `fd`) in `slot` of the program array `map`.
@@ -710,6 +737,22 @@ impl Probe {
 impl Drop for Probe {
     fn drop(&mut self) {
         self.detach_all();
+    }
+}
+
+/// The notice for a table unwinder that did not load: kernels before 5.17 have no
+/// `bpf_loop`, which the verifier then names.
+fn unwinder_notice(err: &LoadError) -> String {
+    let text = err.to_string();
+    if text.contains("bpf_loop") || text.contains("unknown func") {
+        format!(
+            "native stacks use frame pointers only: this kernel has no bpf_loop (Linux 5.17+), \
+             which the .eh_frame unwinder needs ({text})"
+        )
+    } else {
+        format!(
+            "native stacks use frame pointers only: the .eh_frame unwinder did not load ({text})"
+        )
     }
 }
 

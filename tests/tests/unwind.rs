@@ -18,8 +18,8 @@ use std::process::Command;
 use probe_tests::{
     check_stack_order, check_thread, gdb_backtrace, gdb_frames, hottest_stack, marker_line,
     per_version, python_functions, require_bpf, require_interpreter, shared_library, spin_json,
-    spinning_thread, start_python, workload_path, workload_path_with, GdbFrame, Workload,
-    NO_FRAME_POINTERS,
+    spinning_thread, start_python, workload_path, workload_path_with, GdbFrame, ScratchDir,
+    Workload, NO_FRAME_POINTERS,
 };
 use serde_json::Value;
 
@@ -641,4 +641,111 @@ fn omit_fp_chain_matches_gdb() {
         "probe's user frames (left) vs gdb's backtrace (right), leading underscores \
          dropped\n{thread:#}"
     );
+}
+
+/// The chain of the omit-fp thread, whole and untruncated, in `thread`'s hottest stack.
+fn assert_deep_chain(thread: &Value, context: &str) {
+    let hottest = hottest_stack(thread);
+    let want = level_chain(5, "deep_thread");
+    let user = user_functions(hottest);
+    assert!(
+        user.starts_with(&want.iter().map(String::as_str).collect::<Vec<_>>()),
+        "{context}: user frames {user:?}\n{thread:#}"
+    );
+    assert_complete(hottest, context);
+}
+
+/// A frame-pointer-less binary deleted while it runs: its tables come from the mapped
+/// file itself (through /proc/PID/map_files), not from the path, which names nothing.
+#[test]
+fn deleted_binary_still_unwinds() {
+    if !require_bpf() {
+        return;
+    }
+    let scratch = ScratchDir::new("unwind-deleted");
+    let copy = scratch.0.join("deep_deleted");
+    std::fs::copy(
+        workload_path_with("deep_omit_fp", DEEP_NOFP, NO_FRAME_POINTERS),
+        &copy,
+    )
+    .expect("copy workload");
+    let deep = Workload::start_command("deep_deleted", Command::new(&copy), copy.clone());
+    std::fs::remove_file(&copy).expect("delete the running binary");
+    let thread = observe_thread(deep.pid, deep.tid);
+    assert_deep_chain(&thread, "deleted binary");
+}
+
+/// The same binary on a tmpfs mounted only in the workload's own mount namespace.
+#[test]
+fn binary_in_another_mount_namespace_still_unwinds() {
+    if !require_bpf() {
+        return;
+    }
+    let scratch = ScratchDir::new("unwind-mntns");
+    let source = workload_path_with("deep_omit_fp", DEEP_NOFP, NO_FRAME_POINTERS);
+    let inner = scratch.0.join("hidden");
+    let script = format!(
+        "mkdir -p {inner} && mount -t tmpfs tmpfs {inner} && cp {source} {inner}/deep_ns && exec {inner}/deep_ns",
+        inner = inner.display(),
+        source = source.display()
+    );
+    let mut command = Command::new("unshare");
+    command.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+    let deep = Workload::start_command("deep_ns", command, inner.join("deep_ns"));
+    assert!(
+        !inner.join("deep_ns").exists(),
+        "the binary is visible outside the namespace"
+    );
+    let thread = observe_thread(deep.pid, deep.tid);
+    assert_deep_chain(&thread, "other mount namespace");
+}
+
+/// Systemwide, a process started after probe: it gets its tables at its first sample, so
+/// its hottest stack is whole; the samples taken before are counted in a notice (or there
+/// were none).
+#[test]
+fn process_started_mid_run_gets_tables() {
+    if !require_bpf() {
+        return;
+    }
+    // Built before probe starts, so that the workload starts right on time.
+    workload_path_with("deep_omit_fp", DEEP_NOFP, NO_FRAME_POINTERS);
+    let observer = std::thread::spawn(|| spin_json(&["-d", "4", "--threshold", "50"]));
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let deep = start_deep(false);
+    let report = observer.join().expect("probe run");
+    let thread = spinning_thread(&report, deep.tid).clone();
+    assert_deep_chain(&thread, "started mid-run");
+    let notices: Vec<&str> = report["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let before = notices
+        .iter()
+        .find(|n| n.contains("before their process's unwind tables were built"));
+    if let Some(before) = before {
+        let count: u64 = before.split(' ').next().unwrap().parse().unwrap();
+        // The first drain after its first sample builds them: a few samples, not seconds.
+        assert!(count < 100, "{notices:?}");
+    }
+}
+
+/// `--frame-pointers-only` leaves the tables out: the frame-pointer-less chain is cut
+/// short and says so, with no frame beyond what the walk found.
+#[test]
+fn frame_pointers_only_marks_the_cut_stack_truncated() {
+    if !require_bpf() {
+        return;
+    }
+    let deep = start_deep(false);
+    let pid = deep.pid.to_string();
+    let report = spin_json(&["-d", WINDOW, "-p", &pid, "--frame-pointers-only"]);
+    let thread = spinning_thread(&report, deep.tid).clone();
+    let hottest = hottest_stack(&thread);
+    assert_eq!(hottest["truncated"], true, "{thread:#}");
+    let user = user_functions(hottest);
+    assert_eq!(user.first(), Some(&"level5"), "{thread:#}");
+    assert!(!user.contains(&"start_thread"), "{thread:#}");
 }

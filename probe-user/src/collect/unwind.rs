@@ -323,6 +323,10 @@ pub struct UnwindSummary {
     pub processes_mappings_cut: u64,
     /// Samples of processes with tables, taken before the tables were built.
     pub samples_before_tables: u64,
+    /// From a process's first sample to its tables in the kernel (CLOCK_MONOTONIC
+    /// nanoseconds): the longest, and the sum over `processes`.
+    pub tables_latency_max_ns: u64,
+    pub tables_latency_sum_ns: u64,
     /// The first error writing the kernel's maps, if any.
     pub map_error: Option<String>,
     /// Why the first file that failed to compile failed (other than having no CFI).
@@ -338,8 +342,9 @@ pub struct UnwindTracker {
     to_build: BTreeSet<u32>,
     /// Processes to drop at the next sync (they exec'd: their mappings are stale).
     to_drop: BTreeSet<u32>,
-    /// Samples of processes seen but not built yet, by pid.
-    pending_samples: HashMap<u32, u64>,
+    /// Samples of processes seen but not built yet, by pid: how many, and when the first
+    /// was taken (CLOCK_MONOTONIC ns).
+    pending_samples: HashMap<u32, (u64, u64)>,
     arrays: Option<Arrays>,
     /// Ranges of `UNWIND_MAPPINGS` freed during the last sync, reused from the next one on.
     quarantine: Vec<Range<u32>>,
@@ -373,9 +378,17 @@ impl UnwindTracker {
         }
     }
 
-    /// Notes a sample of `tgid`: `tables` it was unwound with tables, `stop` why the table
-    /// unwinder stopped (0 for none), `leaf` its innermost user address. Cheap: no I/O.
-    pub fn note_sample(&mut self, tgid: u32, tables: bool, stop: u32, leaf: Option<u64>) {
+    /// Notes a sample of `tgid` taken at `time_ns` (CLOCK_MONOTONIC): `tables` it was
+    /// unwound with tables, `stop` why the table unwinder stopped (0 for none), `leaf` its
+    /// innermost user address. Cheap: no I/O.
+    pub fn note_sample(
+        &mut self,
+        tgid: u32,
+        time_ns: u64,
+        tables: bool,
+        stop: u32,
+        leaf: Option<u64>,
+    ) {
         // After an exec, the process's state is that of the old program.
         let known = match self.to_drop.contains(&tgid) {
             true => None,
@@ -384,7 +397,9 @@ impl UnwindTracker {
         match known {
             None => {
                 self.to_build.insert(tgid);
-                *self.pending_samples.entry(tgid).or_default() += 1;
+                let pending = self.pending_samples.entry(tgid).or_insert((0, time_ns));
+                pending.0 += 1;
+                pending.1 = pending.1.min(time_ns);
             }
             Some(process) => {
                 let left_mappings = (tables && stop == UNWIND_STOP_NO_MAPPING)
@@ -640,9 +655,15 @@ impl UnwindTracker {
             }
             self.release_files(&old.files);
         }
-        let pending = self.pending_samples.remove(&pid).unwrap_or(0);
+        let pending = self.pending_samples.remove(&pid);
         if !state.mappings.is_empty() {
-            self.summary.samples_before_tables += pending;
+            if let Some((samples, first_ns)) = pending {
+                self.summary.samples_before_tables += samples;
+                let latency = crate::loader::monotonic_ns().saturating_sub(first_ns);
+                self.summary.tables_latency_max_ns =
+                    self.summary.tables_latency_max_ns.max(latency);
+                self.summary.tables_latency_sum_ns += latency;
+            }
             if !had_entry {
                 self.summary.processes += 1;
             }

@@ -76,6 +76,7 @@ async fn record(
             syscalls: false,
             follow_forks: spawning,
             off_cpu: options.off_cpu,
+            unwind_tables: !options.frame_pointers_only,
         },
     })?;
     let mut command = match held {
@@ -119,6 +120,7 @@ fn print_self_stats(recording: &Recording, attached: Duration) {
         "attach_secs": attached.as_secs_f64(),
         "window_secs": recording.window.duration_ns as f64 / 1e9,
         "programs": recording.program_stats,
+        "unwind": recording.unwind,
     });
     crate::diag!("{stats}");
 }

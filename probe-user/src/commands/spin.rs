@@ -26,7 +26,10 @@ pub fn run(options: &SpinOptions, started: Instant) -> anyhow::Result<()> {
             pids: options.pids.clone(),
             filter_pids: false,
             frequency_hz: options.frequency_hz,
-            programs: ProgramSet::SPIN,
+            programs: ProgramSet {
+                unwind_tables: !options.frame_pointers_only,
+                ..ProgramSet::SPIN
+            },
         })?;
         let attached = started.elapsed();
         let observe = ObserveOptions {
@@ -53,6 +56,7 @@ pub fn run(options: &SpinOptions, started: Instant) -> anyhow::Result<()> {
             "window_end_ns": window_start_ns + recording.window.duration_ns,
             "programs": recording.program_stats,
             "kernel_names": kernel_names.describe(),
+            "unwind": recording.unwind,
         });
         crate::diag!("{stats}");
     }

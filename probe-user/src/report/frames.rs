@@ -54,12 +54,20 @@ pub(super) fn top_stacks(sorted: &[&StackCount], samples: u64, top: usize) -> Ve
 /// else the innermost native user one; else the innermost kernel one (a thread stuck in a
 /// syscall). For a Python thread the interpreter's own functions say little about where
 /// the loop is: its Python code does, unless most samples are in native code that
-/// Python called (`native_share`, see [`in_native_called_from_python`]): then the loop is
-/// the innermost native function, called from the innermost Python one.
-pub(super) fn loop_in(sorted: &[&StackCount], samples: u64, native_share: f64) -> Option<LoopIn> {
+/// Python called (`native_share`, see [`in_native_called_from_python`]) and the innermost
+/// common native function is outside the `interpreter`'s modules: then the loop is that
+/// function, called from the innermost common Python one.
+pub(super) fn loop_in(
+    sorted: &[&StackCount],
+    samples: u64,
+    native_share: f64,
+    interpreter: &HashSet<&str>,
+) -> Option<LoopIn> {
     let python = innermost_common(sorted, FrameKind::Python, samples);
     if native_share >= LOOP_IN_MIN_SHARE {
-        if let Some(mut native) = innermost_common(sorted, FrameKind::User, samples) {
+        let native = innermost_common(sorted, FrameKind::User, samples)
+            .filter(|native| !interpreter.contains(native.frame.module.as_str()));
+        if let Some(mut native) = native {
             native.called_from = python.map(|python| python.frame);
             return Some(native);
         }
@@ -69,39 +77,43 @@ pub(super) fn loop_in(sorted: &[&StackCount], samples: u64, native_share: f64) -
         .or_else(|| innermost_common(sorted, FrameKind::Kernel, samples))
 }
 
-/// Whether a stack (innermost frame first) of a Python thread was in native code called
-/// from Python: its innermost user-side frame is native, below a Python frame, and in
-/// none of the interpreter's modules. Those are the modules of the native frames that
-/// call into each run of Python frames (the eval loop's callers: the `python3` binary or
-/// libpython); in a stack cut short before any, the modules of the native frames the
-/// innermost Python frames called (the interpreter's call machinery). libz under
-/// `zlib.compress`, libffi and the C it calls under ctypes are native; the interpreter's
-/// own helpers (`PyNumber_Add`) are Python code.
-pub(super) fn in_native_called_from_python(frames: &[Frame]) -> bool {
+/// The interpreter's modules in a stack (innermost frame first) with Python frames: those
+/// of the native frames that call into each run of Python frames (the eval loop's callers:
+/// the `python3` binary or libpython); in a stack cut short before any, those of the
+/// native frames the innermost Python frames called (the interpreter's call machinery).
+pub(super) fn interpreter_modules(frames: &[Frame]) -> HashSet<&str> {
     let user_side: Vec<&Frame> = frames
         .iter()
         .filter(|f| f.kind != FrameKind::Kernel)
         .collect();
-    let Some(leaf) = user_side.first() else {
-        return false;
-    };
-    let Some(first_python) = user_side.iter().position(|f| f.kind == FrameKind::Python) else {
-        return false;
-    };
-    if first_python == 0 {
-        return false;
-    }
     let callers: HashSet<&str> = user_side
         .windows(2)
         .filter(|pair| pair[0].kind == FrameKind::Python && pair[1].kind == FrameKind::User)
         .map(|pair| pair[1].module.as_str())
         .collect();
-    let interpreter = if callers.is_empty() {
-        HashSet::from([user_side[first_python - 1].module.as_str()])
-    } else {
-        callers
+    if !callers.is_empty() {
+        return callers;
+    }
+    let first_python = user_side.iter().position(|f| f.kind == FrameKind::Python);
+    match first_python.and_then(|at| at.checked_sub(1)) {
+        Some(callee) => HashSet::from([user_side[callee].module.as_str()]),
+        None => HashSet::new(),
+    }
+}
+
+/// Whether a stack (innermost frame first) of a Python thread was in native code called
+/// from Python: on the CPU in user mode (a syscall storm's time is the kernel's, whoever
+/// makes the calls), in a native frame below a Python frame, outside the
+/// [`interpreter_modules`]. libz under `zlib.compress`, libffi and the C it calls under
+/// ctypes are native; the interpreter's own helpers (`PyNumber_Add`) are Python code.
+pub(super) fn in_native_called_from_python(frames: &[Frame]) -> bool {
+    let Some(leaf) = frames.first() else {
+        return false;
     };
-    !interpreter.contains(leaf.module.as_str())
+    if leaf.kind != FrameKind::User || !frames.iter().any(|f| f.kind == FrameKind::Python) {
+        return false;
+    }
+    !interpreter_modules(frames).contains(leaf.module.as_str())
 }
 
 /// A function as "the same place" across samples: by name and module, so that different

@@ -1,7 +1,9 @@
 //! From a [`Profile`] to a [`SpinReport`]: which threads spin, and the facts about each.
 
 use super::classify::{classify, fraction, Facts};
-use super::frames::{hottest_first, in_native_called_from_python, loop_in, top_stacks};
+use super::frames::{
+    hottest_first, in_native_called_from_python, interpreter_modules, loop_in, top_stacks,
+};
 use super::merge::{merged_stacks, StackCount};
 use super::schema::{
     Loss, Scope, SpinReport, SyscallRate, ThreadReport, WindowInfo, SCHEMA_VERSION,
@@ -9,7 +11,7 @@ use super::schema::{
 use super::SpinOptions;
 use crate::model::{FrameKind, ProcessInfo, Profile, ThreadProfile};
 use crate::syscall_names;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 /// Decimals kept for percentages and rates: finer than anyone reads, and short decimals
 /// survive a JSON round trip exactly.
@@ -145,6 +147,11 @@ fn thread_report(
     }
     let classification = classify(&facts);
     let native_share = facts.native_share.unwrap_or(0.0);
+    let interpreter: HashSet<&str> = merged
+        .iter()
+        .filter(|stack| stack.frames.iter().any(|f| f.kind == FrameKind::Python))
+        .flat_map(|stack| interpreter_modules(&stack.frames))
+        .collect();
     let stacks = hottest_first(&merged);
     ThreadReport {
         pid: thread.pid,
@@ -162,7 +169,7 @@ fn thread_report(
         syscalls_per_sec: round_to(syscalls_per_sec, PCT_DECIMALS),
         syscalls: syscalls.into_iter().take(top).collect(),
         classification,
-        loop_in: loop_in(&stacks, samples, native_share),
+        loop_in: loop_in(&stacks, samples, native_share, &interpreter),
         samples,
         stacks: top_stacks(&stacks, samples, top),
     }

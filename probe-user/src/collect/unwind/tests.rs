@@ -241,9 +241,9 @@ fn processes_share_a_files_table_and_the_kernel_finds_its_rows() {
         .processes
         .insert(11, vec![code(0x70_0000, 2), code(0x90_0000, 1)]);
     let mut tracker = UnwindTracker::default();
-    tracker.note_sample(10, false, 0, Some(0x10_0010));
-    tracker.note_sample(10, false, 0, Some(0x10_0010));
-    tracker.note_sample(11, false, 0, None);
+    tracker.note_sample(10, 0, false, 0, Some(0x10_0010));
+    tracker.note_sample(10, 0, false, 0, Some(0x10_0010));
+    tracker.note_sample(11, 0, false, 0, None);
     tracker.sync(&mut source, &mut maps);
     // Each file compiled once.
     assert_eq!(source.compiled.len(), 3);
@@ -274,11 +274,11 @@ fn a_process_without_tables_is_left_to_frame_pointers() {
     source.tables.insert(id(3), Err(NoTable::NoCfi));
     source.processes.insert(10, vec![code(0x10_0000, 3)]);
     let mut tracker = UnwindTracker::default();
-    tracker.note_sample(10, false, 0, Some(0x10_0010));
+    tracker.note_sample(10, 0, false, 0, Some(0x10_0010));
     tracker.sync(&mut source, &mut maps);
     assert!(maps.procs.is_empty());
     // Its later samples are not "before tables", and do not rebuild it.
-    tracker.note_sample(10, false, 0, Some(0x10_0010));
+    tracker.note_sample(10, 0, false, 0, Some(0x10_0010));
     tracker.sync(&mut source, &mut maps);
     assert_eq!(source.compiled.len(), 1);
     assert_eq!(tracker.summary().samples_before_tables, 0);
@@ -300,7 +300,7 @@ fn exec_and_exit_drop_the_process_and_its_list_is_reused_only_later() {
     source.processes.insert(10, vec![code(0x40_0000, 2)]);
     tracker.exec(10);
     // Its first sample comes in the same drain: built again in the sync that drops it.
-    tracker.note_sample(10, false, 0, Some(0x40_0010));
+    tracker.note_sample(10, 0, false, 0, Some(0x40_0010));
     tracker.sync(&mut source, &mut maps);
     let second = maps.procs[&10];
     assert_ne!(
@@ -331,11 +331,11 @@ fn samples_outside_the_mappings_rebuild_the_process_at_most_once_per_interval() 
     source
         .processes
         .insert(10, vec![code(0x10_0000, 1), code(0x50_0000, 2)]);
-    tracker.note_sample(10, true, UNWIND_STOP_NO_MAPPING, Some(0x50_0010));
+    tracker.note_sample(10, 0, true, UNWIND_STOP_NO_MAPPING, Some(0x50_0010));
     assert!(tracker.to_build.is_empty());
     // Later it is.
     tracker.processes.get_mut(&10).unwrap().built -= REBUILD_INTERVAL;
-    tracker.note_sample(10, true, 0, Some(0x50_0010));
+    tracker.note_sample(10, 0, true, 0, Some(0x50_0010));
     tracker.sync(&mut source, &mut maps);
     assert_eq!(maps.kernel_row(10, 0x50_0150).unwrap().cfa_offset, 16);
     assert_eq!(maps.kernel_row(10, 0x10_0150).unwrap().cfa_offset, 16);
@@ -369,7 +369,7 @@ fn unused_tables_are_evicted_least_recently_used_first_and_what_does_not_fit_is_
     tracker.last_sweep = None;
     let retry = |tracker: &mut UnwindTracker| {
         tracker.processes.get_mut(&12).unwrap().built -= REBUILD_INTERVAL;
-        tracker.note_sample(12, false, 0, Some(0x10_0010));
+        tracker.note_sample(12, 0, false, 0, Some(0x10_0010));
     };
     retry(&mut tracker);
     tracker.sync(&mut source, &mut maps);
@@ -423,7 +423,7 @@ fn nothing_is_built_while_the_unwinder_is_not_loaded() {
     source.tables.insert(id(1), Ok(table(4)));
     source.processes.insert(10, vec![code(0x10_0000, 1)]);
     let mut tracker = UnwindTracker::default();
-    tracker.note_sample(10, false, 0, None);
+    tracker.note_sample(10, 0, false, 0, None);
     tracker.sync(&mut source, &mut maps);
     assert!(source.compiled.is_empty());
     assert_eq!(tracker.summary(), UnwindSummary::default());

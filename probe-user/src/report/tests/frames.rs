@@ -257,6 +257,15 @@ fn loop_in_native_code_called_from_python_names_both() {
     assert!(!crate::report::frames::in_native_called_from_python(&[
         user("f", "c")
     ]));
+    // A syscall storm made by Python code: the kernel's time, not a native loop.
+    let storm = vec![
+        kernel("do_sys_openat2"),
+        user("__libc_open64", "libc.so.6"),
+        user("_PyEval_EvalFrame", "libpython3.12.so"),
+        python("is_zipfile", "zipfile.py", 232),
+        user("PyEval_EvalCode", "libpython3.12.so"),
+    ];
+    assert!(!crate::report::frames::in_native_called_from_python(&storm));
     let report = profile()
         .thread(
             thread(1, 2)
