@@ -481,6 +481,9 @@ pub async fn observe(
     }
     collector.python.sync(&mut collector.live, probe);
     collector.unwind.sync(&mut collector.tables, probe);
+    while collector.unwind.has_pending() && probe.unwinder_loaded() {
+        collector.unwind.sync(&mut collector.tables, probe);
+    }
     if options.count_syscalls {
         probe.attach_syscall_counter()?;
     }

@@ -451,6 +451,11 @@ impl Probe {
         self.set_control(CONTROL_PY_WALK_LOADED, 1)
     }
 
+    /// Whether the table unwinder is in the sampler's slot.
+    pub fn unwinder_loaded(&self) -> bool {
+        self.unwinder_loaded
+    }
+
     /// Loads the table unwinder and puts it in the sampler's slot for it.
     pub fn insert_unwinder(&mut self) -> Result<(), LoadError> {
         let name = names::PROG_UNWIND;

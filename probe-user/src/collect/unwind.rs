@@ -40,6 +40,11 @@ use crate::{
 /// A process's tables are rebuilt at most this often when its samples leave its mappings.
 pub const REBUILD_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Most time one sync spends building tables; the processes left wait for the next sync
+/// (a drain interval later), so that a machine full of new binaries does not hold up the
+/// draining of the ring buffer.
+const BUILD_BUDGET: Duration = Duration::from_millis(50);
+
 /// Processes with tables are checked for having exited this often.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -430,7 +435,10 @@ impl UnwindTracker {
             match maps.capacity() {
                 Ok(capacity) => self.arrays = Some(Arrays::new(capacity)),
                 Err(err) => {
+                    // Nothing can be built: nothing waits.
                     self.map_error(err);
+                    self.to_build.clear();
+                    self.to_drop.clear();
                     return;
                 }
             }
@@ -456,11 +464,20 @@ impl UnwindTracker {
                 self.drop_process(pid, maps);
             }
         }
-        for pid in std::mem::take(&mut self.to_build) {
+        let sync_started = Instant::now();
+        while sync_started.elapsed() < BUILD_BUDGET {
+            let Some(pid) = self.to_build.pop_first() else {
+                break;
+            };
             let started = Instant::now();
             self.build(pid, source, maps);
             self.summary.build_ns += started.elapsed().as_nanos() as u64;
         }
+    }
+
+    /// Whether processes are waiting for their tables (the last sync ran out of time).
+    pub fn has_pending(&self) -> bool {
+        !self.to_build.is_empty() || !self.to_drop.is_empty()
     }
 
     /// What was done so far.

@@ -445,3 +445,39 @@ fn more_mappings_than_the_kernel_searches_are_cut_and_counted() {
     assert_eq!(maps.procs[&10].len as usize, UNWIND_MAX_MAPPINGS);
     assert_eq!(tracker.summary().processes_mappings_cut, 1);
 }
+
+#[test]
+fn maps_that_cannot_be_opened_leave_nothing_waiting() {
+    struct Broken;
+    impl UnwindMaps for Broken {
+        fn enabled(&self) -> bool {
+            true
+        }
+        fn capacity(&mut self) -> Result<UnwindCapacity, String> {
+            Err("cannot map UNWIND_ROWS".into())
+        }
+        fn write_rows(&mut self, _: u32, _: &[UnwindRow]) -> Result<(), String> {
+            unreachable!()
+        }
+        fn write_pages(&mut self, _: u32, _: &[u64]) -> Result<(), String> {
+            unreachable!()
+        }
+        fn write_mappings(&mut self, _: u32, _: &[UnwindMapping]) -> Result<(), String> {
+            unreachable!()
+        }
+        fn set_file(&mut self, _: u32, _: &UnwindFile) -> Result<(), String> {
+            unreachable!()
+        }
+        fn set_process(&mut self, _: u32, _: &UnwindProcess) -> Result<(), String> {
+            unreachable!()
+        }
+        fn remove_process(&mut self, _: u32) -> Result<(), String> {
+            unreachable!()
+        }
+    }
+    let mut tracker = UnwindTracker::default();
+    tracker.track(10);
+    tracker.sync(&mut FakeSource::default(), &mut Broken);
+    assert!(!tracker.has_pending());
+    assert!(tracker.notices()[0].contains("cannot map UNWIND_ROWS"));
+}
