@@ -430,23 +430,11 @@ impl Probe {
     }
 
     fn insert_python_switch_walk(&mut self, btf: &Btf) -> Result<(), LoadError> {
-        let name = names::PROG_PY_WALK_SWITCH;
-        let program: &mut BtfTracePoint = self.program(name)?;
-        program
-            .load(names::PROG_SCHED_SWITCH, btf)
-            .map_err(|source| program_error(name, source))?;
-        let fd = owned_fd(name, program.fd())?;
-        self.insert_tail_call(names::SWITCH_TAIL_CALLS, TAIL_CALL_PY_WALK, name, &fd)
+        self.insert_switch_tail_call(names::PROG_PY_WALK_SWITCH, TAIL_CALL_PY_WALK, btf)
     }
 
     fn insert_python_walk(&mut self) -> Result<(), LoadError> {
-        let name = names::PROG_PY_WALK;
-        let program: &mut PerfEvent = self.program(name)?;
-        program
-            .load()
-            .map_err(|source| program_error(name, source))?;
-        let fd = owned_fd(name, program.fd())?;
-        self.insert_tail_call(names::SAMPLE_TAIL_CALLS, TAIL_CALL_PY_WALK, name, &fd)?;
+        self.insert_sample_tail_call(names::PROG_PY_WALK, TAIL_CALL_PY_WALK)?;
         // Only now does the sampler start looking threads up in `PY_THREADS`.
         self.set_control(CONTROL_PY_WALK_LOADED, 1)
     }
@@ -458,26 +446,39 @@ impl Probe {
 
     /// Loads the table unwinder and puts it in the sampler's slot for it.
     pub fn insert_unwinder(&mut self) -> Result<(), LoadError> {
-        let name = names::PROG_UNWIND;
-        let program: &mut PerfEvent = self.program(name)?;
-        program
-            .load()
-            .map_err(|source| program_error(name, source))?;
-        let fd = owned_fd(name, program.fd())?;
-        self.insert_tail_call(names::SAMPLE_TAIL_CALLS, TAIL_CALL_UNWIND, name, &fd)?;
+        self.insert_sample_tail_call(names::PROG_UNWIND, TAIL_CALL_UNWIND)?;
         self.unwinder_loaded = true;
         Ok(())
     }
 
     /// Loads the table unwinder of off-CPU stacks and puts it in `sched_switch`'s slot.
     fn insert_switch_unwinder(&mut self, btf: &Btf) -> Result<(), LoadError> {
-        let name = names::PROG_UNWIND_SWITCH;
+        self.insert_switch_tail_call(names::PROG_UNWIND_SWITCH, TAIL_CALL_UNWIND, btf)
+    }
+
+    /// Loads perf-event program `name` into `slot` of the sampler's tail calls.
+    fn insert_sample_tail_call(&mut self, name: &'static str, slot: u32) -> Result<(), LoadError> {
+        let program: &mut PerfEvent = self.program(name)?;
+        program
+            .load()
+            .map_err(|source| program_error(name, source))?;
+        let fd = owned_fd(name, program.fd())?;
+        self.insert_tail_call(names::SAMPLE_TAIL_CALLS, slot, name, &fd)
+    }
+
+    /// Loads `sched_switch` program `name` into `slot` of `sched_switch`'s tail calls.
+    fn insert_switch_tail_call(
+        &mut self,
+        name: &'static str,
+        slot: u32,
+        btf: &Btf,
+    ) -> Result<(), LoadError> {
         let program: &mut BtfTracePoint = self.program(name)?;
         program
             .load(names::PROG_SCHED_SWITCH, btf)
             .map_err(|source| program_error(name, source))?;
         let fd = owned_fd(name, program.fd())?;
-        self.insert_tail_call(names::SWITCH_TAIL_CALLS, TAIL_CALL_UNWIND, name, &fd)
+        self.insert_tail_call(names::SWITCH_TAIL_CALLS, slot, name, &fd)
     }
 
     /// Puts program `name` (loaded, `fd`) in `slot` of the program array `map`.
