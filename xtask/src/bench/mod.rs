@@ -25,6 +25,7 @@ mod soak;
 mod stats;
 mod tables;
 mod targets;
+mod unwinding;
 mod workload;
 
 use std::{
@@ -68,6 +69,7 @@ pub fn run(options: &Options) -> Result<()> {
     let load_before = loadavg();
     let paths = Paths::new();
     let python = prepare(&paths)?;
+    let table_builds = unwinding::measure_table_builds(&python)?;
     let build = probe_build();
     // Both guards restore the machine on every exit path, errors included.
     let _tracefs = Tracefs::ensure()?;
@@ -87,6 +89,7 @@ pub fn run(options: &Options) -> Result<()> {
         samples,
         idle,
         idle_others,
+        table_builds,
         elapsed: started.elapsed(),
     };
     let mut text = String::new();
@@ -150,6 +153,7 @@ fn compile(paths: &Paths, workload: Workload) -> Result<()> {
     run_command(
         Command::new("cc")
             .args(CFLAGS)
+            .args(workload.extra_cflags())
             .arg("-o")
             .arg(paths.workload(workload))
             .arg(workload.source()),

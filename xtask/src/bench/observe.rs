@@ -48,12 +48,13 @@ impl Observed {
         let stderr = fs::File::create(&stderr_path)
             .with_context(|| format!("failed to create {}", stderr_path.display()))?;
         // Files, not pipes: nobody reads while the observer runs, and a full pipe would block it.
-        let stdout = match observer {
-            Observer::Probe => Stdio::from(
+        let stdout = if observer.is_probe_spin() {
+            Stdio::from(
                 fs::File::create(paths.probe_report())
                     .context("failed to create probe's report file")?,
-            ),
-            _ => Stdio::null(),
+            )
+        } else {
+            Stdio::null()
         };
         let started = Instant::now();
         let child = Command::new(&argv[0])

@@ -55,6 +55,47 @@ pub(super) struct SelfStats {
     /// The recording's length: only `probe record` prints it (spin's is in its report).
     pub(super) window_secs: Option<f64>,
     pub(super) programs: Vec<ProgramCost>,
+    /// What the `.eh_frame` tables cost; `None` from a probe that does not print them.
+    pub(super) unwind: Option<UnwindStats>,
+}
+
+/// The `unwind` object of `--self-stats`: building and loading the `.eh_frame` tables of the
+/// processes probe sampled, over its whole run.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(super) struct UnwindStats {
+    /// The kernel unwound with tables (false under `--frame-pointers-only`).
+    pub(super) enabled: bool,
+    /// Processes given tables.
+    pub(super) processes: u64,
+    pub(super) files_compiled: u64,
+    /// Bytes of `.eh_frame` / `.debug_frame` compiled, and the time compiling and loading took.
+    pub(super) cfi_bytes: u64,
+    pub(super) build_ns: u64,
+    /// The most table rows in the kernel at once, and how many fit.
+    pub(super) rows_peak: u64,
+    pub(super) rows_capacity: u64,
+    pub(super) files_not_fitted: u64,
+    /// Samples taken before their process's tables were in the kernel (walked with frame
+    /// pointers).
+    pub(super) samples_before_tables: u64,
+    /// The longest time from a process's first sample to its tables in the kernel.
+    pub(super) tables_latency_max_ns: u64,
+}
+
+fn parse_unwind_stats(value: &serde_json::Value) -> Option<UnwindStats> {
+    let count = |key: &str| value.get(key)?.as_u64();
+    Some(UnwindStats {
+        enabled: value.get("enabled")?.as_bool()?,
+        processes: count("processes")?,
+        files_compiled: count("files_compiled")?,
+        cfi_bytes: count("cfi_bytes")?,
+        build_ns: count("build_ns")?,
+        rows_peak: count("rows_peak")?,
+        rows_capacity: count("rows_capacity")?,
+        files_not_fitted: count("files_not_fitted")?,
+        samples_before_tables: count("samples_before_tables")?,
+        tables_latency_max_ns: count("tables_latency_max_ns")?,
+    })
 }
 
 /// The last JSON line with `attach_secs` in probe's stderr: attach time and program costs.
@@ -77,6 +118,7 @@ pub(super) fn parse_self_stats(stderr: &str) -> Option<SelfStats> {
             .and_then(serde_json::Value::as_f64)
             .filter(|secs| *secs > 0.0),
         programs,
+        unwind: stats.get("unwind").and_then(parse_unwind_stats),
     })
 }
 
@@ -216,6 +258,40 @@ mod tests {
         let stats = parse_self_stats(stderr).unwrap();
         assert_eq!(stats.window_secs, Some(4.52));
         assert_eq!(stats.programs, []);
+        assert_eq!(stats.unwind, None);
+    }
+
+    #[test]
+    fn unwind_figures_come_from_their_object() {
+        // As probe spin printed it on the bench machine (fields the bench does not read
+        // included).
+        let stderr = r#"{"attach_secs":0.07,"programs":[],"unwind":{"build_ns":35731096,
+            "cfi_bytes":1335128,"enabled":true,"files_compiled":4,"files_evicted":0,
+            "files_failed":0,"files_not_fitted":0,"files_without_cfi":0,
+            "first_file_error":null,"map_error":null,"processes":1,
+            "processes_mappings_cut":0,"processes_not_fitted":0,"rows_capacity":2097152,
+            "rows_loaded":198950,"rows_peak":198950,"samples_before_tables":2,
+            "tables_latency_max_ns":45894520,"tables_latency_sum_ns":45894520}}"#
+            .replace('\n', "");
+        let unwind = parse_self_stats(&stderr).unwrap().unwind.unwrap();
+        assert_eq!(
+            unwind,
+            UnwindStats {
+                enabled: true,
+                processes: 1,
+                files_compiled: 4,
+                cfi_bytes: 1_335_128,
+                build_ns: 35_731_096,
+                rows_peak: 198_950,
+                rows_capacity: 2_097_152,
+                files_not_fitted: 0,
+                samples_before_tables: 2,
+                tables_latency_max_ns: 45_894_520,
+            }
+        );
+        // A field missing: no figures rather than zeros.
+        let cut = stderr.replace(r#""enabled":true,"#, "");
+        assert_eq!(parse_self_stats(&cut).unwrap().unwind, None);
     }
 
     #[test]

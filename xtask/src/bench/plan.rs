@@ -24,30 +24,48 @@ const BPFTRACE_PROGRAM: &str = "profile:hz:99 { @s[kstack, ustack] = count(); } 
 pub(super) const SAMPLE_HZ: u32 = 99;
 
 /// A CPU-bound loop and a syscall storm in C: the cases where sampling and the syscall hook
-/// cost most; and a pure-Python CPU loop, for the kernel's Python frame walk and py-spy.
+/// cost most; the CPU loop 30 calls deep without frame pointers, where unwinding with the
+/// `.eh_frame` tables costs most; and a pure-Python CPU loop, for the kernel's Python frame
+/// walk and py-spy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Workload {
     CpuLoop,
     GetppidStorm,
+    DeepLoop,
     PyLoop,
 }
 
-pub(super) const WORKLOADS: [Workload; 3] =
-    [Workload::CpuLoop, Workload::GetppidStorm, Workload::PyLoop];
+pub(super) const WORKLOADS: [Workload; 4] = [
+    Workload::CpuLoop,
+    Workload::GetppidStorm,
+    Workload::DeepLoop,
+    Workload::PyLoop,
+];
 
 impl Workload {
     pub(super) fn name(self) -> &'static str {
         match self {
             Self::CpuLoop => "cpu_loop",
             Self::GetppidStorm => "getppid_storm",
+            Self::DeepLoop => "deep_loop",
             Self::PyLoop => "py_loop",
+        }
+    }
+
+    /// Compiler flags of a C workload beyond the bench's `CFLAGS`.
+    pub(super) fn extra_cflags(self) -> &'static [&'static str] {
+        match self {
+            // Explicit, though Debian's gcc omits them at -O2 already: the point of the
+            // workload is a stack only the tables unwind.
+            Self::DeepLoop => &["-fomit-frame-pointer"],
+            _ => &[],
         }
     }
 
     /// What one iteration is, for the rate column.
     pub(super) fn unit(self) -> &'static str {
         match self {
-            Self::CpuLoop => "xorshift steps",
+            Self::CpuLoop | Self::DeepLoop => "xorshift steps",
             Self::GetppidStorm => "getppid calls",
             Self::PyLoop => "Python xorshift calls",
         }
@@ -65,11 +83,12 @@ impl Workload {
 
     /// Who watches this workload, `Alone` first. Only the Python loop runs under py-spy,
     /// which samples nothing else; it skips bpftrace and perf, which cannot see its frames.
+    /// The deep loop is there for probe's two ways of unwinding, side by side.
     pub(super) fn observers(self) -> &'static [Observer] {
-        if self.is_python() {
-            &PYTHON_OBSERVERS
-        } else {
-            &NATIVE_OBSERVERS
+        match self {
+            Self::PyLoop => &PYTHON_OBSERVERS,
+            Self::DeepLoop => &DEEP_OBSERVERS,
+            Self::CpuLoop | Self::GetppidStorm => &NATIVE_OBSERVERS,
         }
     }
 }
@@ -78,8 +97,10 @@ impl Workload {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Observer {
     Alone,
-    /// `probe spin`.
+    /// `probe spin`, which unwinds native stacks with the `.eh_frame` tables.
     Probe,
+    /// `probe spin --frame-pointers-only`: the same, walking frame pointers only.
+    ProbeFramePointers,
     ProbeRecord,
     Bpftrace,
     Perf,
@@ -96,21 +117,36 @@ pub(super) const NATIVE_OBSERVERS: [Observer; 5] = [
     Observer::Perf,
 ];
 
-/// The Python workload's observers: probe (which walks Python frames in the kernel for every
-/// CPython process it samples) and py-spy at the same rate, pausing the process per sample
-/// (its default) or not.
-pub(super) const PYTHON_OBSERVERS: [Observer; 5] = [
+/// The deep C loop's observers: probe spin with tables and with frame pointers only, in the
+/// same rounds, for what the tables cost per sample.
+pub(super) const DEEP_OBSERVERS: [Observer; 3] = [
     Observer::Alone,
     Observer::Probe,
+    Observer::ProbeFramePointers,
+];
+
+/// The Python workload's observers: probe (which walks Python frames in the kernel for every
+/// CPython process it samples, and libpython's native frames with its tables or, the second
+/// time, with frame pointers) and py-spy at the same rate, pausing the process per sample
+/// (its default) or not.
+pub(super) const PYTHON_OBSERVERS: [Observer; 6] = [
+    Observer::Alone,
+    Observer::Probe,
+    Observer::ProbeFramePointers,
     Observer::ProbeRecord,
     Observer::PySpy,
     Observer::PySpyNonblocking,
 ];
 
+/// The distinct observer sets, one throughput table each, in table order.
+pub(super) const OBSERVER_SETS: [&[Observer]; 3] =
+    [&NATIVE_OBSERVERS, &DEEP_OBSERVERS, &PYTHON_OBSERVERS];
+
 /// Every observer once, in table order.
-pub(super) const OBSERVERS: [Observer; 7] = [
+pub(super) const OBSERVERS: [Observer; 8] = [
     Observer::Alone,
     Observer::Probe,
+    Observer::ProbeFramePointers,
     Observer::ProbeRecord,
     Observer::Bpftrace,
     Observer::Perf,
@@ -123,6 +159,7 @@ impl Observer {
         match self {
             Self::Alone => "alone",
             Self::Probe => "probe spin",
+            Self::ProbeFramePointers => "probe spin --frame-pointers-only",
             Self::ProbeRecord => "probe record",
             Self::Bpftrace => "bpftrace",
             Self::Perf => "perf record",
@@ -135,12 +172,18 @@ impl Observer {
     fn file_stem(self) -> &'static str {
         match self {
             Self::Probe => "probe",
+            Self::ProbeFramePointers => "probe-frame-pointers",
             Self::ProbeRecord => "probe-record",
             Self::Perf => "perf-record",
             Self::PySpy => "py-spy",
             Self::PySpyNonblocking => "py-spy-nonblocking",
             _ => self.name(),
         }
+    }
+
+    /// `probe spin`, either way of unwinding: it writes a JSON report.
+    pub(super) fn is_probe_spin(self) -> bool {
+        matches!(self, Self::Probe | Self::ProbeFramePointers)
     }
 
     /// Whether it needs the workload's PID, so the workload has to start first (py-spy).
@@ -155,7 +198,7 @@ impl Observer {
         let hz = SAMPLE_HZ.to_string();
         let argv: &[&str] = match self {
             Self::Alone => return None,
-            Self::Probe => {
+            Self::Probe | Self::ProbeFramePointers => {
                 // The window outlasts the run: SIGINT ends it, and probe still reports.
                 let window = secs + SETTLE.as_secs_f64() + 30.0;
                 let argv = [
@@ -166,7 +209,11 @@ impl Observer {
                     "--self-stats",
                     "--json",
                 ];
-                return Some(argv.map(str::to_owned).to_vec());
+                let mut argv = argv.map(str::to_owned).to_vec();
+                if self == Self::ProbeFramePointers {
+                    argv.push("--frame-pointers-only".into());
+                }
+                return Some(argv);
             }
             Self::ProbeRecord => {
                 return Some(probe_record_argv(PROBE_RECORD_OUTPUT));
@@ -291,7 +338,7 @@ mod tests {
 
     #[test]
     fn every_observer_leads_once_in_as_many_rounds() {
-        for observers in [&NATIVE_OBSERVERS, &PYTHON_OBSERVERS] {
+        for observers in OBSERVER_SETS {
             let n = observers.len();
             let leaders: Vec<Observer> = (0..n)
                 .map(|round| round_order(round, observers)[0])
@@ -332,6 +379,24 @@ mod tests {
         for workload in WORKLOADS {
             assert!(workload.observers().iter().all(|o| OBSERVERS.contains(o)));
             assert_eq!(workload.observers()[0], Observer::Alone);
+            assert!(OBSERVER_SETS.contains(&workload.observers()));
         }
+    }
+
+    #[test]
+    fn both_ways_of_unwinding_watch_the_deep_and_the_python_loop() {
+        for workload in [Workload::DeepLoop, Workload::PyLoop] {
+            let observers = workload.observers();
+            assert!(observers.contains(&Observer::Probe));
+            assert!(observers.contains(&Observer::ProbeFramePointers));
+        }
+        let tables = Observer::Probe.argv(3.0, None).unwrap();
+        let frame_pointers = Observer::ProbeFramePointers.argv(3.0, None).unwrap();
+        assert_eq!(frame_pointers[..tables.len()], tables);
+        assert_eq!(frame_pointers[tables.len()..], ["--frame-pointers-only"]);
+        assert_ne!(
+            Observer::ProbeFramePointers.file_stem(),
+            Observer::Probe.file_stem()
+        );
     }
 }

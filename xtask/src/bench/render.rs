@@ -14,6 +14,7 @@ use super::{
     python::PY_SPY_VERSION,
     rounds::Bench,
     sample::{KernelPrograms, ProbeRun, Sample},
+    unwinding::TableBuild,
     Options, CFLAGS, MIN_ON_CPU, SETTLE,
 };
 
@@ -28,6 +29,8 @@ pub(super) struct Results<'a> {
     pub(super) samples: Vec<Sample>,
     pub(super) idle: ProbeRun,
     pub(super) idle_others: Vec<String>,
+    /// Single files' table builds (see `unwinding::measure_table_builds`).
+    pub(super) table_builds: Vec<TableBuild>,
     pub(super) elapsed: Duration,
 }
 
@@ -39,6 +42,7 @@ impl Results<'_> {
         self.write_programs(out)?;
         self.write_peer_programs(out)?;
         self.write_process(out)?;
+        self.write_unwinding(out)?;
         self.write_record_programs(out)?;
         self.write_record_process(out)?;
         self.write_outputs(out)?;
@@ -245,7 +249,12 @@ impl Results<'_> {
                 out,
                 "| workload {name} | `target/bench/{name} {secs}`, \
                  built with `cc {} -o target/bench/{name} {}` |",
-                CFLAGS.join(" "),
+                CFLAGS
+                    .iter()
+                    .chain(workload.extra_cflags())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 workload.source()
             )?;
         }

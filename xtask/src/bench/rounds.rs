@@ -135,7 +135,9 @@ impl Bench<'_> {
         let exit = observed.stop()?;
         let written = self.take_output(observer, exit.stop_latency)?;
         let probe = match observer {
-            Observer::Probe => Some(ProbeRun::read(exit, observing, &self.paths)?),
+            Observer::Probe | Observer::ProbeFramePointers => {
+                Some(ProbeRun::read(observer, exit, observing, &self.paths)?)
+            }
             Observer::ProbeRecord => {
                 self.check_record_summary()?;
                 Some(ProbeRun::read_record(exit, observing, &self.paths)?)
@@ -162,7 +164,10 @@ impl Bench<'_> {
                 self.check_py_spy_output(observer)?;
                 self.paths.py_spy_output()
             }
-            Observer::Alone | Observer::Probe | Observer::Bpftrace => return Ok(None),
+            Observer::Alone
+            | Observer::Probe
+            | Observer::ProbeFramePointers
+            | Observer::Bpftrace => return Ok(None),
         };
         let bytes = fs::metadata(&path)
             .with_context(|| {
@@ -216,7 +221,10 @@ impl Bench<'_> {
             Observer::PySpy | Observer::PySpyNonblocking => {
                 remove_if_there(&self.paths.py_spy_output())
             }
-            Observer::Alone | Observer::Probe | Observer::Bpftrace => Ok(()),
+            Observer::Alone
+            | Observer::Probe
+            | Observer::ProbeFramePointers
+            | Observer::Bpftrace => Ok(()),
         }
     }
 

@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use super::{
     format::mib,
     observe::{Exit, Observing},
-    parse::{parse_self_stats, parse_window_secs, ProgramCost, Rate, SelfStats},
+    parse::{parse_self_stats, parse_window_secs, ProgramCost, Rate, SelfStats, UnwindStats},
     plan::{Observer, Paths, Workload},
     MIN_ON_CPU,
 };
@@ -63,6 +63,8 @@ pub(super) struct ProbeRun {
     pub(super) observing: Observing,
     pub(super) attach_secs: f64,
     pub(super) kernel: KernelPrograms,
+    /// What its `.eh_frame` tables cost, from `--self-stats`.
+    pub(super) unwind: Option<UnwindStats>,
 }
 
 /// A file an observer wrote before it exited.
@@ -74,10 +76,15 @@ pub(super) struct Written {
 }
 
 impl ProbeRun {
-    /// `probe spin`: reads the `--self-stats` line and the report's window from the files
-    /// probe wrote.
-    pub(super) fn read(exit: Exit, observing: Observing, paths: &Paths) -> Result<Self> {
-        let stats = read_self_stats(paths, Observer::Probe)?;
+    /// `probe spin` (`observer`, either way of unwinding): reads the `--self-stats` line and
+    /// the report's window from the files probe wrote.
+    pub(super) fn read(
+        observer: Observer,
+        exit: Exit,
+        observing: Observing,
+        paths: &Paths,
+    ) -> Result<Self> {
+        let stats = read_self_stats(paths, observer)?;
         let report_path = paths.probe_report();
         let report = fs::read_to_string(&report_path)
             .with_context(|| format!("failed to read {}", report_path.display()))?;
@@ -107,6 +114,7 @@ impl ProbeRun {
                 window_secs,
                 programs: stats.programs,
             },
+            unwind: stats.unwind,
         }
     }
 

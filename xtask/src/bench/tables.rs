@@ -7,7 +7,7 @@ use super::{
     format::{fmt_pct, fmt_summary, mib, si},
     parse::Rate,
     peers::{STACK_SAMPLE, SYS_ENTER},
-    plan::{Observer, Workload, NATIVE_OBSERVERS, PYTHON_OBSERVERS, WORKLOADS},
+    plan::{Observer, Workload, OBSERVER_SETS, WORKLOADS},
     render::Results,
     sample::{KernelPrograms, ProbeRun},
     stats::{median_ns_per_run, median_of, Summary},
@@ -102,7 +102,7 @@ impl Results<'_> {
              still count; the time py-spy record holds the Python loop stopped to read it does \
              not), and \"on a CPU\" is the share of the run the workload was on one.\n"
         )?;
-        for observers in [&NATIVE_OBSERVERS, &PYTHON_OBSERVERS] {
+        for observers in OBSERVER_SETS {
             let workloads = WORKLOADS.into_iter().filter(|w| w.observers() == observers);
             self.write_throughput_table(out, observers, workloads)?;
         }

@@ -89,6 +89,7 @@ impl Results<'_> {
             self.python_ratio_target(),
             self.python_sample_cost_target(),
         ];
+        targets.extend(self.unwinding_targets());
         targets.extend(self.record_targets());
         targets
     }

@@ -645,6 +645,8 @@ const LARGE: &str = "/usr/lib/x86_64-linux-gnu/libLLVM.so.22.1";
 /// Build time and size of real tables. Run it optimised:
 /// `AYA_BUILD_SKIP=1 cargo test --release -p probe-user unwind::tests::real::measure -- \
 /// --ignored --nocapture`; `UNWIND_MEASURE_FILES` (colon-separated) replaces the files.
+/// Each file also gets a JSON line (`{"measured": path, ...}`), which `cargo xtask bench`
+/// reads.
 #[test]
 #[ignore = "a measurement, not a check: run with --release --ignored --nocapture"]
 #[allow(clippy::print_stderr)] // The measurement's report.
@@ -669,7 +671,13 @@ fn measure_build_time() {
             result = Some((table, base_pc, pages));
         }
         let Some((Ok(table), _, pages)) = result else {
-            eprintln!("{}: {:?}", path.display(), result.map(|r| r.0.err()));
+            let error = result.and_then(|r| r.0.err()).map(|err| err.to_string());
+            eprintln!("{}: {error:?}", path.display());
+            // For `cargo xtask bench`, which reads these lines.
+            eprintln!(
+                "{}",
+                serde_json::json!({ "measured": path, "error": error })
+            );
             continue;
         };
         // Code bytes between the first and last row that no rule covers (gaps between
@@ -705,6 +713,19 @@ fn measure_build_time() {
             100.0 * uncovered as f64 / span as f64,
             span / 1024,
             s.rules,
+        );
+        let table_bytes = s.rows * std::mem::size_of::<UnwindRow>() + pages.len() * 4;
+        eprintln!(
+            "{}",
+            serde_json::json!({
+                "measured": path,
+                "section": s.section.name(),
+                "cfi_bytes": s.eh_frame_bytes,
+                "fdes": s.fdes,
+                "rows": s.rows,
+                "table_bytes": table_bytes,
+                "build_ns": u64::try_from(best.as_nanos()).unwrap_or(u64::MAX),
+            })
         );
     }
 }
