@@ -17,7 +17,7 @@ use super::{
 };
 
 /// How long a stopped observer may take to write its output and exit before it is killed.
-const STOP_TIMEOUT: Duration = Duration::from_secs(120);
+pub(super) const STOP_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often a stopping observer is polled; small next to its multi-second wall time.
 const POLL: Duration = Duration::from_millis(10);
 
@@ -95,7 +95,8 @@ impl Observed {
     }
 
     /// Ends the observer with SIGINT (each of them reports and exits on it) and reaps it.
-    pub(super) fn stop(mut self) -> Result<Exit> {
+    /// `None`: it did not exit within [`STOP_TIMEOUT`] and was killed.
+    pub(super) fn stop(mut self) -> Result<Option<Exit>> {
         self.signal(libc::SIGINT);
         let signalled = Instant::now();
         let deadline = signalled + STOP_TIMEOUT;
@@ -110,15 +111,12 @@ impl Observed {
                         self.stderr.display()
                     );
                 }
-                return Ok(exit);
+                return Ok(Some(exit));
             }
             thread::sleep(POLL);
         }
         // Drop kills it.
-        bail!(
-            "{} did not exit within {STOP_TIMEOUT:?} of SIGINT",
-            self.name
-        )
+        Ok(None)
     }
 
     fn try_reap(&mut self) -> Result<Option<Exit>> {

@@ -14,7 +14,7 @@ use anyhow::{bail, Context as _, Result};
 use super::{
     format::si,
     machine::{other_bpf_users, others_note, union},
-    observe::{Observed, Observing},
+    observe::{Observed, Observing, STOP_TIMEOUT},
     parse::{parse_raw_samples, parse_record_summary},
     peers::{read_bpftrace_programs, STACK_SAMPLE, SYS_ENTER},
     plan::{round_order, Observer, Paths, Workload, WORKLOADS},
@@ -78,6 +78,7 @@ impl Bench<'_> {
             written: observation.written,
             bpftrace: observation.bpftrace,
             others: observation.others,
+            hung: observation.hung,
         })
     }
 
@@ -119,6 +120,7 @@ impl Bench<'_> {
                 written: None,
                 bpftrace: None,
                 others,
+                hung: None,
             });
         };
         observed.ensure_running()?;
@@ -132,7 +134,28 @@ impl Bench<'_> {
             read_bpftrace_programs(observed.pid, observed.running_for())
                 .map_err(|err| format!("{err:#}"))
         });
-        let exit = observed.stop()?;
+        let Some(exit) = observed.stop()? else {
+            let hung = format!(
+                "{} did not exit within {STOP_TIMEOUT:?} of SIGINT and was killed",
+                observer.name()
+            );
+            // probe itself hanging is a failure to report, not noise to leave out.
+            if matches!(
+                observer,
+                Observer::Probe | Observer::ProbeFramePointers | Observer::ProbeRecord
+            ) {
+                bail!("{hung}");
+            }
+            eprintln!("xtask: {hung}; the run is left out");
+            return Ok(Observation {
+                value,
+                probe: None,
+                written: None,
+                bpftrace,
+                others,
+                hung: Some(hung),
+            });
+        };
         let written = self.take_output(observer, exit.stop_latency)?;
         let probe = match observer {
             Observer::Probe | Observer::ProbeFramePointers => {
@@ -150,6 +173,7 @@ impl Bench<'_> {
             written,
             bpftrace,
             others,
+            hung: None,
         })
     }
 

@@ -27,12 +27,16 @@ pub(super) struct Sample {
     pub(super) bpftrace: Option<Result<KernelPrograms, String>>,
     /// Other processes that held tracing BPF programs during the run (see `other_bpf_users`).
     pub(super) others: Vec<String>,
+    /// Set when a peer did not exit after SIGINT and was killed: its figures are missing.
+    pub(super) hung: Option<String>,
 }
 
 impl Sample {
     /// Why this run is left out of the figures, if it is.
     pub(super) fn disturbance(&self) -> Option<String> {
-        if !self.others.is_empty() {
+        if let Some(hung) = &self.hung {
+            Some(hung.clone())
+        } else if !self.others.is_empty() {
             Some(format!(
                 "{} held tracing BPF programs",
                 self.others.join(", ")
@@ -55,6 +59,7 @@ pub(super) struct Observation<T> {
     pub(super) written: Option<Written>,
     pub(super) bpftrace: Option<Result<KernelPrograms, String>>,
     pub(super) others: Vec<String>,
+    pub(super) hung: Option<String>,
 }
 
 /// What one probe run cost: its process, and its kernel programs over its window.

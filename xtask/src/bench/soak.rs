@@ -16,7 +16,7 @@ use anyhow::{bail, Context as _, Result};
 use super::{
     format::{fmt_bytes, fmt_pct, mib, si},
     machine::{loadavg, probe_build, BpfStats, Machine},
-    observe::{Observed, Observing},
+    observe::{Observed, Observing, STOP_TIMEOUT},
     parse::{parse_record_summary, parse_vm_rss_kib},
     plan::{probe_record_argv, Observer, Paths, Workload},
     record::{COMPLETE_MAX_SECS, RSS_MAX_MIB},
@@ -137,7 +137,9 @@ fn record(paths: &Paths, length: Duration) -> Result<Soak> {
         }
     }
     let observing = Observing::between(&before, &observed.snapshot()?);
-    let exit = observed.stop()?;
+    let exit = observed.stop()?.with_context(|| {
+        format!("probe record did not exit within {STOP_TIMEOUT:?} of SIGINT and was killed")
+    })?;
     let bytes = fs::metadata(&output)
         .with_context(|| format!("probe record wrote no {}", output.display()))?
         .len();
