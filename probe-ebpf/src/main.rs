@@ -261,7 +261,7 @@ pub fn unwind_user_stack(ctx: PerfEventContext) -> u32 {
     unsafe {
         let tgid = (*scratch).header.tgid;
         let tid = (*scratch).header.tid;
-        if regs.pc == 0 || !unwind::unwind_user(scratch, tgid, &regs) {
+        if regs.pc == 0 || !unwind::unwind_user(scratch, tgid, &regs, unwind::WalkSlot::Sample) {
             fill_user_frame_pointers(ctx.as_ptr(), scratch);
         }
         finish_sample(&ctx, scratch, tid);
@@ -604,7 +604,9 @@ pub fn unwind_switch_stack(ctx: BtfTracePointContext) -> u32 {
         let tgid = (*scratch).header.tgid;
         let tid = (*scratch).header.tid;
         let unwound = match saved_user_registers() {
-            Some(regs) if regs.pc != 0 => unwind::unwind_user(scratch, tgid, &regs),
+            Some(regs) if regs.pc != 0 => {
+                unwind::unwind_user(scratch, tgid, &regs, unwind::WalkSlot::Switch)
+            }
             _ => false,
         };
         if !unwound {

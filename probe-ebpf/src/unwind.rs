@@ -11,7 +11,7 @@ use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
     helpers::{bpf_probe_read_user, generated::bpf_loop},
     macros::map,
-    maps::{Array, HashMap},
+    maps::{Array, HashMap, PerCpuArray},
 };
 use probe_common::{
     SampleScratch, UnwindFile, UnwindMapping, UnwindProcess, UnwindRow, CFA_END, CFA_PLT, CFA_RBP,
@@ -51,14 +51,19 @@ pub struct UserRegisters {
     pub bp: u64,
 }
 
-/// The walk's state, on the program's stack: `bpf_loop` passes it to every iteration.
+/// The walk's state between iterations. It lives in a map value, not on the program's
+/// stack: the verifier tracks what a program keeps on its stack (a frame count of 0, then
+/// 1, then 2, ...), so every iteration of the loop would start from a new state and it would
+/// check the step 129 times (~0.2 s of load time here). What it reads back from a map is an
+/// unknown value each time, so after a second pass the state an iteration starts from
+/// matches one already checked. The step bounds every index it uses by itself, for the
+/// same reason.
 #[repr(C)]
-struct Walk {
+pub struct WalkState {
     pc: u64,
     sp: u64,
     bp: u64,
-    /// The record's words; user frames go from `first` on.
-    words: *mut u64,
+    /// Where the record's user frames start (after its kernel frames).
     first: u32,
     frames: u32,
     mappings_start: u32,
@@ -69,6 +74,27 @@ struct Walk {
     bp_known: u32,
 }
 
+/// Which slot of [`UNWIND_WALKS`] a walk uses: the sampler's and `sched_switch`'s walks
+/// have one each, so neither can overwrite the other's.
+#[derive(Clone, Copy)]
+pub enum WalkSlot {
+    Sample = 0,
+    Switch = 1,
+}
+
+/// Each CPU's walk states, one per [`WalkSlot`].
+#[map]
+static UNWIND_WALKS: PerCpuArray<WalkState> = PerCpuArray::with_max_entries(2, 0);
+
+/// What `bpf_loop` passes to every iteration, on the caller's stack: pointers only, which
+/// stay the same from one iteration to the next.
+#[repr(C)]
+struct Walk {
+    state: *mut WalkState,
+    /// The record's words; user frames go from `state.first` on.
+    words: *mut u64,
+}
+
 /// Unwinds the user stack of process `tgid` from `regs` into the record in `scratch`
 /// (after its kernel frames) and sets its user frame count and flags. Returns false, with
 /// the record untouched, when the process has no tables.
@@ -76,24 +102,36 @@ struct Walk {
 /// # Safety
 /// `scratch` must be this CPU's slot of a scratch map, used by nothing else meanwhile.
 #[inline(always)]
-pub unsafe fn unwind_user(scratch: *mut SampleScratch, tgid: u32, regs: &UserRegisters) -> bool {
+pub unsafe fn unwind_user(
+    scratch: *mut SampleScratch,
+    tgid: u32,
+    regs: &UserRegisters,
+    slot: WalkSlot,
+) -> bool {
     let Some(process) = (unsafe { UNWIND_PROCS.get(tgid) }) else {
         return false;
     };
-    // SAFETY: the caller's slot (see above).
+    let Some(state) = UNWIND_WALKS.get_ptr_mut(slot as u32) else {
+        return false;
+    };
+    // SAFETY: the caller's slot (see above); `state` is this CPU's walk slot for this
+    // kind of walk, which nothing else uses meanwhile.
     unsafe {
         let header = core::ptr::addr_of_mut!((*scratch).header);
-        let mut walk = Walk {
+        state.write(WalkState {
             pc: regs.pc,
             sp: regs.sp,
             bp: regs.bp,
-            words: core::ptr::addr_of_mut!((*scratch).words).cast::<u64>(),
             first: (*header).kernel_frames,
             frames: 0,
             mappings_start: process.start,
             mappings_len: process.len,
             flags: 0,
             bp_known: 1,
+        });
+        let mut walk = Walk {
+            state,
+            words: core::ptr::addr_of_mut!((*scratch).words).cast::<u64>(),
         };
         bpf_loop(
             UNWIND_MAX_FRAMES as u32 + 1,
@@ -101,8 +139,8 @@ pub unsafe fn unwind_user(scratch: *mut SampleScratch, tgid: u32, regs: &UserReg
             core::ptr::addr_of_mut!(walk).cast::<c_void>(),
             0,
         );
-        (*header).user_frames = walk.frames;
-        (*header).flags |= SAMPLE_USER_TABLES | walk.flags;
+        (*header).user_frames = (*state).frames;
+        (*header).flags |= SAMPLE_USER_TABLES | (*state).flags;
     }
     true
 }
@@ -114,15 +152,19 @@ pub unsafe fn unwind_user(scratch: *mut SampleScratch, tgid: u32, regs: &UserReg
 /// `ctx` is the `Walk` that `unwind_user` passed to `bpf_loop`.
 #[inline(never)]
 unsafe extern "C" fn unwind_frame(_index: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: see above; bpf_loop runs the iterations one after another.
-    let walk = unsafe { &mut *ctx.cast::<Walk>() };
+    // SAFETY: see above; bpf_loop runs the iterations one after another, and `state` is
+    // this CPU's walk slot, which `unwind_user` gave for this walk.
+    let (walk, words) = unsafe {
+        let walk = &*ctx.cast::<Walk>();
+        (&mut *walk.state, walk.words)
+    };
     if walk.frames >= UNWIND_MAX_FRAMES as u32 {
         return stop(walk, UNWIND_STOP_LIMIT);
     }
     let at = ((walk.first + walk.frames) & 0xff) as usize;
     // SAFETY: `words` is the record's array of SAMPLE_SCRATCH_WORDS (512) words; the index
     // is masked below 256.
-    unsafe { *walk.words.add(at) = walk.pc };
+    unsafe { *words.add(at) = walk.pc };
     walk.frames += 1;
     // A caller's PC is a return address, just past its call: look up the call itself
     // (a call can be a function's last instruction).
@@ -176,7 +218,7 @@ unsafe extern "C" fn unwind_frame(_index: u64, ctx: *mut c_void) -> i64 {
 /// Where no table covers the PC (code of a file without CFI, JIT code): the caller by frame
 /// pointer, if RBP still holds one.
 #[inline(always)]
-fn frame_pointer_step(walk: &mut Walk) -> i64 {
+fn frame_pointer_step(walk: &mut WalkState) -> i64 {
     if walk.bp_known == 0 || walk.bp < walk.sp {
         return stop(walk, UNWIND_STOP_NO_MAPPING);
     }
@@ -190,7 +232,7 @@ fn frame_pointer_step(walk: &mut Walk) -> i64 {
 }
 
 #[inline(always)]
-fn step_to(walk: &mut Walk, return_address: u64, cfa: u64) -> i64 {
+fn step_to(walk: &mut WalkState, return_address: u64, cfa: u64) -> i64 {
     if cfa <= walk.sp {
         return stop(walk, UNWIND_STOP_STUCK);
     }
@@ -205,7 +247,7 @@ fn step_to(walk: &mut Walk, return_address: u64, cfa: u64) -> i64 {
 }
 
 #[inline(always)]
-fn stop(walk: &mut Walk, reason: u32) -> i64 {
+fn stop(walk: &mut WalkState, reason: u32) -> i64 {
     walk.flags |= reason << SAMPLE_USER_STOP_SHIFT;
     1
 }
