@@ -17,6 +17,9 @@ pub const MAX_TARGET_PIDS: u32 = 1024;
 /// Threads whose scheduler statistics are kept during one window.
 pub const MAX_THREADS: u32 = 32_768;
 
+/// Threads `probe watch` samples and counts syscalls of at once (`HOT_THREADS`).
+pub const MAX_HOT_THREADS: u32 = 1024;
+
 /// (thread, syscall number) pairs counted during one window.
 pub const MAX_SYSCALL_KEYS: u32 = 131_072;
 
@@ -45,6 +48,8 @@ pub mod names {
     pub const UNWIND_MAPPINGS: &str = "UNWIND_MAPPINGS";
     pub const UNWIND_FILES: &str = "UNWIND_FILES";
     pub const UNWIND_PROCS: &str = "UNWIND_PROCS";
+    /// `probe watch`: the threads whose stacks and syscalls are recorded.
+    pub const HOT_THREADS: &str = "HOT_THREADS";
 
     pub const PROG_SAMPLE: &str = "sample_stack";
     pub const PROG_SCHED_SWITCH: &str = "sched_switch";
@@ -72,6 +77,12 @@ pub mod names {
     pub const GLOBAL_TASK_TGID_OFFSET: &str = "TASK_TGID_OFFSET";
     /// Load-time global: non-zero makes `sched_switch` record off-CPU stacks.
     pub const GLOBAL_OFF_CPU_STACKS: &str = "OFF_CPU_STACKS";
+    /// Load-time global: byte offset of `pid` (the thread id) in `struct task_struct` (0:
+    /// unknown): `sched_switch` then notes which thread each CPU runs (`CpuState`).
+    pub const GLOBAL_TASK_PID_OFFSET: &str = "TASK_PID_OFFSET";
+    /// Load-time global: non-zero (`probe watch`) records stack samples and syscalls of the
+    /// threads in `HOT_THREADS` only.
+    pub const GLOBAL_HOT_ONLY: &str = "HOT_ONLY";
 }
 
 /// Index in the `CONTROL` array of the CLOCK_MONOTONIC time the window opened (0: not
@@ -361,6 +372,10 @@ pub struct CpuState {
     /// In-scope thread running at that sample (0: idle or out of scope).
     pub last_sample_tid: u32,
     pub last_sample_tgid: u32,
+    /// The thread `sched_switch` last put on this CPU, since `last_switch_ns` (0: idle, out
+    /// of scope, or not known: only when the loader gave the task_struct offsets).
+    pub running_tid: u32,
+    pub running_tgid: u32,
 }
 
 /// Indexes into the per-CPU `COUNTERS` array: events the kernel side had to drop or saw.
@@ -430,7 +445,7 @@ mod tests {
         assert_eq!(size_of::<PyLayoutKernel>(), 12 * 4);
         assert_eq!(size_of::<ThreadStats>(), 8 * 3 + 4 * 2 + 16);
         assert_eq!(size_of::<SyscallKey>(), 16);
-        assert_eq!(size_of::<CpuState>(), 24);
+        assert_eq!(size_of::<CpuState>(), 32);
         assert_eq!(size_of::<SyscallCache>(), SYSCALL_CACHE_WAYS * 16 + 8);
         assert_eq!(size_of::<KernelName>(), 8 + KERNEL_NAME_TEXT_BYTES);
     }

@@ -23,10 +23,10 @@ use aya_ebpf::{
 use probe_common::{
     Counter, CpuState, PyLayoutKernel, SampleHeader, SampleScratch, SyscallCache, SyscallKey,
     ThreadStats, CONTROL_PY_WALK_LOADED, CONTROL_SLOTS, CONTROL_WINDOW_END, CONTROL_WINDOW_START,
-    MAX_STACK_DEPTH, MAX_SYSCALL_KEYS, MAX_TARGET_PIDS, MAX_THREADS, PY_MAX_PROCS, PY_MAX_THREADS,
-    RECORD_EXEC, RECORD_OFF_CPU, RECORD_OFF_CPU_END, RECORD_SAMPLE, SAMPLE_KERNEL_STACK_ERROR,
-    SAMPLE_RING_BYTES, SAMPLE_SCRATCH_WORDS, SAMPLE_USER_STACK_ERROR, SYSCALL_CACHE_WAYS,
-    TAIL_CALL_PY_WALK, TAIL_CALL_SLOTS, TAIL_CALL_UNWIND,
+    MAX_HOT_THREADS, MAX_STACK_DEPTH, MAX_SYSCALL_KEYS, MAX_TARGET_PIDS, MAX_THREADS, PY_MAX_PROCS,
+    PY_MAX_THREADS, RECORD_EXEC, RECORD_OFF_CPU, RECORD_OFF_CPU_END, RECORD_SAMPLE,
+    SAMPLE_KERNEL_STACK_ERROR, SAMPLE_RING_BYTES, SAMPLE_SCRATCH_WORDS, SAMPLE_USER_STACK_ERROR,
+    SYSCALL_CACHE_WAYS, TAIL_CALL_PY_WALK, TAIL_CALL_SLOTS, TAIL_CALL_UNWIND,
 };
 
 mod kernel_names;
@@ -43,9 +43,21 @@ static FILTER_PIDS: u32 = 0;
 static OFF_CPU_STACKS: u32 = 0;
 
 /// Byte offset of `tgid` in `struct task_struct`, from the running kernel's BTF (set at
-/// load time; 0 when unknown). Only `sched_process_fork` reads it.
+/// load time; 0 when unknown). Read by `sched_process_fork`, and by `sched_switch` with
+/// `TASK_PID_OFFSET`.
 #[no_mangle]
 static TASK_TGID_OFFSET: u32 = 0;
+
+/// Byte offset of `pid` (the thread id) in `struct task_struct` (set at load time; 0 when
+/// unknown): with it `sched_switch` notes which thread each CPU runs, so userspace can see
+/// a thread that has run for seconds without a switch (`probe watch`).
+#[no_mangle]
+static TASK_PID_OFFSET: u32 = 0;
+
+/// Non-zero (`probe watch`): stack samples and syscall counts are recorded for the threads
+/// in `HOT_THREADS` only. Set at load time.
+#[no_mangle]
+static HOT_ONLY: u32 = 0;
 
 #[map]
 static SAMPLES: RingBuf = RingBuf::with_byte_size(SAMPLE_RING_BYTES, 0);
@@ -110,6 +122,11 @@ static PY_PROCS: HashMap<u32, PyLayoutKernel> = HashMap::with_max_entries(PY_MAX
 #[map]
 static PY_THREADS: HashMap<u32, u64> = HashMap::with_max_entries(PY_MAX_THREADS, 0);
 
+/// `probe watch`'s hot threads (tid -> 1), filled by userspace for an episode: with
+/// `HOT_ONLY` set, only these are sampled and have their syscalls counted.
+#[map]
+static HOT_THREADS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_HOT_THREADS, 0);
+
 const TASK_RUNNING: u32 = 0;
 /// `prev_state` bit of a task switched out for the last time (it exited).
 const TASK_DEAD: u32 = 0x80;
@@ -144,6 +161,15 @@ fn in_window(now: u64) -> bool {
 #[inline(always)]
 fn in_scope(tgid: u32) -> bool {
     !filter_pids() || TARGET_PIDS.get_ptr(tgid).is_some()
+}
+
+/// Whether thread `tid`'s stacks and syscalls are recorded: always, but under `probe
+/// watch` only while it is hot.
+#[inline(always)]
+fn recorded(tid: u32) -> bool {
+    // SAFETY: a plain read of a load-time constant (see `filter_pids`).
+    let hot_only = unsafe { core::ptr::read_volatile(&HOT_ONLY) != 0 };
+    !hot_only || HOT_THREADS.get_ptr(tid).is_some()
 }
 
 #[inline(always)]
@@ -194,7 +220,7 @@ pub fn sample_stack(ctx: PerfEventContext) -> u32 {
             (*state).last_sample_tgid = if observed { tgid } else { 0 };
         }
     }
-    if !observed || !in_window(now) {
+    if !observed || !in_window(now) || !recorded(tid) {
         return 0;
     }
     bump(Counter::Samples);
@@ -499,6 +525,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> u32 {
         (*state).last_switch_ns = now;
         since
     };
+    note_next_thread(&ctx, state);
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
     let tgid = (pid_tgid >> 32) as u32;
@@ -534,6 +561,38 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> u32 {
         }
     }
     0
+}
+
+/// Notes in this CPU's state which thread `sched_switch` puts on it, when the loader gave
+/// the task_struct offsets (`probe watch`): 0 for the idle task and out-of-scope threads.
+#[inline(always)]
+fn note_next_thread(ctx: &BtfTracePointContext, state: *mut CpuState) {
+    // SAFETY: plain reads of load-time constants (see `filter_pids`).
+    let (pid_offset, tgid_offset) = unsafe {
+        (
+            core::ptr::read_volatile(&TASK_PID_OFFSET),
+            core::ptr::read_volatile(&TASK_TGID_OFFSET),
+        )
+    };
+    if pid_offset == 0 || tgid_offset == 0 {
+        return;
+    }
+    // sched_switch(bool preempt, task_struct *prev, task_struct *next, unsigned int prev_state)
+    let next: *const u8 = ctx.arg(2);
+    // SAFETY: `next` is the kernel's task pointer for this tracepoint; the reads are checked
+    // by the helper and only their results are used.
+    let (tid, tgid) = unsafe {
+        (
+            bpf_probe_read_kernel(next.add(pid_offset as usize).cast::<u32>()).unwrap_or(0),
+            bpf_probe_read_kernel(next.add(tgid_offset as usize).cast::<u32>()).unwrap_or(0),
+        )
+    };
+    let known = tid != 0 && in_scope(tgid);
+    // SAFETY: per-CPU slot, see `bump`.
+    unsafe {
+        (*state).running_tid = if known { tid } else { 0 };
+        (*state).running_tgid = if known { tgid } else { 0 };
+    }
 }
 
 /// Off-CPU stacks. The thread leaving the CPU is `current`: its stack is the one it
@@ -707,6 +766,9 @@ fn thread_stats(tid: u32, tgid: u32) -> Option<*mut ThreadStats> {
 pub fn sys_enter(ctx: BtfTracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     if filter_pids() && TARGET_PIDS.get_ptr((pid_tgid >> 32) as u32).is_none() {
+        return 0;
+    }
+    if !recorded(pid_tgid as u32) {
         return 0;
     }
     let Some(cache) = SYSCALL_CACHE.get_ptr_mut(0) else {

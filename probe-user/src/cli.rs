@@ -23,7 +23,21 @@ pub enum Command {
     /// whole machine into a flamegraph, folded stacks, speedscope or pprof file.
     #[command(after_help = RECORD_EXAMPLES)]
     Record(RecordArgs),
+    /// Watch the machine until stopped: run-time accounting only while nothing spins; a
+    /// thread at or above --threshold for --for seconds is sampled for --sample seconds and
+    /// reported as one event (the spin report of it), and once more when it stops.
+    #[command(after_help = WATCH_EXAMPLES)]
+    Watch(WatchArgs),
 }
+
+const WATCH_EXAMPLES: &str = "Examples:
+  probe watch                                   events as JSON lines on stdout
+  probe watch -o /var/log/probe/events.jsonl    to a file (0600; SIGHUP reopens it)
+  probe watch --for 10 --sample 3 --format text
+
+Events: watch_start, spin (an episode's spin report, with its episode), episode_end,
+heartbeat (every --heartbeat seconds: probe's CPU, RSS, map use and losses), watch_stop.
+SIGTERM or Ctrl-C reports what is being sampled, ends the open episodes and stops.";
 
 const SPIN_EXAMPLES: &str = "Examples:
   probe spin                      every thread on the machine, 5 s window
@@ -234,6 +248,83 @@ impl From<&SpinArgs> for SpinOptions {
     }
 }
 
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Share of one CPU, in percent, at or above which a thread is hot.
+    #[arg(long, default_value_t = 90.0, value_parser = parse_threshold)]
+    pub threshold: f64,
+
+    /// Seconds a thread must be hot (its mean over them) before an episode starts.
+    #[arg(long = "for", value_name = "SECS", default_value_t = 30.0, value_parser = parse_duration_secs)]
+    pub hold_secs: f64,
+
+    /// Seconds an episode's threads are sampled (stacks and syscalls) before its report.
+    #[arg(long = "sample", value_name = "SECS", default_value_t = 5.0, value_parser = parse_duration_secs)]
+    pub sample_secs: f64,
+
+    /// Where events go, one per line: a file (appended; created 0600) or - for stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE|-")]
+    pub output: Option<std::path::PathBuf>,
+
+    /// Events as JSON lines, or as text for people.
+    #[arg(long, value_enum, default_value_t = EventFormat::Json)]
+    pub format: EventFormat,
+
+    /// Stack samples per second on every CPU while an episode is sampled.
+    #[arg(short = 'F', long = "frequency", default_value_t = 99,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub frequency: u64,
+
+    /// Seconds between heartbeat events.
+    #[arg(long, value_name = "SECS", default_value_t = 600.0, value_parser = parse_duration_secs)]
+    pub heartbeat: f64,
+
+    /// Stacks and syscalls shown per thread in a report.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub top: u64,
+
+    /// Stop after this many seconds (default: until SIGTERM or Ctrl-C).
+    #[arg(short = 'd', long = "duration", value_parser = parse_duration_secs)]
+    pub duration_secs: Option<f64>,
+}
+
+/// `probe watch --format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EventFormat {
+    Json,
+    Text,
+}
+
+/// What `probe watch` was asked to do, free of clap.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WatchOptions {
+    pub threshold_pct: f64,
+    pub hold: Duration,
+    pub sample: Duration,
+    pub output: Option<std::path::PathBuf>,
+    pub format: EventFormat,
+    pub frequency_hz: u64,
+    pub heartbeat: Duration,
+    pub top: usize,
+    pub duration: Option<Duration>,
+}
+
+impl From<&WatchArgs> for WatchOptions {
+    fn from(args: &WatchArgs) -> Self {
+        Self {
+            threshold_pct: args.threshold,
+            hold: Duration::from_secs_f64(args.hold_secs),
+            sample: Duration::from_secs_f64(args.sample_secs),
+            output: args.output.clone(),
+            format: args.format,
+            frequency_hz: args.frequency,
+            heartbeat: Duration::from_secs_f64(args.heartbeat),
+            top: args.top as usize,
+            duration: args.duration_secs.map(Duration::from_secs_f64),
+        }
+    }
+}
+
 fn parse_duration_secs(text: &str) -> Result<f64, String> {
     let secs: f64 = text
         .parse()
@@ -313,6 +404,41 @@ mod tests {
         assert_eq!(options.top, 5);
         assert!(options.pids.is_empty());
         assert!(!options.json);
+    }
+
+    fn watch(args: &[&str]) -> Result<WatchOptions, clap::Error> {
+        let cli = Cli::try_parse_from(["probe", "watch"].iter().chain(args))?;
+        let Command::Watch(watch) = cli.command else {
+            panic!("not watch");
+        };
+        Ok(WatchOptions::from(&watch))
+    }
+
+    #[test]
+    fn watch_defaults_and_options() {
+        let options = watch(&[]).unwrap();
+        assert_eq!(options.threshold_pct, 90.0);
+        assert_eq!(options.hold, Duration::from_secs(30));
+        assert_eq!(options.sample, Duration::from_secs(5));
+        assert_eq!(options.output, None);
+        assert_eq!(options.format, EventFormat::Json);
+        assert_eq!(options.duration, None);
+        let options = watch(&[
+            "--for", "2", "--sample", "1.5", "-o", "-", "--format", "text",
+        ])
+        .unwrap();
+        assert_eq!(options.hold, Duration::from_secs(2));
+        assert_eq!(options.sample, Duration::from_millis(1500));
+        assert_eq!(options.output.as_deref(), Some(std::path::Path::new("-")));
+        assert_eq!(options.format, EventFormat::Text);
+        for bad in [
+            &["--for", "0"][..],
+            &["--sample", "-1"],
+            &["--threshold", "200"],
+            &["--format", "xml"],
+        ] {
+            assert!(watch(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

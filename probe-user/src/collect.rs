@@ -405,14 +405,23 @@ impl Accumulator {
     /// the latest sample has been running since the latest switch, if that sample came after
     /// the switch. (No sample since the switch means the run is shorter than one sampling
     /// period and is left out.) A switch after the end already credited the run up to it.
+    /// Where the switch noted the thread it put on the CPU (`CpuState::running_tid`), that
+    /// one is credited without waiting for a sample.
     pub fn add_running(&mut self, cpus: &[CpuState], window_start_ns: u64, end_ns: u64) {
         for cpu in cpus {
             let since = cpu.last_switch_ns.max(window_start_ns);
             let credited_by_switch = cpu.last_switch_ns >= end_ns;
-            if credited_by_switch || cpu.last_sample_tid == 0 || cpu.last_sample_ns < since {
+            let (tid, tgid) = if cpu.running_tid != 0 {
+                (cpu.running_tid, cpu.running_tgid)
+            } else if cpu.last_sample_ns >= since {
+                (cpu.last_sample_tid, cpu.last_sample_tgid)
+            } else {
+                (0, 0)
+            };
+            if credited_by_switch || tid == 0 {
                 continue;
             }
-            let thread = self.thread(cpu.last_sample_tid, cpu.last_sample_tgid);
+            let thread = self.thread(tid, tgid);
             thread.on_cpu_ns += end_ns.saturating_sub(since);
         }
     }
@@ -553,6 +562,38 @@ pub struct Collector {
 }
 
 impl Collector {
+    /// Follows process `pid` from now on (its Python interpreter, its unwind tables),
+    /// found at the next drain: `probe watch`, when one of its threads goes hot.
+    pub fn track(&mut self, pid: u32) {
+        self.python.track(pid);
+        self.unwind.track(pid);
+    }
+
+    /// Drops the samples of thread `tid` (`probe watch`, once they are reported).
+    pub fn forget_thread(&mut self, tid: u32) {
+        let accumulator = &mut self.accumulator;
+        accumulator.threads.remove(&tid);
+        accumulator.not_walked.remove(&tid);
+        for threads in accumulator.unchecked.values_mut() {
+            threads.remove(&tid);
+        }
+    }
+
+    /// Drops everything kept of process `pid`, which is gone: its snapshots and memory
+    /// maps, its Python state (`probe watch`, which runs for weeks).
+    pub fn forget_process(&mut self, pid: u32) {
+        let accumulator = &mut self.accumulator;
+        accumulator.threads.retain(|_, thread| thread.pid != pid);
+        accumulator.processes.remove(&pid);
+        accumulator.process_maps.retain(|(p, _), _| *p != pid);
+        accumulator.maps_refreshed.remove(&pid);
+        accumulator.generations.remove(&pid);
+        accumulator.unchecked.remove(&pid);
+        accumulator.maps_checked.remove(&pid);
+        accumulator.maps_changes.retain(|change| change.pid != pid);
+        self.python.forget(pid);
+    }
+
     /// Moves every sample waiting in the ring buffer into the accumulator and tells the
     /// kernel about new Python threads.
     pub fn drain(&mut self, probe: &mut Probe) -> Result<(), LoadError> {
@@ -952,6 +993,7 @@ mod tests {
                 last_sample_ns: 50,
                 last_sample_tid: 7,
                 last_sample_tgid: 7,
+                ..CpuState::default()
             },
             // Switched after its last sample: the sampled thread is no longer there.
             CpuState {
@@ -959,6 +1001,7 @@ mod tests {
                 last_sample_ns: 60,
                 last_sample_tid: 8,
                 last_sample_tgid: 8,
+                ..CpuState::default()
             },
             // Sampled after the switch: running since the switch.
             CpuState {
@@ -966,6 +1009,7 @@ mod tests {
                 last_sample_ns: 90,
                 last_sample_tid: 9,
                 last_sample_tgid: 9,
+                ..CpuState::default()
             },
             // Switched after the window's end: that switch credited the run up to the end.
             CpuState {
@@ -973,6 +1017,7 @@ mod tests {
                 last_sample_ns: 110,
                 last_sample_tid: 10,
                 last_sample_tgid: 10,
+                ..CpuState::default()
             },
             // Idle at the last sample.
             CpuState {
@@ -980,6 +1025,7 @@ mod tests {
                 last_sample_ns: 90,
                 last_sample_tid: 0,
                 last_sample_tgid: 0,
+                ..CpuState::default()
             },
         ];
         acc.add_running(&cpus, 20, 100);
@@ -987,6 +1033,36 @@ mod tests {
         assert!(!acc.threads.contains_key(&8));
         assert_eq!(acc.threads[&9].on_cpu_ns, 30);
         assert_eq!(acc.threads.len(), 2);
+    }
+
+    #[test]
+    fn the_thread_a_switch_put_on_a_cpu_is_credited_without_a_sample() {
+        let mut acc = Accumulator::default();
+        let cpus = [
+            // Switched in at 30 and not sampled since: the switch named it.
+            CpuState {
+                last_switch_ns: 30,
+                last_sample_ns: 10,
+                last_sample_tid: 8,
+                last_sample_tgid: 8,
+                running_tid: 12,
+                running_tgid: 11,
+            },
+            // The switch put an idle or out-of-scope task on: a sample still counts.
+            CpuState {
+                last_switch_ns: 40,
+                last_sample_ns: 60,
+                last_sample_tid: 9,
+                last_sample_tgid: 9,
+                running_tid: 0,
+                running_tgid: 0,
+            },
+        ];
+        acc.add_running(&cpus, 20, 100);
+        assert_eq!(acc.threads[&12].on_cpu_ns, 70);
+        assert_eq!(acc.threads[&12].pid, 11);
+        assert_eq!(acc.threads[&9].on_cpu_ns, 60);
+        assert!(!acc.threads.contains_key(&8));
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub mod collect;
 pub mod commands;
 pub mod diag;
 pub mod elf;
+pub mod episodes;
+pub mod event_log;
 pub mod loader;
 pub mod model;
 pub mod output;

@@ -99,6 +99,11 @@ pub struct ProgramSet {
     /// Unwind user stacks with `.eh_frame` tables (else frame pointers only): the table
     /// unwinder is loaded, and userspace fills the tables' maps.
     pub unwind_tables: bool,
+    /// `probe watch`: the sampler is not attached at load but on demand
+    /// ([`Probe::attach_sampling`]), it and the syscall counter record only the threads in
+    /// `HOT_THREADS` ([`Probe::set_hot_threads`]), and `sched_switch` notes which thread each
+    /// CPU runs, so a thread that runs without a switch is seen while it runs.
+    pub watch: bool,
 }
 
 impl ProgramSet {
@@ -108,6 +113,16 @@ impl ProgramSet {
         follow_forks: false,
         off_cpu: false,
         unwind_tables: true,
+        watch: false,
+    };
+
+    /// `probe watch`: run time always; stacks and syscalls of hot threads on demand.
+    pub const WATCH: ProgramSet = ProgramSet {
+        syscalls: true,
+        follow_forks: false,
+        off_cpu: false,
+        unwind_tables: true,
+        watch: true,
     };
 }
 
@@ -228,6 +243,18 @@ impl Probe {
         let ring_bytes = sample_ring_bytes(online_cpus.len(), options.frequency_hz);
         let mut notices = Vec::new();
         let mut tgid_offset = 0u32;
+        let mut pid_offset = 0u32;
+        if options.programs.watch {
+            let offsets = crate::btf::kernel_field_offset("task_struct", "pid")
+                .and_then(|pid| Ok((pid, crate::btf::kernel_field_offset("task_struct", "tgid")?)));
+            match offsets {
+                Ok((pid, tgid)) => (pid_offset, tgid_offset) = (pid, tgid),
+                Err(why) => notices.push(format!(
+                    "a thread that runs without being switched out is seen only once it is \
+                     ({why})"
+                )),
+            }
+        }
         if options.programs.follow_forks {
             match crate::btf::kernel_field_offset("task_struct", "tgid") {
                 Ok(offset) => tgid_offset = offset,
@@ -245,6 +272,12 @@ impl Probe {
             .override_global(
                 names::GLOBAL_OFF_CPU_STACKS,
                 &u32::from(options.programs.off_cpu),
+                true,
+            )
+            .override_global(names::GLOBAL_TASK_PID_OFFSET, &pid_offset, true)
+            .override_global(
+                names::GLOBAL_HOT_ONLY,
+                &u32::from(options.programs.watch),
                 true,
             )
             .load(PROGRAMS)
@@ -300,7 +333,9 @@ impl Probe {
             Ok(()) => {}
             Err(err) => probe.notices.push(unwinder_notice(&err)),
         }
-        probe.attach_sampler(options.frequency_hz)?;
+        if !options.programs.watch {
+            probe.attach_sampler(options.frequency_hz)?;
+        }
         probe.attach_tracepoints(&ALWAYS_ATTACHED)?;
         if options.programs.follow_forks {
             probe.attach_tracepoints(&[names::PROG_PROCESS_FORK])?;
@@ -318,6 +353,105 @@ impl Probe {
             ));
         }
         self.attach_tracepoints(&[names::PROG_SYS_ENTER])
+    }
+
+    /// Stops counting syscalls (`probe watch`, between episodes); a no-op when the counter
+    /// is not attached.
+    pub fn detach_syscall_counter(&mut self) {
+        self.detach_where(|link| matches!(link, Attachment::Tracepoint(name, _) if *name == names::PROG_SYS_ENTER));
+    }
+
+    /// Whether the syscall counter is attached.
+    pub fn syscall_counter_attached(&self) -> bool {
+        self.links
+            .iter()
+            .any(|link| matches!(link, Attachment::Tracepoint(name, _) if *name == names::PROG_SYS_ENTER))
+    }
+
+    /// Attaches the stack sampler at `frequency_hz` on every online CPU, unless it is
+    /// attached already (`probe watch`, which samples on demand).
+    pub fn attach_sampling(&mut self, frequency_hz: u64) -> Result<(), LoadError> {
+        if self.sampling() {
+            return Ok(());
+        }
+        self.attach_sampler(frequency_hz)
+    }
+
+    /// Whether the stack sampler is attached.
+    pub fn sampling(&self) -> bool {
+        self.links
+            .iter()
+            .any(|link| matches!(link, Attachment::Sampler(_)))
+    }
+
+    /// Detaches the stack sampler; a no-op when it is not attached.
+    pub fn detach_sampling(&mut self) {
+        self.detach_where(|link| matches!(link, Attachment::Sampler(_)));
+    }
+
+    /// Makes `tids` the hot threads (`probe watch`): from now on the sampler and the syscall
+    /// counter record these threads only. At most [`probe_common::MAX_HOT_THREADS`] are kept; returns how
+    /// many did not fit.
+    pub fn set_hot_threads(&mut self, tids: &[u32]) -> Result<usize, LoadError> {
+        let map = self.ebpf_map(names::HOT_THREADS)?;
+        let mut hot: BpfHashMap<_, u32, u8> = BpfHashMap::try_from(map)
+            .map_err(|err| LoadError::Other(format!("open the hot-thread map: {err}")))?;
+        let old: Vec<u32> = hot.keys().filter_map(Result::ok).collect();
+        for tid in old.into_iter().filter(|tid| !tids.contains(tid)) {
+            // Gone already: nothing to remove.
+            let _ = hot.remove(&tid);
+        }
+        let mut dropped = 0;
+        for &tid in tids {
+            if hot.insert(tid, 1, 0).is_err() {
+                dropped += 1;
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// Deletes the run-time entries of `tids` (exited threads, once read), so the map does
+    /// not fill up over a long `probe watch`.
+    pub fn forget_threads(&mut self, tids: &[u32]) -> Result<(), LoadError> {
+        let map = self.ebpf_map(names::THREAD_STATS)?;
+        let mut stats: BpfHashMap<_, u32, ThreadStats> = BpfHashMap::try_from(map)
+            .map_err(|err| LoadError::Other(format!("open the thread map: {err}")))?;
+        for tid in tids {
+            // Gone already: nothing to remove.
+            let _ = stats.remove(tid);
+        }
+        Ok(())
+    }
+
+    /// Deletes the syscall counts of thread `tid` (`probe watch`, once they are reported).
+    pub fn forget_syscalls(&mut self, tid: u32) -> Result<(), LoadError> {
+        let map = self.ebpf_map(names::SYSCALL_COUNTS)?;
+        let mut counts: BpfHashMap<_, SyscallKey, u64> = BpfHashMap::try_from(map)
+            .map_err(|err| LoadError::Other(format!("open the syscall map: {err}")))?;
+        let keys: Vec<SyscallKey> = counts
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|key| key.tid == tid)
+            .collect();
+        for key in keys {
+            // Gone already: nothing to remove.
+            let _ = counts.remove(&key);
+        }
+        Ok(())
+    }
+
+    /// Detaches the links `which` selects, the last attached first.
+    fn detach_where(&mut self, which: impl Fn(&Attachment) -> bool) {
+        let mut kept = Vec::with_capacity(self.links.len());
+        while let Some(link) = self.links.pop() {
+            if which(&link) {
+                self.detach_link(link);
+            } else {
+                kept.push(link);
+            }
+        }
+        kept.reverse();
+        self.links = kept;
     }
 
     /// Adds a process to the kernel's filter while the programs run (a spawned command).
@@ -552,16 +686,20 @@ impl Probe {
     /// Idempotent.
     pub fn detach_all(&mut self) {
         while let Some(link) = self.links.pop() {
-            // An error means the link is already gone: nothing to detach.
-            let _ = match link {
-                Attachment::Sampler(link) => self
-                    .program::<PerfEvent>(names::PROG_SAMPLE)
-                    .map(|program| program.detach(link)),
-                Attachment::Tracepoint(name, link) => self
-                    .program::<BtfTracePoint>(name)
-                    .map(|program| program.detach(link)),
-            };
+            self.detach_link(link);
         }
+    }
+
+    fn detach_link(&mut self, link: Attachment) {
+        // An error means the link is already gone: nothing to detach.
+        let _ = match link {
+            Attachment::Sampler(link) => self
+                .program::<PerfEvent>(names::PROG_SAMPLE)
+                .map(|program| program.detach(link)),
+            Attachment::Tracepoint(name, link) => self
+                .program::<BtfTracePoint>(name)
+                .map(|program| program.detach(link)),
+        };
     }
 
     /// The kernel's own names for kernel addresses, in order: what `%ps` prints for each

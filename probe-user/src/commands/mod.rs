@@ -4,6 +4,7 @@
 
 pub mod record;
 pub mod spin;
+pub mod watch;
 
 use anyhow::Context as _;
 

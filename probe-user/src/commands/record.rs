@@ -77,6 +77,7 @@ async fn record(
             follow_forks: spawning,
             off_cpu: options.off_cpu,
             unwind_tables: !options.frame_pointers_only,
+            watch: false,
         },
     })?;
     let mut command = match held {

@@ -1,0 +1,334 @@
+//! `probe watch` against real workloads: a thread that starts spinning after watch started
+//! gets one spin event (its report naming the loop) and one end event with its duration;
+//! idle and briefly hot threads get nothing; SIGTERM mid-episode still reports what was
+//! sampled; SIGHUP after a rotation moves the events to the new file; an output that
+//! cannot be written is refused before anything is attached.
+
+use std::fs;
+use std::io::Read as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use probe_tests::{
+    all_threads, check_thread, number, probe_bin, probe_output, require_bpf, require_interpreter,
+    start_python, ScratchDir, Workload,
+};
+use serde_json::Value;
+
+/// Longest wait for an event; watch's own timings are seconds.
+const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A `probe watch` we started, writing JSON events to a file; killed by PID if a test
+/// panics first.
+struct Watching {
+    child: Child,
+    events: PathBuf,
+}
+
+impl Watching {
+    fn start(events: &Path, args: &[&str]) -> Self {
+        let child = Command::new(probe_bin())
+            .args(["watch", "--format", "json", "-o"])
+            .arg(events)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start probe watch");
+        let watching = Self {
+            child,
+            events: events.to_owned(),
+        };
+        watching.wait_for("the watch_start event", |e| e["event"] == "watch_start");
+        watching
+    }
+
+    fn pid(&self) -> libc::pid_t {
+        libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t")
+    }
+
+    /// Waits for the first event `matches` accepts; panics with every event so far after
+    /// [`EVENT_TIMEOUT`].
+    fn wait_for(&self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + EVENT_TIMEOUT;
+        loop {
+            let events = read_events(&self.events);
+            if let Some(event) = events.iter().find(|e| matches(e)) {
+                return event.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} within {EVENT_TIMEOUT:?}; events:\n{events:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill has no memory-safety preconditions; the pid is our unreaped child.
+        unsafe { libc::kill(self.pid(), signal) };
+    }
+
+    /// SIGTERM, then its exit status and stderr.
+    fn stop(mut self) -> (ExitStatus, String) {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + EVENT_TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for probe watch") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "probe watch did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        (status, stderr)
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.signal(libc::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Every event in `path`, in order; each line must be one whole JSON object.
+fn read_events(path: &Path) -> Vec<Value> {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    // A line still being written has no newline yet: only whole lines count.
+    let whole = match text.rfind('\n') {
+        Some(end) => &text[..=end],
+        None => "",
+    };
+    whole
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON event ({e}): {line}"))
+        })
+        .collect()
+}
+
+fn of_pid(events: &[Value], pid: u32) -> Vec<&Value> {
+    events
+        .iter()
+        .filter(|e| e["episode"]["pid"] == pid)
+        .collect()
+}
+
+/// The thread the spin event reports.
+fn reported_thread(spin: &Value, tid: u32) -> &Value {
+    ["spinning", "busiest"]
+        .iter()
+        .flat_map(|list| spin[list].as_array().into_iter().flatten())
+        .find(|thread| thread["tid"] == tid)
+        .unwrap_or_else(|| panic!("thread {tid} not in the spin event:\n{spin:#}"))
+}
+
+#[test]
+fn a_thread_that_starts_spinning_gets_one_episode_and_idle_ones_none() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = ScratchDir::new("watch-episode");
+    let events = dir.0.join("events.jsonl");
+    let watch = Watching::start(
+        &events,
+        &["--for", "2", "--sample", "1", "--heartbeat", "2"],
+    );
+    let mode = fs::metadata(&events)
+        .expect("events file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "events hold command lines: private");
+    // Spins 6 s from 0.5 s after it is ready; hot for 1 s of a 2 s hold; never hot.
+    let late = Workload::start("late_spin", &["500", "6000"]);
+    let brief = Workload::start("late_spin", &["0", "1000"]);
+    let idle = Workload::start("late_spin", &["1000000", "0"]);
+    let end = watch.wait_for("the late spinner's episode_end", |e| {
+        e["event"] == "episode_end" && e["episode"]["pid"] == late.pid
+    });
+    watch.wait_for("a heartbeat", |e| e["event"] == "heartbeat");
+    let (status, stderr) = watch.stop();
+    assert!(status.success(), "probe watch failed ({status}):\n{stderr}");
+    let all = read_events(&events);
+
+    let late_events = of_pid(&all, late.pid);
+    let kinds: Vec<&Value> = late_events.iter().map(|e| &e["event"]).collect();
+    assert_eq!(kinds, ["spin", "episode_end"], "{all:#?}");
+    let spin = late_events[0];
+    // The schema of `probe spin --json`, every thread checked as its tests check them.
+    assert_eq!(spin["schema_version"], 2, "the spin report's schema");
+    assert_eq!(spin["command"], "spin");
+    for thread in all_threads(spin) {
+        check_thread(thread);
+    }
+    assert_eq!(spin["episode"]["tid"], late.tid);
+    assert_eq!(spin["episode"]["id"], end["episode"]["id"]);
+    let thread = reported_thread(spin, late.tid);
+    assert_eq!(
+        thread["loop_in"]["function"], "late_spin_loop",
+        "{thread:#}"
+    );
+    assert!(number(&spin["window"], "duration_secs") >= 1.0, "{spin:#}");
+    assert_eq!(end["episode"]["cause"], "cooled", "{end:#}");
+    assert_eq!(end["episode"]["thread"], "late");
+    let duration = number(&end["episode"], "duration_secs");
+    // 6 s of spinning, seen at 0.5 s ticks.
+    assert!((4.5..=7.5).contains(&duration), "{end:#}");
+
+    for quiet in [&brief, &idle] {
+        assert!(
+            of_pid(&all, quiet.pid).is_empty(),
+            "pid {}: {all:#?}",
+            quiet.pid
+        );
+    }
+    let heartbeat = all
+        .iter()
+        .find(|e| e["event"] == "heartbeat")
+        .expect("heartbeat");
+    assert!(number(heartbeat, "thread_map_entries") <= number(heartbeat, "thread_map_capacity"));
+    for key in ["samples_lost", "events_lost", "cpu_secs", "rss_kib"] {
+        assert!(heartbeat[key].is_number(), "{key}: {heartbeat:#}");
+    }
+    let last = all.last().expect("events");
+    assert_eq!(
+        (&last["event"], &last["stopped_by"]),
+        (&Value::from("watch_stop"), &Value::from("SIGTERM"))
+    );
+}
+
+#[test]
+fn sigterm_mid_episode_reports_what_was_sampled_and_sighup_follows_a_rotation() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = ScratchDir::new("watch-sigterm");
+    let events = dir.0.join("events.jsonl");
+    let watch = Watching::start(
+        &events,
+        &["--for", "1", "--sample", "60", "--heartbeat", "0.5"],
+    );
+    let spinner = Workload::start("late_spin", &["0", "120000"]);
+    // Sampling, and for long enough to have samples.
+    watch.wait_for("a heartbeat while sampling", |e| {
+        e["event"] == "heartbeat" && e["sampling"] == true
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    // logrotate's move, then the signal that makes probe open the file again.
+    let rotated = dir.0.join("events.jsonl.1");
+    fs::rename(&events, &rotated).expect("rotate");
+    watch.signal(libc::SIGHUP);
+    watch.wait_for("a heartbeat in the new file", |e| e["event"] == "heartbeat");
+    let (status, stderr) = watch.stop();
+    assert!(status.success(), "probe watch failed ({status}):\n{stderr}");
+
+    let before = read_events(&rotated);
+    let after = read_events(&events);
+    assert_eq!(before[0]["event"], "watch_start");
+    let mode = fs::metadata(&events)
+        .expect("reopened file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let spins: Vec<&Value> = after.iter().filter(|e| e["event"] == "spin").collect();
+    assert_eq!(spins.len(), 1, "{after:#?}");
+    let spin = spins[0];
+    assert_eq!(spin["episode"]["pid"], spinner.pid);
+    assert_eq!(spin["window"]["interrupted"], true, "{spin:#}");
+    assert_eq!(spin["window"]["interrupted_by"], "SIGTERM", "{spin:#}");
+    let thread = reported_thread(spin, spinner.tid);
+    assert_eq!(
+        thread["loop_in"]["function"], "late_spin_loop",
+        "{thread:#}"
+    );
+    let end = after
+        .iter()
+        .find(|e| e["event"] == "episode_end")
+        .expect("episode_end");
+    assert_eq!(end["episode"]["cause"], "stopped");
+    assert_eq!(after.last().expect("events")["event"], "watch_stop");
+}
+
+#[test]
+fn a_python_spinner_episode_names_its_python_function() {
+    if !require_bpf() {
+        return;
+    }
+    let Some(python) = require_interpreter(12) else {
+        return;
+    };
+    let dir = ScratchDir::new("watch-python");
+    let events = dir.0.join("events.jsonl");
+    let watch = Watching::start(&events, &["--for", "1", "--sample", "1"]);
+    let spinner = start_python(&python, "py_spin.py", &[]);
+    let spin = watch.wait_for("the Python spinner's spin event", |e| {
+        e["event"] == "spin" && e["episode"]["pid"] == spinner.pid
+    });
+    let (status, stderr) = watch.stop();
+    assert!(status.success(), "probe watch failed ({status}):\n{stderr}");
+    let thread = reported_thread(&spin, spinner.tid);
+    assert_eq!(thread["python_thread_name"], "py-spinner", "{thread:#}");
+    assert_eq!(thread["loop_in"]["function"], "inner", "{thread:#}");
+    assert_eq!(thread["loop_in"]["kind"], "python", "{thread:#}");
+}
+
+#[test]
+fn an_output_that_cannot_be_written_is_refused_before_watching() {
+    if !require_bpf() {
+        return;
+    }
+    let output = probe_output(
+        &["watch", "-d", "1", "-o", "/proc/version/events.jsonl"],
+        Duration::from_secs(1),
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with("probe: error: ") && lines[0].contains("/proc/version/events.jsonl"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn text_events_say_what_watch_does_and_why_it_stopped() {
+    if !require_bpf() {
+        return;
+    }
+    let output = probe_output(
+        &["watch", "--format", "text", "-d", "1"],
+        Duration::from_secs(1),
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines
+            .first()
+            .is_some_and(|l| l.contains("watching: threads at >= 90% of a CPU for 30 s")),
+        "{stdout}"
+    );
+    assert!(
+        lines
+            .last()
+            .is_some_and(|l| l.ends_with("stopped by --duration")),
+        "{stdout}"
+    );
+}
