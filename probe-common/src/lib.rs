@@ -83,6 +83,9 @@ pub mod names {
     /// Load-time global: non-zero (`probe watch`) records stack samples and syscalls of the
     /// threads in `HOT_THREADS` only.
     pub const GLOBAL_HOT_ONLY: &str = "HOT_ONLY";
+    /// Load-time global: non-zero (`probe watch` with continuous profiling) samples the
+    /// stacks of every thread even with `HOT_ONLY` set; syscalls stay hot threads' only.
+    pub const GLOBAL_PROFILE_ALL: &str = "PROFILE_ALL";
 }
 
 /// Index in the `CONTROL` array of the CLOCK_MONOTONIC time the window opened (0: not

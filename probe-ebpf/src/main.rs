@@ -59,6 +59,11 @@ static TASK_PID_OFFSET: u32 = 0;
 #[no_mangle]
 static HOT_ONLY: u32 = 0;
 
+/// Non-zero (`probe watch` with continuous profiling): every thread's stacks are sampled
+/// even with `HOT_ONLY` set. Set at load time.
+#[no_mangle]
+static PROFILE_ALL: u32 = 0;
+
 #[map]
 static SAMPLES: RingBuf = RingBuf::with_byte_size(SAMPLE_RING_BYTES, 0);
 
@@ -163,13 +168,22 @@ fn in_scope(tgid: u32) -> bool {
     !filter_pids() || TARGET_PIDS.get_ptr(tgid).is_some()
 }
 
-/// Whether thread `tid`'s stacks and syscalls are recorded: always, but under `probe
-/// watch` only while it is hot.
+/// Whether thread `tid`'s syscalls are counted: always, but under `probe watch` only
+/// while it is hot.
 #[inline(always)]
 fn recorded(tid: u32) -> bool {
     // SAFETY: a plain read of a load-time constant (see `filter_pids`).
     let hot_only = unsafe { core::ptr::read_volatile(&HOT_ONLY) != 0 };
     !hot_only || HOT_THREADS.get_ptr(tid).is_some()
+}
+
+/// Whether thread `tid`'s stacks are sampled: as [`recorded`], except that continuous
+/// profiling (`PROFILE_ALL`) samples every thread.
+#[inline(always)]
+fn sampled(tid: u32) -> bool {
+    // SAFETY: as above.
+    let profile_all = unsafe { core::ptr::read_volatile(&PROFILE_ALL) != 0 };
+    profile_all || recorded(tid)
 }
 
 #[inline(always)]
@@ -220,7 +234,7 @@ pub fn sample_stack(ctx: PerfEventContext) -> u32 {
             (*state).last_sample_tgid = if observed { tgid } else { 0 };
         }
     }
-    if !observed || !in_window(now) || !recorded(tid) {
+    if !observed || !in_window(now) || !sampled(tid) {
         return 0;
     }
     bump(Counter::Samples);

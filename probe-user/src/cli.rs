@@ -286,6 +286,26 @@ pub struct WatchArgs {
     /// Stop after this many seconds (default: until SIGTERM or Ctrl-C).
     #[arg(short = 'd', long = "duration", value_parser = parse_duration_secs)]
     pub duration_secs: Option<f64>,
+
+    /// Serve GET /metrics (Prometheus) and /debug/pprof/profile?seconds=N (pprof) here:
+    /// PORT (on 127.0.0.1) or ADDR:PORT.
+    #[arg(long, value_name = "[ADDR:]PORT", value_parser = parse_listen)]
+    pub listen: Option<std::net::SocketAddr>,
+
+    /// Continuous profiling: every thread's stacks sampled at this rate per CPU, for
+    /// /debug/pprof/profile [default: 19 with --listen, else 0 (off)].
+    #[arg(long, value_name = "HZ", value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub profile_hz: Option<u64>,
+}
+
+/// `--listen`: a bare port binds loopback; anything else needs an explicit address.
+fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse().map_err(|_| {
+        format!("not a port or ADDR:PORT: {text:?} (e.g. 9464, 127.0.0.1:9464, [::1]:9464)")
+    })
 }
 
 /// `probe watch --format`.
@@ -307,6 +327,9 @@ pub struct WatchOptions {
     pub heartbeat: Duration,
     pub top: usize,
     pub duration: Option<Duration>,
+    pub listen: Option<std::net::SocketAddr>,
+    /// Continuous profiling rate; 0: off.
+    pub profile_hz: u64,
 }
 
 impl From<&WatchArgs> for WatchOptions {
@@ -321,6 +344,10 @@ impl From<&WatchArgs> for WatchOptions {
             heartbeat: Duration::from_secs_f64(args.heartbeat),
             top: args.top as usize,
             duration: args.duration_secs.map(Duration::from_secs_f64),
+            listen: args.listen,
+            profile_hz: args
+                .profile_hz
+                .unwrap_or(if args.listen.is_some() { 19 } else { 0 }),
         }
     }
 }
@@ -436,9 +463,26 @@ mod tests {
             &["--sample", "-1"],
             &["--threshold", "200"],
             &["--format", "xml"],
+            &["--listen", "localhost:9464"],
+            &["--listen", "99999"],
+            &["--profile-hz", "5000"],
         ] {
             assert!(watch(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn watch_listens_on_loopback_unless_told_otherwise() {
+        let options = watch(&[]).unwrap();
+        assert_eq!((options.listen, options.profile_hz), (None, 0));
+        let options = watch(&["--listen", "9464"]).unwrap();
+        assert_eq!(options.listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(options.profile_hz, 19, "profiles are on with --listen");
+        let options = watch(&["--listen", "0.0.0.0:9464", "--profile-hz", "0"]).unwrap();
+        assert_eq!(options.listen, Some("0.0.0.0:9464".parse().unwrap()));
+        assert_eq!(options.profile_hz, 0);
+        let options = watch(&["--listen", "[::1]:9464"]).unwrap();
+        assert_eq!(options.listen, Some("[::1]:9464".parse().unwrap()));
     }
 
     #[test]

@@ -579,6 +579,33 @@ impl Collector {
         }
     }
 
+    /// The on-CPU samples collected so far, by (thread, raw stack) (`probe watch`'s
+    /// profile windows).
+    pub fn stack_counts(&self) -> crate::profiles::StackCounts {
+        self.accumulator
+            .threads
+            .values()
+            .flat_map(|thread| {
+                thread
+                    .stacks
+                    .iter()
+                    .filter(|(stack, _)| stack.kind == SampleKind::OnCpu)
+                    .map(|(stack, stats)| (((thread.tid, thread.pid), stack.clone()), stats.count))
+            })
+            .collect()
+    }
+
+    /// Drops every thread's samples and the threads' records, keeping what names them
+    /// (processes, maps, Python state): `probe watch`, which runs for weeks, reclaims
+    /// memory this way between episodes.
+    pub fn clear_samples(&mut self) {
+        let accumulator = &mut self.accumulator;
+        accumulator.threads.clear();
+        accumulator.not_walked.clear();
+        accumulator.unchecked.clear();
+        accumulator.blocked.clear();
+    }
+
     /// Drops everything kept of process `pid`, which is gone: its snapshots and memory
     /// maps, its Python state (`probe watch`, which runs for weeks).
     pub fn forget_process(&mut self, pid: u32) {

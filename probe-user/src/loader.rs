@@ -104,6 +104,9 @@ pub struct ProgramSet {
     /// `HOT_THREADS` ([`Probe::set_hot_threads`]), and `sched_switch` notes which thread each
     /// CPU runs, so a thread that runs without a switch is seen while it runs.
     pub watch: bool,
+    /// `probe watch` with continuous profiling: the sampler records every thread's stacks
+    /// (the syscall counter still only the hot threads').
+    pub profile_all: bool,
 }
 
 impl ProgramSet {
@@ -114,6 +117,7 @@ impl ProgramSet {
         off_cpu: false,
         unwind_tables: true,
         watch: false,
+        profile_all: false,
     };
 
     /// `probe watch`: run time always; stacks and syscalls of hot threads on demand.
@@ -123,6 +127,7 @@ impl ProgramSet {
         off_cpu: false,
         unwind_tables: true,
         watch: true,
+        profile_all: false,
     };
 }
 
@@ -164,6 +169,9 @@ pub struct Probe {
     unwinder_loaded: bool,
     /// The unwind arrays, mapped on first use.
     unwind_arrays: Option<unwind_maps::UnwindArrays>,
+    /// Held while the kernel keeps run-time statistics for every BPF program (see
+    /// [`Probe::keep_run_time_stats`]).
+    run_time_stats: Option<std::os::fd::OwnedFd>,
 }
 
 /// One attached program. Detaching leaves the program loaded until the [`Probe`] drops, so
@@ -280,6 +288,11 @@ impl Probe {
                 &u32::from(options.programs.watch),
                 true,
             )
+            .override_global(
+                names::GLOBAL_PROFILE_ALL,
+                &u32::from(options.programs.profile_all),
+                true,
+            )
             .load(PROGRAMS)
             .map_err(classify_object_error)?;
         let samples = ebpf.take_map(names::SAMPLES).ok_or_else(|| {
@@ -300,6 +313,7 @@ impl Probe {
             filter_pids: filter != 0,
             unwinder_loaded: false,
             unwind_arrays: None,
+            run_time_stats: None,
         };
         probe.fill_pid_filter(&options.pids)?;
         // Verify everything first, then attach in quick succession; the programs account
@@ -353,6 +367,22 @@ impl Probe {
             ));
         }
         self.attach_tracepoints(&[names::PROG_SYS_ENTER])
+    }
+
+    /// Has the kernel count run time and runs of every BPF program for as long as this
+    /// probe lives (`BPF_ENABLE_STATS`, which `kernel.bpf_stats_enabled` does for the
+    /// whole machine): `probe watch`'s metrics report its programs' cost. Each program run
+    /// then costs two clock reads more.
+    pub fn keep_run_time_stats(&mut self) -> Result<(), LoadError> {
+        if self.run_time_stats.is_none() {
+            let fd = aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|err| {
+                LoadError::Other(format!(
+                    "enable the BPF programs' run-time statistics: {err}"
+                ))
+            })?;
+            self.run_time_stats = Some(fd);
+        }
+        Ok(())
     }
 
     /// Stops counting syscalls (`probe watch`, between episodes); a no-op when the counter

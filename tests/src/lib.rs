@@ -17,6 +17,7 @@
 //! a shared machine happens to leave a workload.
 
 mod gdb;
+mod http;
 mod peers;
 mod probe;
 mod python;
@@ -25,8 +26,10 @@ mod terminal;
 mod workload;
 
 pub use gdb::{gdb_backtrace, gdb_frames, GdbFrame};
+pub use http::{free_port, http_get, HttpResponse};
 pub use peers::{
-    pprof_lines, pprof_top, speedscope_opens_in_chromium, speedscope_validate, svg_rendered_text,
+    pprof_lines, pprof_top, prometheus, speedscope_opens_in_chromium, speedscope_validate,
+    svg_rendered_text,
 };
 pub use probe::{probe_bin, probe_output, probe_output_with, run_probe, spin_json};
 pub use python::{

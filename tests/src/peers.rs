@@ -87,6 +87,12 @@ fn go() -> Option<PathBuf> {
     program("go", &["/usr/lib/go/bin/go"]).or_else(|| missing("go (Debian package golang-go)"))
 }
 
+/// The Prometheus server (Debian package prometheus); `None` after saying why not.
+pub fn prometheus() -> Option<PathBuf> {
+    program("prometheus", &["/usr/bin/prometheus"])
+        .or_else(|| missing("prometheus (Debian package prometheus)"))
+}
+
 fn chromium() -> Option<PathBuf> {
     program("chromium", &["/usr/bin/chromium"]).or_else(|| missing("chromium"))
 }

@@ -6,14 +6,15 @@
 
 use std::fs;
 use std::io::Read as _;
+use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use probe_tests::{
-    all_threads, check_thread, number, probe_bin, probe_output, require_bpf, require_interpreter,
-    start_python, ScratchDir, Workload,
+    all_threads, check_thread, free_port, http_get, number, pprof_top, probe_bin, probe_output,
+    prometheus, require_bpf, require_interpreter, start_python, ScratchDir, Workload,
 };
 use serde_json::Value;
 
@@ -331,4 +332,204 @@ fn text_events_say_what_watch_does_and_why_it_stopped() {
             .is_some_and(|l| l.ends_with("stopped by --duration")),
         "{stdout}"
     );
+}
+
+/// The loopback address of `port`.
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+#[test]
+fn continuous_profiles_are_pprof_files_that_go_tool_pprof_reads() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = ScratchDir::new("watch-pprof");
+    let events = dir.0.join("events.jsonl");
+    let port = free_port();
+    let watch = Watching::start(&events, &["--listen", &port.to_string()]);
+    let spinner = Workload::start("late_spin", &["0", "60000"]);
+    let addr = loopback(port);
+    let short = Duration::from_secs(10);
+    for (path, status) in [
+        ("/debug/pprof/profile?seconds=0", 400),
+        ("/debug/pprof/profile?seconds=abc", 400),
+        ("/nothing/here", 404),
+    ] {
+        let response = http_get(addr, path, short).expect("probe watch answers");
+        assert_eq!(response.status, status, "{path}: {}", response.text());
+    }
+    // Go's convention: the request takes its seconds, then the profile of them comes.
+    let started = Instant::now();
+    let response =
+        http_get(addr, "/debug/pprof/profile?seconds=3", EVENT_TIMEOUT).expect("a profile");
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "answered before its window ended"
+    );
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/octet-stream")
+    );
+    let profile = dir.0.join("profile.pb.gz");
+    fs::write(&profile, &response.body).expect("write the profile");
+    let (status, stderr) = watch.stop();
+    assert!(status.success(), "probe watch failed ({status}):\n{stderr}");
+    let Some(top) = pprof_top(&profile) else {
+        return;
+    };
+    assert!(
+        top.contains("late_spin_loop"),
+        "pid {}:\n{top}",
+        spinner.pid
+    );
+    assert!(top.contains("samples at 19 Hz"), "{top}");
+    assert!(top.contains("probe watch: continuous profile"), "{top}");
+}
+
+#[test]
+fn a_port_in_use_is_refused_before_watching() {
+    if !require_bpf() {
+        return;
+    }
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let port = taken.local_addr().expect("its address").port().to_string();
+    let output = probe_output(
+        &["watch", "-d", "1", "--listen", &port],
+        Duration::from_secs(1),
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with("probe: error: failed to listen on 127.0.0.1:")
+            && lines[0].contains("in use"),
+        "{stderr}"
+    );
+}
+
+/// A Prometheus server we started, on loopback; stopped by PID when dropped.
+struct Prometheus {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Prometheus {
+    fn start(binary: &Path, dir: &Path, scrape: SocketAddr) -> Self {
+        let config = dir.join("prometheus.yml");
+        fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: probe\n    static_configs:\n      - targets: ['{scrape}']\n"
+            ),
+        )
+        .expect("write the Prometheus config");
+        let addr = loopback(free_port());
+        let child = Command::new(binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus");
+        Self { child, addr }
+    }
+
+    /// The samples of instant query `metric` (a bare metric name): (labels, value).
+    fn query(&self, metric: &str) -> Vec<(Value, f64)> {
+        let Ok(response) = http_get(
+            self.addr,
+            &format!("/api/v1/query?query={metric}"),
+            Duration::from_secs(5),
+        ) else {
+            return Vec::new();
+        };
+        let Ok(json) = serde_json::from_slice::<Value>(&response.body) else {
+            return Vec::new();
+        };
+        json["data"]["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|sample| {
+                let value = sample["value"][1].as_str()?.parse().ok()?;
+                Some((sample["metric"].clone(), value))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: kill has no memory-safety preconditions; the pid is our unreaped child.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_real_prometheus_scrapes_the_metrics() {
+    if !require_bpf() {
+        return;
+    }
+    let Some(binary) = prometheus() else {
+        return;
+    };
+    let dir = ScratchDir::new("watch-prometheus");
+    let events = dir.0.join("events.jsonl");
+    let port = free_port();
+    let watch = Watching::start(
+        &events,
+        &["--listen", &port.to_string(), "--for", "1", "--sample", "1"],
+    );
+    let spinner = Workload::start("late_spin", &["0", "120000"]);
+    watch.wait_for("the spinner's spin event", |e| {
+        e["event"] == "spin" && e["episode"]["pid"] == spinner.pid
+    });
+    let server = Prometheus::start(&binary, &dir.0, loopback(port));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let scraped = loop {
+        let up = server.query("up");
+        let episodes = server.query("probe_episodes_total");
+        let hot = server.query("probe_hot_threads");
+        let runs = server.query("probe_bpf_program_runs_total");
+        let ready = up
+            .iter()
+            .any(|(labels, value)| labels["job"] == "probe" && *value == 1.0)
+            && episodes
+                .iter()
+                .any(|(labels, value)| labels["class"] == "user_loop" && *value >= 1.0)
+            && hot
+                .iter()
+                .any(|(labels, value)| labels["process"] == "late_spin" && *value >= 1.0)
+            && runs
+                .iter()
+                .any(|(labels, value)| labels["program"] == "sched_switch" && *value > 0.0);
+        if ready {
+            break (up, episodes, hot, runs);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus did not scrape what was expected in 60 s: up {up:?}, episodes \
+             {episodes:?}, hot {hot:?}, runs {runs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    // No command line is ever a label.
+    for (labels, _) in scraped.1.iter().chain(&scraped.2).chain(&scraped.3) {
+        let labels = labels.as_object().expect("labels");
+        assert!(!labels.contains_key("cmdline"), "{labels:?}");
+    }
+    drop(server);
+    let (status, stderr) = watch.stop();
+    assert!(status.success(), "probe watch failed ({status}):\n{stderr}");
 }

@@ -1,6 +1,6 @@
 //! Installs the outside programs that the integration tests check probe's output files
 //! with, only when they are missing: Go's `pprof` (reads the pprof files), Chromium (opens
-//! the SVG flamegraphs and the speedscope app), gdb (unwinds the workloads' native stacks
+//! the SVG flamegraphs and the speedscope app), Prometheus (scrapes `probe watch`'s metrics), gdb (unwinds the workloads' native stacks
 //! for comparison; libc6-dbg gives it and probe the names of libc's internal functions
 //! such as `start_thread`), and from npm the speedscope app with its file-format schema and Ajv to
 //! validate against it. Everything they print goes to
@@ -17,8 +17,10 @@ use anyhow::{bail, Result};
 use crate::{run, setup::is_root, workspace_root};
 
 /// Debian packages with a file that shows each is installed.
-const APT_PACKAGES: [(&str, &str); 5] = [
+const APT_PACKAGES: [(&str, &str); 6] = [
     ("golang-go", "/usr/lib/go/bin/go"),
+    // Scrapes `probe watch --listen`'s /metrics (the test starts its own, on loopback).
+    ("prometheus", "/usr/bin/prometheus"),
     ("chromium", "/usr/bin/chromium"),
     ("npm", "/usr/bin/npm"),
     ("gdb", "/usr/bin/gdb"),

@@ -78,6 +78,7 @@ async fn record(
             off_cpu: options.off_cpu,
             unwind_tables: !options.frame_pointers_only,
             watch: false,
+            profile_all: false,
         },
     })?;
     let mut command = match held {

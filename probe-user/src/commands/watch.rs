@@ -17,7 +17,11 @@ use crate::collect::Collector;
 use crate::episodes::{Change, EpisodeEnd, EpisodeStart, Heat, HeatOptions, ThreadTotal};
 use crate::event_log::EventLog;
 use crate::loader::{monotonic_ns, Aggregates, LoadOptions, Probe, ProgramSet};
-use crate::model::{LossCounters, Window};
+use crate::metrics::Metrics;
+use crate::model::{LossCounters, StackStats, ThreadRecord, Window};
+use crate::output::{Format, OutputOptions};
+use crate::profiles::{StackCounts, Windows};
+use crate::serve::{self, Request};
 use crate::{preflight, proc, report, symbolize};
 
 /// How often run times are read and episodes decided.
@@ -29,6 +33,17 @@ const COOL: Duration = Duration::from_secs(3);
 /// How often the kernel's thread map is swept of threads that are gone without an exit
 /// mark (one that exited before watching began, say).
 const SWEEP: Duration = Duration::from_secs(60);
+/// How often the samples kept for profiles are dropped (between episodes), so memory
+/// follows the stacks of a few minutes, not of weeks.
+const RECLAIM: Duration = Duration::from_secs(300);
+
+/// A profile request waiting for its window to end.
+struct PendingProfile {
+    seconds: u64,
+    /// The kernel's count of lost samples when the window opened.
+    samples_lost_before: u64,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<u8>, String>>,
+}
 
 /// Watches until SIGTERM, Ctrl-C or `--duration`.
 pub fn run(options: &WatchOptions) -> anyhow::Result<()> {
@@ -43,13 +58,35 @@ async fn watch(options: &WatchOptions, log: &mut EventLog) -> anyhow::Result<()>
     use tokio::signal::unix::{signal, SignalKind};
     let stop = stop_signal();
     let mut hangup = signal(SignalKind::hangup()).context("failed to handle SIGHUP")?;
+    // Before anything is attached: a port in use is said at once.
+    let listener = match options.listen {
+        Some(addr) => Some(
+            serve::bind(addr)
+                .await
+                .with_context(|| format!("failed to listen on {addr}"))?,
+        ),
+        None => None,
+    };
     let mut probe = Probe::load(&LoadOptions {
         pids: Vec::new(),
         filter_pids: false,
-        frequency_hz: options.frequency_hz,
-        programs: ProgramSet::WATCH,
+        frequency_hz: sampler_hz(options),
+        programs: ProgramSet {
+            profile_all: options.profile_hz > 0,
+            ..ProgramSet::WATCH
+        },
     })?;
+    if listener.is_some() {
+        probe.keep_run_time_stats()?;
+    }
     probe.start_window()?;
+    if options.profile_hz > 0 {
+        probe.attach_sampling(options.profile_hz)?;
+    }
+    let (requests, mut requested) = tokio::sync::mpsc::channel(16);
+    if let Some(listener) = listener {
+        serve::spawn(listener, requests);
+    }
     let mut watcher = Watcher::new(options, &probe);
     watcher.started(log, &probe);
     let elapsed = async {
@@ -73,10 +110,12 @@ async fn watch(options: &WatchOptions, log: &mut EventLog) -> anyhow::Result<()>
             reason = &mut stop => break reason,
             () = &mut elapsed => break None,
             _ = hangup.recv() => log.reopen(),
+            Some(request) = requested.recv() => watcher.request(&probe, log, request),
             _ = drain.tick() => {
                 if probe.sampling() {
                     watcher.collector.drain(&mut probe)?;
                 }
+                watcher.answer_due_profiles(&mut probe, monotonic_ns());
             }
             _ = tick.tick() => watcher.tick(&mut probe, log)?,
             _ = heartbeat.tick() => watcher.heartbeat(&probe, log),
@@ -85,6 +124,16 @@ async fn watch(options: &WatchOptions, log: &mut EventLog) -> anyhow::Result<()>
     watcher.stop(&mut probe, log, stopped_by)?;
     probe.detach_all();
     Ok(())
+}
+
+/// The sampler's rate: the profiling rate while profiling (the episodes' samples come
+/// from the same sampler), else `-F`.
+fn sampler_hz(options: &WatchOptions) -> u64 {
+    if options.profile_hz > 0 {
+        options.profile_hz
+    } else {
+        options.frequency_hz
+    }
 }
 
 /// An episode whose threads are being sampled: what its report subtracts.
@@ -122,6 +171,9 @@ struct Watcher<'a> {
     /// The latest aggregates' loss counters, for the heartbeat.
     loss: LossCounters,
     thread_entries: usize,
+    metrics: Metrics,
+    profiles: Windows<PendingProfile>,
+    last_reclaim: Instant,
 }
 
 impl<'a> Watcher<'a> {
@@ -144,6 +196,9 @@ impl<'a> Watcher<'a> {
             last_sweep: Instant::now(),
             loss: LossCounters::default(),
             thread_entries: 0,
+            metrics: Metrics::new(),
+            profiles: Windows::default(),
+            last_reclaim: Instant::now(),
         }
     }
 
@@ -198,7 +253,137 @@ impl<'a> Watcher<'a> {
         }
         self.sync_hot(probe)?;
         self.forget_exited(probe, &aggregates, exited)?;
+        self.metrics
+            .kernel(&self.loss, self.thread_entries, probe.sampling());
+        self.metrics
+            .set_hot_threads(self.open.values().map(|episode| episode.process.as_str()));
+        self.reclaim();
         Ok(())
+    }
+
+    /// Drops the samples kept for profiles now and then, between episodes (an episode's
+    /// report needs its thread's samples); open profile windows keep what they had.
+    fn reclaim(&mut self) {
+        if self.last_reclaim.elapsed() < RECLAIM || !self.sampling.is_empty() {
+            return;
+        }
+        self.last_reclaim = Instant::now();
+        let current = self.collector.stack_counts();
+        self.profiles.bank(&current, |_| true);
+        self.collector.clear_samples();
+    }
+
+    /// Answers an HTTP request (see `serve`): the metrics now, or a profile window opened.
+    fn request(&mut self, probe: &Probe, log: &EventLog, request: Request) {
+        match request {
+            Request::Metrics(reply) => {
+                if let Some((cpu_secs, rss_kib)) = own_usage() {
+                    self.metrics.own_usage(cpu_secs, rss_kib * 1024);
+                }
+                self.metrics.events(log.written, log.failed);
+                self.metrics.programs(&probe.program_stats());
+                // The client may have gone: nothing to answer.
+                let _ = reply.send(self.metrics.encode());
+            }
+            Request::Profile { seconds, reply } => {
+                if self.options.profile_hz == 0 {
+                    let _ = reply.send(Err(
+                        "continuous profiling is off (--profile-hz 0)".to_owned()
+                    ));
+                    return;
+                }
+                let until = monotonic_ns() + seconds * 1_000_000_000;
+                let pending = PendingProfile {
+                    seconds,
+                    samples_lost_before: self.loss.samples_lost,
+                    reply,
+                };
+                self.profiles
+                    .open(until, &self.collector.stack_counts(), pending);
+            }
+        }
+    }
+
+    /// Sends every profile whose window is over.
+    fn answer_due_profiles(&mut self, probe: &mut Probe, now: u64) {
+        if self.profiles.is_empty() {
+            return;
+        }
+        let due = self.profiles.take_due(now, &self.collector.stack_counts());
+        for (samples, pending) in due {
+            let profile = self.profile_bytes(probe, samples, &pending, now, None);
+            let _ = pending.reply.send(profile);
+        }
+    }
+
+    /// A gzipped pprof profile of `samples`, named from what the collector knows now.
+    fn profile_bytes(
+        &self,
+        probe: &mut Probe,
+        samples: StackCounts,
+        pending: &PendingProfile,
+        now: u64,
+        stopped_by: Option<&str>,
+    ) -> Result<Vec<u8>, String> {
+        let aggregates = Aggregates {
+            window_start_ns: now,
+            ..Aggregates::default()
+        };
+        let mut recording = self.collector.snapshot(&aggregates, now);
+        for thread in recording.threads.values_mut() {
+            thread.stacks.clear();
+        }
+        recording.loss = LossCounters {
+            samples: samples.values().sum(),
+            samples_lost: self
+                .loss
+                .samples_lost
+                .saturating_sub(pending.samples_lost_before),
+            ..LossCounters::default()
+        };
+        recording.window = Window {
+            requested_ns: pending.seconds * 1_000_000_000,
+            duration_ns: pending.seconds * 1_000_000_000,
+            // Cut short when watching stopped: what it has so far.
+            interrupted: stopped_by.is_some(),
+            interrupted_by: stopped_by.map(str::to_owned),
+        };
+        for (((tid, pid), stack), count) in samples {
+            // A thread reported and forgotten since keeps its samples, with what /proc
+            // still says of it.
+            let thread = recording
+                .threads
+                .entry(tid)
+                .or_insert_with(|| ThreadRecord {
+                    tid,
+                    pid,
+                    name: proc::comm(pid, Some(tid)).unwrap_or_default(),
+                    ..ThreadRecord::default()
+                });
+            thread.stacks.insert(
+                stack,
+                StackStats {
+                    count,
+                    ..StackStats::default()
+                },
+            );
+        }
+        recording
+            .threads
+            .retain(|_, thread| !thread.stacks.is_empty());
+        recording.frequency_hz = self.options.profile_hz;
+        recording.online_cpus = probe.online_cpus.len() as u32;
+        let kernel_names =
+            symbolize::KernelNames::look_up(&recording, |addrs| probe.name_kernel_addresses(addrs));
+        let profile = symbolize::symbolize_with(recording, kernel_names);
+        let mut bytes = Vec::new();
+        let options = OutputOptions {
+            per_thread: false,
+            title: "probe watch: continuous profile".to_owned(),
+        };
+        crate::output::write(Format::Pprof, &profile, &options, &mut bytes)
+            .map_err(|err| format!("failed to encode the profile: {err}"))?;
+        Ok(bytes)
     }
 
     fn start_sampling(
@@ -292,7 +477,7 @@ impl<'a> Watcher<'a> {
                 .map(str::to_owned)
                 .or_else(|| exited.then(|| "the thread's exit".to_owned())),
         };
-        recording.frequency_hz = self.options.frequency_hz;
+        recording.frequency_hz = sampler_hz(self.options);
         recording.online_cpus = probe.online_cpus.len() as u32;
         recording.loss = loss_since(&aggregates.loss, &sampling.loss);
         let kernel_names =
@@ -335,6 +520,16 @@ impl<'a> Watcher<'a> {
         self.write(log, &event, || {
             format!("{header}\n{}", report::render_text(&report).trim_end())
         });
+        if let Some(thread) = report
+            .spinning
+            .iter()
+            .chain(&report.busiest)
+            .find(|t| t.tid == tid)
+        {
+            self.metrics.episode(thread.classification.kind.as_str());
+        }
+        let current = self.collector.stack_counts();
+        self.profiles.bank(&current, |t| t == tid);
         self.collector.forget_thread(tid);
         probe.forget_syscalls(tid)?;
         Ok(())
@@ -382,10 +577,12 @@ impl<'a> Watcher<'a> {
             self.hot = hot;
         }
         if self.hot.is_empty() {
-            probe.detach_sampling();
+            if self.options.profile_hz == 0 {
+                probe.detach_sampling();
+            }
             probe.detach_syscall_counter();
         } else {
-            probe.attach_sampling(self.options.frequency_hz)?;
+            probe.attach_sampling(sampler_hz(self.options))?;
             if !probe.syscall_counter_attached() {
                 probe.attach_syscall_counter()?;
             }
@@ -501,6 +698,10 @@ impl<'a> Watcher<'a> {
                 Change::Ended(end) => self.end(log, &end),
                 Change::Started(_) => {}
             }
+        }
+        for (samples, pending) in self.profiles.take_all(&self.collector.stack_counts()) {
+            let profile = self.profile_bytes(probe, samples, &pending, now, Some(reason));
+            let _ = pending.reply.send(profile);
         }
         let event = serde_json::json!({
             "event": "watch_stop",
