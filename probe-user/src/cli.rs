@@ -293,9 +293,23 @@ pub struct WatchArgs {
     pub listen: Option<std::net::SocketAddr>,
 
     /// Continuous profiling: every thread's stacks sampled at this rate per CPU, for
-    /// /debug/pprof/profile [default: 19 with --listen, else 0 (off)].
+    /// /debug/pprof/profile and --profile-dir [default: 19 with --listen or --profile-dir,
+    /// else 0 (off)].
     #[arg(long, value_name = "HZ", value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub profile_hz: Option<u64>,
+
+    /// Write the continuous profile here, one pprof file per --profile-interval
+    /// (created 0700 if missing; the oldest files go past --profile-dir-max-mib).
+    #[arg(long, value_name = "DIR")]
+    pub profile_dir: Option<std::path::PathBuf>,
+
+    /// Seconds each --profile-dir file covers.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = parse_duration_secs)]
+    pub profile_interval: f64,
+
+    /// Most MiB of profiles kept in --profile-dir.
+    #[arg(long, value_name = "MIB", default_value_t = 256.0, value_parser = parse_mib)]
+    pub profile_dir_max_mib: f64,
 }
 
 /// `--listen`: a bare port binds loopback; anything else needs an explicit address.
@@ -330,6 +344,9 @@ pub struct WatchOptions {
     pub listen: Option<std::net::SocketAddr>,
     /// Continuous profiling rate; 0: off.
     pub profile_hz: u64,
+    pub profile_dir: Option<std::path::PathBuf>,
+    pub profile_interval: Duration,
+    pub profile_dir_max_bytes: u64,
 }
 
 impl From<&WatchArgs> for WatchOptions {
@@ -345,9 +362,16 @@ impl From<&WatchArgs> for WatchOptions {
             top: args.top as usize,
             duration: args.duration_secs.map(Duration::from_secs_f64),
             listen: args.listen,
-            profile_hz: args
-                .profile_hz
-                .unwrap_or(if args.listen.is_some() { 19 } else { 0 }),
+            profile_hz: args.profile_hz.unwrap_or(
+                if args.listen.is_some() || args.profile_dir.is_some() {
+                    19
+                } else {
+                    0
+                },
+            ),
+            profile_dir: args.profile_dir.clone(),
+            profile_interval: Duration::from_secs_f64(args.profile_interval),
+            profile_dir_max_bytes: (args.profile_dir_max_mib * 1024.0 * 1024.0) as u64,
         }
     }
 }
@@ -362,6 +386,15 @@ fn parse_duration_secs(text: &str) -> Result<f64, String> {
         ));
     }
     Ok(secs)
+}
+
+fn parse_mib(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(mib) if mib > 0.0 && mib <= 1_048_576.0 => Ok(mib),
+        _ => Err(format!(
+            "`{text}` is not a size in MiB (> 0, e.g. 256 or 0.5)"
+        )),
+    }
 }
 
 fn parse_threshold(text: &str) -> Result<f64, String> {

@@ -23,6 +23,7 @@ pub mod output_file;
 pub mod preflight;
 pub mod proc;
 pub mod procmaps;
+pub mod profile_dir;
 pub mod profiles;
 pub mod python;
 pub mod report;

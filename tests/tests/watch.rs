@@ -533,3 +533,66 @@ fn a_real_prometheus_scrapes_the_metrics() {
     let (status, stderr) = watch.stop();
     assert!(status.success(), "probe watch failed ({status}):\n{stderr}");
 }
+
+#[test]
+fn profile_files_rotate_under_their_cap_and_go_tool_pprof_reads_them() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = ScratchDir::new("watch-profile-dir");
+    let profiles = dir.0.join("profiles");
+    let events = dir.0.join("events.jsonl");
+    let watch = Watching::start(
+        &events,
+        &[
+            "--profile-dir",
+            profiles.to_str().expect("a UTF-8 path"),
+            "--profile-interval",
+            "1",
+            "--profile-dir-max-mib",
+            "0.03",
+        ],
+    );
+    let spinner = Workload::start("late_spin", &["0", "60000"]);
+    std::thread::sleep(Duration::from_secs(6));
+    let (status, stderr) = watch.stop();
+    assert!(status.success(), "probe watch failed ({status}):\n{stderr}");
+    let mode = fs::metadata(&profiles)
+        .expect("the directory")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "profiles hold command lines: private");
+    let mut files: Vec<(PathBuf, u64)> = fs::read_dir(&profiles)
+        .expect("list the profiles")
+        .map(|entry| {
+            let entry = entry.expect("an entry");
+            (entry.path(), entry.metadata().expect("its size").len())
+        })
+        .collect();
+    files.sort();
+    let names: Vec<String> = files
+        .iter()
+        .map(|(path, _)| path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|name| name.starts_with("profile-") && name.ends_with(".pb.gz")),
+        "{names:?}"
+    );
+    // Six 1 s windows were written; the oldest went to keep ~30 KiB.
+    let total: u64 = files.iter().map(|(_, len)| len).sum();
+    let newest = files.last().expect("at least one profile").1;
+    assert!(total <= 30 * 1024 + newest, "{total} bytes in {names:?}");
+    assert!(files.len() >= 2, "{names:?}");
+    // The last whole window (the final one may be cut short by the stop).
+    let (path, _) = &files[files.len() - 2];
+    let Some(top) = pprof_top(path) else {
+        return;
+    };
+    assert!(
+        top.contains("late_spin_loop"),
+        "pid {}:\n{top}",
+        spinner.pid
+    );
+}

@@ -20,6 +20,7 @@ use crate::loader::{monotonic_ns, Aggregates, LoadOptions, Probe, ProgramSet};
 use crate::metrics::Metrics;
 use crate::model::{LossCounters, StackStats, ThreadRecord, Window};
 use crate::output::{Format, OutputOptions};
+use crate::profile_dir::ProfileDir;
 use crate::profiles::{StackCounts, Windows};
 use crate::serve::{self, Request};
 use crate::{preflight, proc, report, symbolize};
@@ -42,7 +43,15 @@ struct PendingProfile {
     seconds: u64,
     /// The kernel's count of lost samples when the window opened.
     samples_lost_before: u64,
-    reply: tokio::sync::oneshot::Sender<Result<Vec<u8>, String>>,
+    to: ProfileTo,
+}
+
+/// Where a profile goes when its window ends.
+enum ProfileTo {
+    /// An HTTP request's answer.
+    Reply(tokio::sync::oneshot::Sender<Result<Vec<u8>, String>>),
+    /// A file in `--profile-dir`; the next window opens then.
+    Dir,
 }
 
 /// Watches until SIGTERM, Ctrl-C or `--duration`.
@@ -51,10 +60,21 @@ pub fn run(options: &WatchOptions) -> anyhow::Result<()> {
     // Before anything is attached: an output that cannot be written is said at once.
     let mut log =
         EventLog::open(options.output.as_deref()).context("failed to open the event output")?;
-    runtime()?.block_on(watch(options, &mut log))
+    let profile_dir = match &options.profile_dir {
+        Some(dir) => Some(
+            ProfileDir::open(dir, options.profile_dir_max_bytes)
+                .context("failed to use the profile directory")?,
+        ),
+        None => None,
+    };
+    runtime()?.block_on(watch(options, &mut log, profile_dir))
 }
 
-async fn watch(options: &WatchOptions, log: &mut EventLog) -> anyhow::Result<()> {
+async fn watch(
+    options: &WatchOptions,
+    log: &mut EventLog,
+    profile_dir: Option<ProfileDir>,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let stop = stop_signal();
     let mut hangup = signal(SignalKind::hangup()).context("failed to handle SIGHUP")?;
@@ -88,6 +108,8 @@ async fn watch(options: &WatchOptions, log: &mut EventLog) -> anyhow::Result<()>
         serve::spawn(listener, requests);
     }
     let mut watcher = Watcher::new(options, &probe);
+    watcher.profile_dir = profile_dir;
+    watcher.open_profile_file();
     watcher.started(log, &probe);
     let elapsed = async {
         match options.duration {
@@ -174,6 +196,11 @@ struct Watcher<'a> {
     metrics: Metrics,
     profiles: Windows<PendingProfile>,
     last_reclaim: Instant,
+    profile_dir: Option<ProfileDir>,
+    /// Profiles written to / lost from `--profile-dir`, and the latest failure.
+    profiles_written: u64,
+    profiles_lost: u64,
+    last_profile_error: Option<String>,
 }
 
 impl<'a> Watcher<'a> {
@@ -199,6 +226,10 @@ impl<'a> Watcher<'a> {
             metrics: Metrics::new(),
             profiles: Windows::default(),
             last_reclaim: Instant::now(),
+            profile_dir: None,
+            profiles_written: 0,
+            profiles_lost: 0,
+            last_profile_error: None,
         }
     }
 
@@ -296,7 +327,7 @@ impl<'a> Watcher<'a> {
                 let pending = PendingProfile {
                     seconds,
                     samples_lost_before: self.loss.samples_lost,
-                    reply,
+                    to: ProfileTo::Reply(reply),
                 };
                 self.profiles
                     .open(until, &self.collector.stack_counts(), pending);
@@ -304,7 +335,23 @@ impl<'a> Watcher<'a> {
         }
     }
 
-    /// Sends every profile whose window is over.
+    /// Opens the next `--profile-dir` window, if there is a directory.
+    fn open_profile_file(&mut self) {
+        if self.profile_dir.is_none() || self.options.profile_hz == 0 {
+            return;
+        }
+        let interval = self.options.profile_interval;
+        let pending = PendingProfile {
+            seconds: interval.as_secs().max(1),
+            samples_lost_before: self.loss.samples_lost,
+            to: ProfileTo::Dir,
+        };
+        let until = monotonic_ns() + interval.as_nanos() as u64;
+        self.profiles
+            .open(until, &self.collector.stack_counts(), pending);
+    }
+
+    /// Sends or writes every profile whose window is over.
     fn answer_due_profiles(&mut self, probe: &mut Probe, now: u64) {
         if self.profiles.is_empty() {
             return;
@@ -312,7 +359,37 @@ impl<'a> Watcher<'a> {
         let due = self.profiles.take_due(now, &self.collector.stack_counts());
         for (samples, pending) in due {
             let profile = self.profile_bytes(probe, samples, &pending, now, None);
-            let _ = pending.reply.send(profile);
+            let to_dir = matches!(pending.to, ProfileTo::Dir);
+            self.deliver(pending.to, profile, now);
+            if to_dir {
+                self.open_profile_file();
+            }
+        }
+    }
+
+    /// Hands a finished profile to where it goes; a file window is followed by the next.
+    fn deliver(&mut self, to: ProfileTo, profile: Result<Vec<u8>, String>, now: u64) {
+        match to {
+            // The client may have gone: nothing to answer.
+            ProfileTo::Reply(reply) => {
+                let _ = reply.send(profile);
+            }
+            ProfileTo::Dir => {
+                let Some(dir) = &self.profile_dir else {
+                    return;
+                };
+                let written = profile.and_then(|bytes| {
+                    dir.write(&bytes, self.clock.system_time(now))
+                        .map_err(|err| format!("{:#}", anyhow::Error::new(err)))
+                });
+                match written {
+                    Ok(_) => self.profiles_written += 1,
+                    Err(why) => {
+                        self.profiles_lost += 1;
+                        self.last_profile_error = Some(why);
+                    }
+                }
+            }
         }
     }
 
@@ -648,6 +725,9 @@ impl<'a> Watcher<'a> {
             "events_written": log.written,
             "events_lost": log.failed,
             "last_output_error": log.last_error,
+            "profiles_written": self.profiles_written,
+            "profiles_lost": self.profiles_lost,
+            "last_profile_error": self.last_profile_error,
             "sampling": probe.sampling(),
         });
         let latest_error = log
@@ -701,7 +781,7 @@ impl<'a> Watcher<'a> {
         }
         for (samples, pending) in self.profiles.take_all(&self.collector.stack_counts()) {
             let profile = self.profile_bytes(probe, samples, &pending, now, Some(reason));
-            let _ = pending.reply.send(profile);
+            self.deliver(pending.to, profile, now);
         }
         let event = serde_json::json!({
             "event": "watch_stop",
@@ -848,12 +928,15 @@ impl Clock {
     }
 
     fn wall(&self, monotonic_ns: u64) -> String {
-        let at = if monotonic_ns >= self.monotonic_ns {
+        humantime::format_rfc3339_millis(self.system_time(monotonic_ns)).to_string()
+    }
+
+    fn system_time(&self, monotonic_ns: u64) -> SystemTime {
+        if monotonic_ns >= self.monotonic_ns {
             self.wall + Duration::from_nanos(monotonic_ns - self.monotonic_ns)
         } else {
             self.wall - Duration::from_nanos(self.monotonic_ns - monotonic_ns)
-        };
-        humantime::format_rfc3339_millis(at).to_string()
+        }
     }
 }
 
