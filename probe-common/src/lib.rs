@@ -27,11 +27,40 @@ pub const MAX_SYSCALL_KEYS: u32 = 131_072;
 /// of two); the loader sizes it to the sampling rate at load time.
 pub const SAMPLE_RING_BYTES: u32 = 256 << 10;
 
+/// Bytes of the ring buffer of sampled syscall arguments (`SYSCALL_ARGS`).
+pub const SYSCALL_ARGS_RING_BYTES: u32 = 256 << 10;
+
+/// Syscall numbers `SYSCALL_PATH_ARG` has a slot for (x86-64's are below 512).
+pub const SYSCALL_NR_SLOTS: u32 = 512;
+
+/// Bytes of a path argument kept per sampled syscall (the kernel cuts longer ones).
+pub const SYSCALL_PATH_BYTES: usize = 96;
+
+/// The arguments of one sampled syscall: every `GLOBAL_SYSCALL_ARG_EVERY`-th call that
+/// `sys_enter` counts on a CPU. The six argument registers as they were, and the path a
+/// path argument points at (see `SYSCALL_PATH_ARG`), read at entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SyscallArgs {
+    pub tid: u32,
+    pub tgid: u32,
+    pub nr: u32,
+    /// Bytes of `path` the kernel read, the NUL included (0: no path argument or it could
+    /// not be read).
+    pub path_len: u32,
+    pub args: [u64; 6],
+    pub path: [u8; SYSCALL_PATH_BYTES],
+}
+
 /// Names of the maps and programs, so the two sides cannot drift apart.
 pub mod names {
     pub const SAMPLES: &str = "SAMPLES";
     pub const THREAD_STATS: &str = "THREAD_STATS";
     pub const SYSCALL_COUNTS: &str = "SYSCALL_COUNTS";
+    /// Ring buffer of [`super::SyscallArgs`].
+    pub const SYSCALL_ARGS: &str = "SYSCALL_ARGS";
+    /// Array, syscall number -> 1 + the index of its path argument (0: none).
+    pub const SYSCALL_PATH_ARG: &str = "SYSCALL_PATH_ARG";
     pub const CPU_STATE: &str = "CPU_STATE";
     pub const COUNTERS: &str = "COUNTERS";
     pub const TARGET_PIDS: &str = "TARGET_PIDS";
@@ -86,6 +115,9 @@ pub mod names {
     /// Load-time global: non-zero (`probe watch` with continuous profiling) samples the
     /// stacks of every thread even with `HOT_ONLY` set; syscalls stay hot threads' only.
     pub const GLOBAL_PROFILE_ALL: &str = "PROFILE_ALL";
+    /// Load-time global: `sys_enter` samples the arguments of every N-th syscall it counts
+    /// on a CPU (a power of two; 0: none).
+    pub const GLOBAL_SYSCALL_ARG_EVERY: &str = "SYSCALL_ARG_EVERY";
 }
 
 /// Index in the `CONTROL` array of the CLOCK_MONOTONIC time the window opened (0: not
@@ -346,7 +378,8 @@ pub struct SyscallCache {
     pub pending: [u64; SYSCALL_CACHE_WAYS],
     /// The entry to evict next (round robin).
     pub next_victim: u32,
-    pub _pad: u32,
+    /// Syscalls counted on this CPU (wrapping), for sampling their arguments.
+    pub arg_ticks: u32,
 }
 
 impl SyscallCache {
@@ -397,10 +430,12 @@ pub enum Counter {
     TargetsDropped = 4,
     /// Off-CPU stacks not recorded: the map of blocked threads was full.
     OffCpuDropped = 5,
+    /// Sampled syscall arguments lost because their ring buffer was full.
+    SyscallArgsLost = 6,
 }
 
 impl Counter {
-    pub const COUNT: u32 = 6;
+    pub const COUNT: u32 = 7;
 }
 
 #[cfg(feature = "user")]
@@ -412,6 +447,8 @@ mod pod {
     unsafe impl aya::Pod for super::SyscallKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CpuState {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SyscallArgs {}
     // SAFETY: as above (`_pad` makes the trailing padding explicit).
     unsafe impl aya::Pod for super::SyscallCache {}
     // SAFETY: as above.
@@ -449,6 +486,7 @@ mod tests {
         assert_eq!(size_of::<ThreadStats>(), 8 * 3 + 4 * 2 + 16);
         assert_eq!(size_of::<SyscallKey>(), 16);
         assert_eq!(size_of::<CpuState>(), 32);
+        assert_eq!(size_of::<SyscallArgs>(), 4 * 4 + 6 * 8 + SYSCALL_PATH_BYTES);
         assert_eq!(size_of::<SyscallCache>(), SYSCALL_CACHE_WAYS * 16 + 8);
         assert_eq!(size_of::<KernelName>(), 8 + KERNEL_NAME_TEXT_BYTES);
     }

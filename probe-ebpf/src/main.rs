@@ -12,7 +12,7 @@ use aya_ebpf::{
     },
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id,
-        bpf_probe_read_kernel,
+        bpf_probe_read_kernel, bpf_probe_read_user_str_bytes,
         generated::{bpf_get_current_task_btf, bpf_get_stack, bpf_ktime_get_ns, bpf_task_pt_regs},
     },
     macros::{btf_tracepoint, map, perf_event},
@@ -21,12 +21,13 @@ use aya_ebpf::{
     EbpfContext,
 };
 use probe_common::{
-    Counter, CpuState, PyLayoutKernel, SampleHeader, SampleScratch, SyscallCache, SyscallKey,
-    ThreadStats, CONTROL_PY_WALK_LOADED, CONTROL_SLOTS, CONTROL_WINDOW_END, CONTROL_WINDOW_START,
-    MAX_HOT_THREADS, MAX_STACK_DEPTH, MAX_SYSCALL_KEYS, MAX_TARGET_PIDS, MAX_THREADS, PY_MAX_PROCS,
-    PY_MAX_THREADS, RECORD_EXEC, RECORD_OFF_CPU, RECORD_OFF_CPU_END, RECORD_SAMPLE,
-    SAMPLE_KERNEL_STACK_ERROR, SAMPLE_RING_BYTES, SAMPLE_SCRATCH_WORDS, SAMPLE_USER_STACK_ERROR,
-    SYSCALL_CACHE_WAYS, TAIL_CALL_PY_WALK, TAIL_CALL_SLOTS, TAIL_CALL_UNWIND,
+    Counter, CpuState, PyLayoutKernel, SampleHeader, SampleScratch, SyscallArgs, SyscallCache,
+    SyscallKey, ThreadStats, CONTROL_PY_WALK_LOADED, CONTROL_SLOTS, CONTROL_WINDOW_END,
+    CONTROL_WINDOW_START, MAX_HOT_THREADS, MAX_STACK_DEPTH, MAX_SYSCALL_KEYS, MAX_TARGET_PIDS,
+    MAX_THREADS, PY_MAX_PROCS, PY_MAX_THREADS, RECORD_EXEC, RECORD_OFF_CPU, RECORD_OFF_CPU_END,
+    RECORD_SAMPLE, SAMPLE_KERNEL_STACK_ERROR, SAMPLE_RING_BYTES, SAMPLE_SCRATCH_WORDS,
+    SAMPLE_USER_STACK_ERROR, SYSCALL_ARGS_RING_BYTES, SYSCALL_CACHE_WAYS, SYSCALL_NR_SLOTS,
+    TAIL_CALL_PY_WALK, TAIL_CALL_SLOTS, TAIL_CALL_UNWIND,
 };
 
 mod kernel_names;
@@ -64,8 +65,21 @@ static HOT_ONLY: u32 = 0;
 #[no_mangle]
 static PROFILE_ALL: u32 = 0;
 
+/// `sys_enter` samples the arguments of every N-th syscall it counts on a CPU into
+/// `SYSCALL_ARGS` (0: none). Set at load time.
+#[no_mangle]
+static SYSCALL_ARG_EVERY: u32 = 0;
+
 #[map]
 static SAMPLES: RingBuf = RingBuf::with_byte_size(SAMPLE_RING_BYTES, 0);
+
+/// Sampled syscall arguments (`SyscallArgs`).
+#[map]
+static SYSCALL_ARGS: RingBuf = RingBuf::with_byte_size(SYSCALL_ARGS_RING_BYTES, 0);
+
+/// Syscall number -> 1 + the index of its path argument (0: none), filled by userspace.
+#[map]
+static SYSCALL_PATH_ARG: Array<u8> = Array::with_max_entries(SYSCALL_NR_SLOTS, 0);
 
 /// Where `sample_stack` assembles each record (see `SampleScratch`).
 #[map]
@@ -791,9 +805,17 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> u32 {
     // sys_enter(struct pt_regs *regs, long id)
     let nr = ctx.arg::<i64>(1) as u32;
     let key = SyscallCache::key(pid_tgid as u32, nr);
+    // SAFETY: a plain read of a load-time constant (see `filter_pids`): a power of two.
+    let every = unsafe { core::ptr::read_volatile(&SYSCALL_ARG_EVERY) };
     // SAFETY: per-CPU slot, see `bump`; indexes are bounded by the array length.
     unsafe {
         let cache = &mut *cache;
+        if every != 0 {
+            cache.arg_ticks = cache.arg_ticks.wrapping_add(1);
+            if cache.arg_ticks & (every - 1) == 0 {
+                sample_syscall_args(&ctx, pid_tgid, nr);
+            }
+        }
         for way in 0..SYSCALL_CACHE_WAYS {
             if cache.key[way] == key {
                 cache.pending[way] += 1;
@@ -811,6 +833,52 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> u32 {
 }
 
 /// Adds `count` calls to `SYSCALL_COUNTS` under this CPU's key, which no other CPU writes.
+/// The arguments of one syscall (every `SYSCALL_ARG_EVERY`-th counted on a CPU): its
+/// argument registers, and the path its path argument points at, into `SYSCALL_ARGS`.
+/// The storm's arguments are the clue a count alone does not give (`open("/")` forever).
+#[inline(always)]
+fn sample_syscall_args(ctx: &BtfTracePointContext, pid_tgid: u64, nr: u32) {
+    let Some(mut entry) = SYSCALL_ARGS.reserve::<SyscallArgs>(0) else {
+        bump(Counter::SyscallArgsLost);
+        return;
+    };
+    let record = entry.as_mut_ptr();
+    let regs: *const aya_ebpf::bindings::pt_regs = ctx.arg(0);
+    // SAFETY: `record` is the reserved entry, written whole before it is submitted; `regs`
+    // is the tracepoint's pointer to the syscall's saved registers, read through the
+    // helper (a failed read is a zero); the path is read through the user-memory helper,
+    // which bounds it to the record's buffer.
+    unsafe {
+        let read = |field: *const u64| bpf_probe_read_kernel(field).unwrap_or(0);
+        let args = [
+            read(core::ptr::addr_of!((*regs).rdi)),
+            read(core::ptr::addr_of!((*regs).rsi)),
+            read(core::ptr::addr_of!((*regs).rdx)),
+            read(core::ptr::addr_of!((*regs).r10)),
+            read(core::ptr::addr_of!((*regs).r8)),
+            read(core::ptr::addr_of!((*regs).r9)),
+        ];
+        (*record).tid = pid_tgid as u32;
+        (*record).tgid = (pid_tgid >> 32) as u32;
+        (*record).nr = nr;
+        (*record).args = args;
+        (*record).path_len = 0;
+        let path_arg = match SYSCALL_PATH_ARG.get(nr).copied().unwrap_or(0) {
+            1 => args[0],
+            2 => args[1],
+            3 => args[2],
+            _ => 0,
+        };
+        if path_arg != 0 {
+            let path = &mut *addr_of_mut!((*record).path);
+            if let Ok(bytes) = bpf_probe_read_user_str_bytes(path_arg as *const u8, path) {
+                (*record).path_len = bytes.len() as u32 + 1;
+            }
+        }
+    }
+    entry.submit(BPF_RB_NO_WAKEUP as u64);
+}
+
 #[inline(always)]
 fn add_syscalls(tid: u32, nr: u32, count: u64) {
     if count == 0 {

@@ -14,11 +14,12 @@ use std::{
 };
 
 use probe_common::{
-    sample_record_bytes, CpuState, PyFrameRecord, SampleHeader, SyscallCache, ThreadStats,
-    MAX_STACK_DEPTH, MAX_USER_FRAMES, PY_FRAME_CALL_ENTRY, PY_MAX_FRAMES, RECORD_EXEC,
+    sample_record_bytes, CpuState, PyFrameRecord, SampleHeader, SyscallArgs, SyscallCache,
+    ThreadStats, MAX_STACK_DEPTH, MAX_USER_FRAMES, PY_FRAME_CALL_ENTRY, PY_MAX_FRAMES, RECORD_EXEC,
     RECORD_OFF_CPU, RECORD_OFF_CPU_END, RECORD_SAMPLE, SAMPLE_KERNEL_STACK_ERROR,
     SAMPLE_PY_TRUNCATED, SAMPLE_PY_WALKED, SAMPLE_USER_COMPLETE, SAMPLE_USER_STACK_ERROR,
     SAMPLE_USER_STOP_MASK, SAMPLE_USER_STOP_SHIFT, SAMPLE_USER_TABLES, SYSCALL_CACHE_WAYS,
+    SYSCALL_PATH_BYTES,
 };
 
 mod python;
@@ -101,6 +102,8 @@ pub struct Accumulator {
     /// Threads blocked with a recorded off-CPU stack, waiting for the record that says
     /// when they were back: tid -> (stack, when they left the CPU).
     blocked: HashMap<u32, (RawStack, u32, u64)>,
+    /// What the fds of sampled syscalls point at.
+    fd_targets: FdTargets,
 }
 
 /// The aggregation key of a sample: its frames and flags, on-CPU.
@@ -140,6 +143,41 @@ pub struct Sample {
 }
 
 impl Accumulator {
+    /// Renames every tallied `fd N` to what it pointed at when last read.
+    fn name_fd_arguments(&mut self) {
+        let fds = &self.fd_targets;
+        for thread in self.threads.values_mut() {
+            for values in thread.syscall_args.values_mut() {
+                *values = std::mem::take(values)
+                    .into_iter()
+                    .map(|(value, count)| match tallied_fd(&value) {
+                        Some(fd) => (fds.describe(thread.pid, fd), count),
+                        None => (value, count),
+                    })
+                    .fold(BTreeMap::new(), |mut named, (value, count)| {
+                        *named.entry(value).or_insert(0) += count;
+                        named
+                    });
+            }
+        }
+    }
+
+    /// Adds one sampled syscall's key argument to its thread's tally.
+    pub fn add_syscall_args(&mut self, args: &SyscallArgs) {
+        let Some(value) = key_arg_value(args, &mut self.fd_targets) else {
+            return;
+        };
+        let thread = self.thread(args.tid, args.tgid);
+        let values = thread.syscall_args.entry(args.nr).or_default();
+        let full = values.len() >= MAX_ARG_VALUES && !values.contains_key(&value);
+        let key = if full {
+            "(other values)".to_owned()
+        } else {
+            value
+        };
+        *values.entry(key).or_insert(0) += 1;
+    }
+
     /// Adds one sample from the ring buffer.
     pub fn add_sample(&mut self, sample: &Sample) {
         let header = &sample.header;
@@ -428,6 +466,7 @@ impl Accumulator {
 
     /// Fills names and exit marks from /proc and returns the recording.
     pub fn finish(mut self, mut recording: Recording) -> Recording {
+        self.name_fd_arguments();
         let pids: Vec<u32> = self.threads.values().map(|thread| thread.pid).collect();
         for pid in pids {
             self.processes
@@ -547,6 +586,14 @@ pub async fn observe(
         notices: probe.notices.clone(),
         ..Recording::default()
     };
+    let mut recording = recording;
+    if aggregates.loss.syscall_args_lost > 0 {
+        recording.notices.push(format!(
+            "{} sampled syscall arguments were lost (their ring buffer was full): the \
+             argument shares are of the rest",
+            aggregates.loss.syscall_args_lost
+        ));
+    }
     Ok(collector.finish(recording))
 }
 
@@ -738,10 +785,115 @@ fn drain_samples(probe: &mut Probe, collector: &mut Collector) -> Result<(), Loa
             _ => accumulator.malformed_samples += 1,
         }
     }
+    accumulator.fd_targets.next_drain();
+    let ring = probe.syscall_args();
+    while let Some(item) = ring.next() {
+        match read_syscall_args(&item) {
+            Some(args) => accumulator.add_syscall_args(&args),
+            None => accumulator.malformed_samples += 1,
+        }
+    }
     accumulator.check_due_maps(probe.filters_pids());
     python.sync(live, probe);
     unwind.sync(tables, probe);
     Ok(())
+}
+
+/// One `SYSCALL_ARGS` record, copied out (the ring's bytes are only 8-byte aligned);
+/// `None` when its size is not a record's.
+pub fn read_syscall_args(bytes: &[u8]) -> Option<SyscallArgs> {
+    if bytes.len() != std::mem::size_of::<SyscallArgs>() {
+        return None;
+    }
+    // SAFETY: exactly one record's bytes (checked above); `SyscallArgs` is plain old data
+    // (any bit pattern is valid) and `read_unaligned` makes no alignment assumption.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<SyscallArgs>()) })
+}
+
+/// Distinct key-argument values kept per (thread, syscall); the rest are counted as one.
+const MAX_ARG_VALUES: usize = 32;
+
+/// What file descriptors pointed at: read once per (process, fd) and drain, and the last
+/// target read kept for when the fd is closed by the time of the next read (a storm of
+/// open / close is the case that matters), so one fd is shown one way.
+#[derive(Clone, Debug, Default)]
+pub struct FdTargets {
+    read_this_drain: HashMap<(u32, i32), Option<String>>,
+    last_known: HashMap<(u32, i32), String>,
+}
+
+/// (process, fd) targets kept at most; beyond, the oldest knowledge is dropped at once.
+const MAX_FD_TARGETS: usize = 4096;
+
+impl FdTargets {
+    /// A new drain: targets are read again.
+    fn next_drain(&mut self) {
+        self.read_this_drain.clear();
+        if self.last_known.len() > MAX_FD_TARGETS {
+            self.last_known.clear();
+        }
+    }
+
+    /// Reads what `fd` of `tgid` points at, once per drain; remembered once read.
+    fn look(&mut self, tgid: u32, fd: i32) {
+        let read = self.read_this_drain.entry((tgid, fd)).or_insert_with(|| {
+            std::fs::read_link(format!("/proc/{tgid}/fd/{fd}"))
+                .ok()
+                .map(|target| format!("{:?}", target.to_string_lossy()))
+        });
+        if let Some(target) = read {
+            self.last_known.insert((tgid, fd), target.clone());
+        }
+    }
+
+    /// `fd N → "target"` with the last target read, or `fd N` when none was.
+    fn describe(&self, tgid: u32, fd: i32) -> String {
+        match self.last_known.get(&(tgid, fd)) {
+            Some(target) => format!("{FD_PREFIX}{fd} → {target}"),
+            None => format!("{FD_PREFIX}{fd}"),
+        }
+    }
+}
+
+/// Tallied fd arguments are `fd N` until the report names what they point at.
+const FD_PREFIX: &str = "fd ";
+
+/// `N` of a tallied `fd N`.
+fn tallied_fd(value: &str) -> Option<i32> {
+    value.strip_prefix(FD_PREFIX)?.parse().ok()
+}
+
+/// How a sampled syscall's key argument is shown, or `None` for a syscall without one.
+fn key_arg_value(args: &SyscallArgs, fds: &mut FdTargets) -> Option<String> {
+    use crate::syscall_names::KeyArg;
+    Some(match crate::syscall_names::key_arg(args.nr)? {
+        KeyArg::Path(index) => {
+            let len = (args.path_len as usize).min(SYSCALL_PATH_BYTES);
+            // An `*at` call with an empty path works on its directory fd (glibc's fstat
+            // is `newfstatat(fd, "", AT_EMPTY_PATH)`): that fd is the argument.
+            if len == 1 && index == 1 {
+                return Some(fd_value(args, fds));
+            }
+            if len == 0 {
+                "(unreadable path)".to_owned()
+            } else {
+                let path = String::from_utf8_lossy(&args.path[..len - 1]);
+                // Quoted and escaped: a path is whatever bytes the program passed.
+                let cut = if len == SYSCALL_PATH_BYTES { "…" } else { "" };
+                format!("{path:?}{cut}")
+            }
+        }
+        KeyArg::Fd => fd_value(args, fds),
+        KeyArg::Futex => format!("futex {:#x}", args.args[0]),
+    })
+}
+
+/// `fd N`, tallied as is: what it points at is read now (at the drain, not at the call)
+/// and named at the end, one way for every call on that fd.
+fn fd_value(args: &SyscallArgs, fds: &mut FdTargets) -> String {
+    let fd = args.args[0] as i32;
+    fds.look(args.tgid, fd);
+    format!("{FD_PREFIX}{fd}")
 }
 
 /// Parses one ring-buffer record: a [`SampleHeader`] and exactly the frames it counts
@@ -1220,5 +1372,56 @@ mod tests {
         assert_eq!(acc.threads[&3].syscalls[&110], 15);
         assert_eq!(acc.threads[&3].syscalls[&0], 2);
         assert_eq!(acc.threads.len(), 1);
+    }
+
+    fn syscall_args(tgid: u32, nr: u32, args: [u64; 6], path: &[u8]) -> SyscallArgs {
+        let mut record = SyscallArgs {
+            tid: tgid,
+            tgid,
+            nr,
+            path_len: 0,
+            args,
+            path: [0; SYSCALL_PATH_BYTES],
+        };
+        if !path.is_empty() {
+            record.path[..path.len()].copy_from_slice(path);
+            record.path_len = path.len() as u32 + 1;
+        }
+        record
+    }
+
+    #[test]
+    fn sampled_arguments_are_tallied_by_their_key_value() {
+        let me = std::process::id();
+        let mut acc = Accumulator::default();
+        // openat(AT_FDCWD, "/etc\n\"x"): a hostile path, quoted and escaped.
+        acc.add_syscall_args(&syscall_args(me, 257, [0; 6], b"/etc\n\"x"));
+        // read(0, ...) twice: this process's stdin, named from /proc; an fd nothing
+        // points at keeps its number.
+        acc.add_syscall_args(&syscall_args(me, 0, [0; 6], b""));
+        acc.add_syscall_args(&syscall_args(me, 0, [0; 6], b""));
+        acc.add_syscall_args(&syscall_args(me, 0, [9999, 0, 0, 0, 0, 0], b""));
+        // getppid has no key argument: nothing is kept.
+        acc.add_syscall_args(&syscall_args(me, 110, [0; 6], b""));
+        // futex(addr, ...).
+        acc.add_syscall_args(&syscall_args(me, 202, [0x7f00_1234, 0, 0, 0, 0, 0], b""));
+        let stdin = std::fs::read_link("/proc/self/fd/0")
+            .map(|target| format!("fd 0 → {:?}", target.to_string_lossy()))
+            .unwrap_or_else(|_| "fd 0".to_owned());
+        let recording = acc.finish(Recording::default());
+        let args = &recording.threads[&me].syscall_args;
+        assert_eq!(
+            args[&257],
+            BTreeMap::from([("\"/etc\\n\\\"x\"".to_owned(), 1)])
+        );
+        assert_eq!(
+            args[&0],
+            BTreeMap::from([(stdin, 2), ("fd 9999".to_owned(), 1)])
+        );
+        assert_eq!(
+            args[&202],
+            BTreeMap::from([("futex 0x7f001234".to_owned(), 1)])
+        );
+        assert!(!args.contains_key(&110));
     }
 }

@@ -22,6 +22,7 @@ use probe_common::{
 use thiserror::Error;
 
 use crate::model::{LossCounters, ProgramStats};
+use crate::syscall_names::KeyArg;
 
 mod unwind_maps;
 
@@ -159,6 +160,8 @@ pub struct Probe {
     /// The ring buffer of stack samples, mapped once: mapping it for every drain cost
     /// more than reading it.
     samples: RingBuf<MapData>,
+    /// The ring buffer of sampled syscall arguments.
+    syscall_args: RingBuf<MapData>,
     /// What was loaded.
     programs: ProgramSet,
     /// Features that are unavailable on this kernel, one line each, for the report.
@@ -221,6 +224,10 @@ pub fn monotonic_ns() -> u64 {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
+
+/// `sys_enter` samples the arguments of one syscall in this many on each CPU: ~2,000 a
+/// second of a 136,000/s storm, a handful of a quiet thread's.
+const SYSCALL_ARG_EVERY: u32 = 64;
 
 impl Probe {
     /// Loads every program, fills the pid filter and attaches everything.
@@ -293,6 +300,15 @@ impl Probe {
                 &u32::from(options.programs.profile_all),
                 true,
             )
+            .override_global(
+                names::GLOBAL_SYSCALL_ARG_EVERY,
+                &if options.programs.syscalls {
+                    SYSCALL_ARG_EVERY
+                } else {
+                    0
+                },
+                true,
+            )
             .load(PROGRAMS)
             .map_err(classify_object_error)?;
         let samples = ebpf.take_map(names::SAMPLES).ok_or_else(|| {
@@ -300,6 +316,12 @@ impl Probe {
         })?;
         let samples = RingBuf::try_from(samples)
             .map_err(|err| LoadError::Other(format!("map the sample ring buffer: {err}")))?;
+        let syscall_args = ebpf.take_map(names::SYSCALL_ARGS).ok_or_else(|| {
+            LoadError::Other(format!("find map `{}` in the object", names::SYSCALL_ARGS))
+        })?;
+        let syscall_args = RingBuf::try_from(syscall_args).map_err(|err| {
+            LoadError::Other(format!("map the syscall-argument ring buffer: {err}"))
+        })?;
         let mut probe = Self {
             ebpf,
             window_start_ns: 0,
@@ -308,6 +330,7 @@ impl Probe {
             links: Vec::new(),
             kernel_namer_loaded: false,
             samples,
+            syscall_args,
             programs: ProgramSet::default(),
             notices,
             filter_pids: filter != 0,
@@ -316,6 +339,9 @@ impl Probe {
             run_time_stats: None,
         };
         probe.fill_pid_filter(&options.pids)?;
+        if options.programs.syscalls {
+            probe.fill_syscall_path_args()?;
+        }
         // Verify everything first, then attach in quick succession; the programs account
         // nothing until the caller opens the window with `start_window`. The Python walk
         // is loaded later, once a Python process is in scope.
@@ -539,6 +565,21 @@ impl Probe {
         control
             .set(slot, value, 0)
             .map_err(|err| LoadError::Other(format!("write the control map: {err}")))
+    }
+
+    /// Tells `sys_enter` which argument of each syscall is a path, for sampled arguments.
+    fn fill_syscall_path_args(&mut self) -> Result<(), LoadError> {
+        let map = self.ebpf_map(names::SYSCALL_PATH_ARG)?;
+        let mut slots: Array<_, u8> = Array::try_from(map)
+            .map_err(|err| LoadError::Other(format!("open the path-argument map: {err}")))?;
+        for nr in 0..probe_common::SYSCALL_NR_SLOTS {
+            if let Some(KeyArg::Path(index)) = crate::syscall_names::key_arg(nr) {
+                slots.set(nr, index as u8 + 1, 0).map_err(|err| {
+                    LoadError::Other(format!("fill the path-argument map: {err}"))
+                })?;
+            }
+        }
+        Ok(())
     }
 
     fn fill_pid_filter(&mut self, pids: &[u32]) -> Result<(), LoadError> {
@@ -827,7 +868,13 @@ impl Probe {
             syscalls_dropped: total(Counter::SyscallsDropped)?,
             targets_dropped: total(Counter::TargetsDropped)?,
             off_cpu_dropped: total(Counter::OffCpuDropped)?,
+            syscall_args_lost: total(Counter::SyscallArgsLost)?,
         })
+    }
+
+    /// The ring buffer of sampled syscall arguments.
+    pub fn syscall_args(&mut self) -> &mut RingBuf<MapData> {
+        &mut self.syscall_args
     }
 
     /// The ring buffer of stack samples.

@@ -43,6 +43,9 @@ pub struct LossCounters {
     /// Off-CPU stacks not recorded because the map of blocked threads was full.
     #[serde(default)]
     pub off_cpu_dropped: u64,
+    /// Sampled syscall arguments lost because their ring buffer was full.
+    #[serde(default)]
+    pub syscall_args_lost: u64,
 }
 
 /// What one kernel program cost over the window, from the kernel's BPF statistics
@@ -145,6 +148,10 @@ pub struct ThreadRecord {
     /// On-CPU samples by CPU.
     #[serde(default)]
     pub samples_by_cpu: BTreeMap<u32, u64>,
+    /// Sampled syscall arguments: syscall number -> the key argument, as shown ("/",
+    /// `fd 3 → "/etc/hosts"`), -> how many samples had it.
+    #[serde(default)]
+    pub syscall_args: BTreeMap<u32, BTreeMap<String, u64>>,
     /// Samples aggregated by raw stack as they arrive, so memory follows the number of
     /// distinct stacks, not the duration.
     #[serde(with = "pairs")]
@@ -349,6 +356,9 @@ pub struct ThreadProfile {
     pub kernel_samples: u64,
     /// (syscall number, count), any order.
     pub syscalls: Vec<(u32, u64)>,
+    /// Sampled syscall arguments (see [`ThreadRecord::syscall_args`]).
+    #[serde(default)]
+    pub syscall_args: BTreeMap<u32, BTreeMap<String, u64>>,
     /// Samples by stack, hottest first; each stack appears once per kind.
     pub samples: Vec<StackSamples>,
 }

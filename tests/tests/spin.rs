@@ -130,6 +130,52 @@ fn open_loop_top_syscalls() {
     assert_open_fstat_close_loop(thread, "open_loop");
 }
 
+/// The storm's argument, the clue a count alone does not give: `open("/")` forever shows
+/// as openat's path, and the fstat and close of its fd as that fd, pointing at "/".
+#[test]
+fn a_storms_arguments_are_named() {
+    if !require_bpf() {
+        return;
+    }
+    let opener = Workload::start("open_loop", &[]);
+    let pid = opener.pid.to_string();
+    let report = spin_json(&["-p", &pid, "-d", "2"]);
+    let thread = spinning_thread(&report, opener.tid);
+    let syscalls = thread["syscalls"].as_array().expect("syscalls");
+    let args_of = |name: &str| -> &Value {
+        &syscalls
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}: {thread:#}"))["args"]
+    };
+    let openat = args_of("openat");
+    assert_eq!(openat[0]["value"], "\"/\"", "{thread:#}");
+    assert_eq!(openat[0]["share"], 1.0, "{thread:#}");
+    assert!(openat[0]["samples"].as_u64() > Some(100), "{thread:#}");
+    let fstat = if syscall_names(thread).contains(&"newfstatat") {
+        "newfstatat"
+    } else {
+        "fstat"
+    };
+    for name in [fstat, "close"] {
+        let top = &args_of(name)[0];
+        let value = top["value"].as_str().expect("a value");
+        assert!(
+            value.starts_with("fd ") && value.ends_with(" → \"/\""),
+            "{name}: {thread:#}"
+        );
+        assert!(number(top, "share") >= 0.99, "{name}: {thread:#}");
+    }
+    // The text report says it in the syscalls line: `openat 136,258 (68,129/s; "/" 100%)`.
+    let output = probe_tests::run_probe(&["spin", "-p", &pid, "-d", "1"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.lines()
+            .any(|line| line.contains("syscalls:") && line.contains("/s; \"/\" 100%)")),
+        "{text}"
+    );
+}
+
 #[test]
 fn idle_threads_are_not_spinning() {
     if !require_bpf() {

@@ -596,3 +596,28 @@ fn profile_files_rotate_under_their_cap_and_go_tool_pprof_reads_them() {
         spinner.pid
     );
 }
+
+#[test]
+fn an_episodes_syscall_storm_names_its_argument() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = ScratchDir::new("watch-args");
+    let events = dir.0.join("events.jsonl");
+    let watch = Watching::start(&events, &["--for", "1", "--sample", "1"]);
+    let opener = Workload::start("open_loop", &[]);
+    let spin = watch.wait_for("the open loop's spin event", |e| {
+        e["event"] == "spin" && e["episode"]["tid"] == opener.tid
+    });
+    let (status, stderr) = watch.stop();
+    assert!(status.success(), "probe watch failed ({status}):\n{stderr}");
+    let thread = reported_thread(&spin, opener.tid);
+    let openat = thread["syscalls"]
+        .as_array()
+        .expect("syscalls")
+        .iter()
+        .find(|s| s["name"] == "openat")
+        .unwrap_or_else(|| panic!("no openat: {thread:#}"));
+    assert_eq!(openat["args"][0]["value"], "\"/\"", "{thread:#}");
+    assert_eq!(openat["args"][0]["share"], 1.0, "{thread:#}");
+}

@@ -880,6 +880,9 @@ fn loss_since(now: &LossCounters, before: &LossCounters) -> LossCounters {
         syscalls_dropped: now.syscalls_dropped.saturating_sub(before.syscalls_dropped),
         targets_dropped: now.targets_dropped.saturating_sub(before.targets_dropped),
         off_cpu_dropped: now.off_cpu_dropped.saturating_sub(before.off_cpu_dropped),
+        syscall_args_lost: now
+            .syscall_args_lost
+            .saturating_sub(before.syscall_args_lost),
     }
 }
 

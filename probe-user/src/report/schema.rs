@@ -130,6 +130,21 @@ pub struct SyscallRate {
     pub nr: u32,
     pub count: u64,
     pub per_sec: f64,
+    /// The most frequent values of its key argument (path, fd and what it points at,
+    /// futex address) among the calls whose arguments were sampled; absent when none
+    /// were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<SyscallArg>,
+}
+
+/// One value of a syscall's key argument and its share of the sampled calls.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SyscallArg {
+    pub value: String,
+    /// 0..1.
+    pub share: f64,
+    /// Calls sampled with it.
+    pub samples: u64,
 }
 
 /// What kind of spinning the numbers point at.

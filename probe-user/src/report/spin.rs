@@ -6,7 +6,7 @@ use super::frames::{
 };
 use super::merge::{merged_stacks, StackCount};
 use super::schema::{
-    Loss, Scope, SpinReport, SyscallRate, ThreadReport, WindowInfo, SCHEMA_VERSION,
+    Loss, Scope, SpinReport, SyscallArg, SyscallRate, ThreadReport, WindowInfo, SCHEMA_VERSION,
 };
 use super::SpinOptions;
 use crate::model::{FrameKind, ProcessInfo, Profile, ThreadProfile};
@@ -245,6 +245,29 @@ fn ranked_syscalls(thread: &ThreadProfile, window_secs: f64) -> Vec<SyscallRate>
             nr,
             count,
             per_sec: round_to(per_sec(count, window_secs), PCT_DECIMALS),
+            args: top_args(thread.syscall_args.get(&nr)),
+        })
+        .collect()
+}
+
+/// Values of a syscall's key argument shown per syscall.
+const TOP_ARGS: usize = 3;
+
+/// The most frequent sampled values, most frequent first (then by value).
+fn top_args(sampled: Option<&std::collections::BTreeMap<String, u64>>) -> Vec<SyscallArg> {
+    let Some(sampled) = sampled else {
+        return Vec::new();
+    };
+    let total: u64 = sampled.values().sum();
+    let mut values: Vec<(&String, u64)> = sampled.iter().map(|(v, &n)| (v, n)).collect();
+    values.sort_by(|(va, a), (vb, b)| b.cmp(a).then_with(|| va.cmp(vb)));
+    values
+        .into_iter()
+        .take(TOP_ARGS)
+        .map(|(value, samples)| SyscallArg {
+            value: value.clone(),
+            share: round_to(fraction(samples, total), PCT_DECIMALS + 2),
+            samples,
         })
         .collect()
 }

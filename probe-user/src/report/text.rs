@@ -196,7 +196,7 @@ fn cmdline(args: &[String]) -> String {
     cut
 }
 
-/// `syscalls: 48,210/s — getppid 241,050 (48,210/s), read 12 (2.4/s)`.
+/// `syscalls: 48,210/s — getppid 241,050 (48,210/s), openat 12 (2.4/s; "/" 100%)`.
 fn syscalls(f: &mut Formatter<'_>, thread: &ThreadReport) -> fmt::Result {
     if thread.syscalls.is_empty() {
         return writeln!(f, "  syscalls: none");
@@ -206,11 +206,16 @@ fn syscalls(f: &mut Formatter<'_>, thread: &ThreadReport) -> fmt::Result {
         let separator = if i == 0 { " " } else { ", " };
         write!(
             f,
-            "{separator}{} {} ({}/s)",
+            "{separator}{} {} ({}/s",
             Escaped(&syscall.name),
             grouped(syscall.count),
             rate(syscall.per_sec)
         )?;
+        for arg in &syscall.args {
+            // Paths are quoted and escaped where they were sampled; the rest is ours.
+            write!(f, "; {} {:.0}%", Escaped(&arg.value), arg.share * 100.0)?;
+        }
+        write!(f, ")")?;
     }
     writeln!(f)
 }

@@ -1006,6 +1006,7 @@ fn thread_profile(
         user_samples: thread.user_samples,
         kernel_samples: thread.kernel_samples,
         syscalls: thread.syscalls.into_iter().collect(),
+        syscall_args: thread.syscall_args,
         samples,
     }
 }

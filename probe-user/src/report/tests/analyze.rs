@@ -197,6 +197,7 @@ fn header_facts_are_carried_over() {
         syscalls_dropped: 3,
         targets_dropped: 0,
         off_cpu_dropped: 0,
+        syscall_args_lost: 0,
     };
     let report = profile()
         .targets(&[42, 43])

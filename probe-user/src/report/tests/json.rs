@@ -16,6 +16,7 @@ fn full_report() -> SpinReport {
         syscalls_dropped: 0,
         targets_dropped: 0,
         off_cpu_dropped: 0,
+        syscall_args_lost: 0,
     };
     profile()
         .window(3 * SEC, 1_234_567_891, true)

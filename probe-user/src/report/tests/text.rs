@@ -86,6 +86,7 @@ fn losses_and_notices_are_visible() {
         syscalls_dropped: 1_000,
         targets_dropped: 0,
         off_cpu_dropped: 0,
+        syscall_args_lost: 0,
     };
     let text = render_text(&profile().loss(loss).notice("no python frames").report());
     assert!(text.contains(
