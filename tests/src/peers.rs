@@ -155,6 +155,12 @@ pub fn pprof_top(path: &Path) -> Option<String> {
     pprof(path, &["-top"])
 }
 
+/// `go tool pprof -top` of what `source` is: a URL pprof fetches itself, as people run it
+/// against a server's `/debug/pprof/profile`.
+pub fn pprof_top_source(source: &str) -> Option<String> {
+    pprof(Path::new(source), &["-top"])
+}
+
 /// `go tool pprof -top -lines`: the same by function and source line.
 pub fn pprof_lines(path: &Path) -> Option<String> {
     pprof(path, &["-top", "-lines"])
