@@ -12,7 +12,7 @@
 //!   each capability is needed; the report must name the workload's function.
 //!
 //! Root needed (dpkg, setpriv); outside CI a missing `PROBE_DEB` or tool skips, under
-//! `CI=true` it fails. About 10 s.
+//! `CI=true` it fails. About 5 s.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -36,8 +36,13 @@ const MUST_BE_ABSENT: [&str; 3] = [
     INSTALLED_UNIT,
     "/lib/systemd/system/probe-watch.service",
 ];
-/// What `deb-systemd-helper` leaves when a package is removed but not purged: a mask.
-const MASK_LINK: &str = "/etc/systemd/system/probe-watch.service";
+/// What `deb-systemd-helper` leaves when a package is removed but not purged (a mask, and
+/// its record of the mask and of links it made), which a purge must take away.
+const SYSTEMD_HELPER_STATE: [&str; 3] = [
+    "/etc/systemd/system/probe-watch.service",
+    "/var/lib/systemd/deb-systemd-helper-masked/probe-watch.service",
+    "/var/lib/systemd/deb-systemd-helper-enabled/probe-watch.service.dsh-also",
+];
 /// A user that is not root and owns nothing, as `DynamicUser=yes` allocates one (from
 /// this range's start).
 const SERVICE_UID: &str = "61184";
@@ -71,7 +76,7 @@ fn package_under_test() -> Option<PathBuf> {
     match std::env::var_os("PROBE_DEB") {
         Some(path) => Some(PathBuf::from(path)),
         None => {
-            missing("PROBE_DEB is not set (`cargo xtask package` builds the package)");
+            missing("PROBE_DEB, the package `cargo xtask package` builds, is not set");
             None
         }
     }
@@ -162,20 +167,24 @@ impl Drop for Installed {
     }
 }
 
-/// The line of `dpkg-deb --contents` listing `path` (`./usr/bin/probe`).
-fn listing<'a>(contents: &'a str, path: &str) -> &'a str {
+/// Mode and owner (`-rwxr-xr-x`, `0/0`) of `path` (`./usr/bin/probe`) in the listing of
+/// `dpkg-deb --contents`.
+fn mode_and_owner<'a>(contents: &'a str, path: &str) -> (&'a str, &'a str) {
     contents
         .lines()
-        .find(|line| line.split_whitespace().last() == Some(path))
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|fields| fields.last() == Some(&path))
+        .map(|fields| (fields[0], fields[1]))
         .unwrap_or_else(|| panic!("{path} is not in the package:\n{contents}"))
 }
 
 fn check_contents(deb: &str) {
     let contents = run_ok("dpkg-deb", &["--contents", deb]);
-    let probe = listing(&contents, &format!(".{INSTALLED_PROBE}"));
-    assert!(probe.starts_with("-rwxr-xr-x root/root"), "{probe}");
-    let unit = listing(&contents, &format!(".{INSTALLED_UNIT}"));
-    assert!(unit.starts_with("-rw-r--r-- root/root"), "{unit}");
+    let root = |owner| ["0/0", "root/root"].contains(&owner);
+    let (mode, owner) = mode_and_owner(&contents, &format!(".{INSTALLED_PROBE}"));
+    assert!(mode == "-rwxr-xr-x" && root(owner), "probe: {mode} {owner}");
+    let (mode, owner) = mode_and_owner(&contents, &format!(".{INSTALLED_UNIT}"));
+    assert!(mode == "-rw-r--r--" && root(owner), "unit: {mode} {owner}");
     for line in contents.lines() {
         let path = line.split_whitespace().last().unwrap_or_default();
         // Nothing in /etc: no conffiles to leave behind, no unit enabled by a link.
@@ -263,7 +272,7 @@ fn check_installed_probe() {
 
 fn check_nothing_left() {
     assert_eq!(dpkg_status(), None, "dpkg still knows probe");
-    for path in MUST_BE_ABSENT.into_iter().chain([MASK_LINK]) {
+    for path in MUST_BE_ABSENT.into_iter().chain(SYSTEMD_HELPER_STATE) {
         assert!(
             fs::symlink_metadata(path).is_err(),
             "{path} is left after the purge"
@@ -383,8 +392,16 @@ impl Watch {
         let mut seen = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(line) = self.lines.recv_timeout(left) else {
-                panic!("no {what} within {EVENT_TIMEOUT:?}; events:\n{seen:#?}");
+            let line = match self.lines.recv_timeout(left) {
+                Ok(line) => line,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("no {what} within {EVENT_TIMEOUT:?}; events:\n{seen:#?}")
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!(
+                        "probe watch ended before {what} (its stderr is above); events:\n{seen:#?}"
+                    )
+                }
             };
             let event: Value = serde_json::from_str(&line)
                 .unwrap_or_else(|e| panic!("not a JSON event ({e}): {line}"));

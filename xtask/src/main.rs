@@ -2,6 +2,7 @@
 //! run and test commands, lint, bench); the build itself stays a plain `cargo build`.
 
 mod bench;
+mod package;
 mod peers;
 mod setup;
 
@@ -51,6 +52,10 @@ enum Task {
         #[arg(long, value_name = "MINUTES", conflicts_with_all = ["rounds", "secs"])]
         record_soak: Option<f64>,
     },
+    /// Build probe in release and its Debian package (cargo-deb): the binary and the
+    /// probe-watch systemd unit, installed neither enabled nor started. Prints the path of
+    /// the .deb (target/debian/probe_<version>_<arch>.deb).
+    Package,
 }
 
 fn main() -> ExitCode {
@@ -68,6 +73,7 @@ fn main() -> ExitCode {
             rounds: rounds as usize,
             secs,
         }),
+        Task::Package => package::build().map(|deb| println!("{}", deb.display())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -171,6 +177,8 @@ fn test() -> Result<()> {
     tally.run(cargo().args(["test"]))?;
     run(cargo().args(["build", "--package", "probe-user", "--bin", "probe"]))?;
     let probe = workspace_root().join("target/debug/probe");
+    // tests/tests/package.rs installs and removes it.
+    let deb = package::build()?;
     peers::install()?;
     // The integration tests share the machine's two CPUs: one at a time, so a spinning
     // workload gets its CPU and the thresholds mean what they say.
@@ -184,7 +192,8 @@ fn test() -> Result<()> {
                 "--tests",
             ])
             .args(["--", "--test-threads=1"])
-            .env("PROBE_BIN", probe),
+            .env("PROBE_BIN", probe)
+            .env("PROBE_DEB", deb),
     );
     // One closing line for the whole run, whatever failed.
     println!(

@@ -97,7 +97,14 @@ async fn watch(
         },
     })?;
     if listener.is_some() {
-        probe.keep_run_time_stats()?;
+        // Needs CAP_SYS_ADMIN, which the packaged unit does not grant: without it the
+        // programs' metrics stay at zero and watch_start says why.
+        if let Err(err) = probe.keep_run_time_stats() {
+            probe.notices.push(format!(
+                "probe_bpf_program_* metrics stay at 0: {err} (it needs CAP_SYS_ADMIN, or \
+                 `sysctl kernel.bpf_stats_enabled=1`)"
+            ));
+        }
     }
     probe.start_window()?;
     if options.profile_hz > 0 {
