@@ -185,13 +185,24 @@ fn python_call_tree(minor: u8) {
     assert_two_to_one(&stacks, &py_chain(&PY_HEAVY), &py_chain(&PY_LIGHT), 100);
     // The eval loop itself (and its `.cold` part); its callers, such as
     // `_PyEval_EvalFrame` inlined into `_PyEval_Vector` on 3.9-3.11, are native frames.
-    let eval_loop = stacks
+    // A sample can land while a call is being entered: the new eval loop already runs but
+    // CPython has not linked its frame yet, so one eval frame has no Python frames and is
+    // rightly left as it is. That is rare (1 sample in ~200 seen on 3.9); more than 1% of
+    // the samples would be a merge that goes wrong.
+    let total: u64 = stacks.iter().map(|(_, weight)| weight).sum();
+    let unmerged: u64 = stacks
         .iter()
-        .flat_map(|(frames, _)| frames)
-        .find(|frame| frame.starts_with("_PyEval_EvalFrameDefault"));
+        .filter(|(frames, _)| {
+            frames
+                .iter()
+                .any(|frame| frame.starts_with("_PyEval_EvalFrameDefault"))
+        })
+        .map(|(_, weight)| weight)
+        .sum();
     assert!(
-        eval_loop.is_none(),
-        "an interpreter frame {eval_loop:?} was not replaced by its Python frames:\n{}",
+        unmerged * 100 <= total,
+        "{unmerged} of {total} samples have an interpreter frame not replaced by its Python \
+         frames:\n{}",
         show(&stacks)
     );
 }
