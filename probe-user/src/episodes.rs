@@ -196,21 +196,7 @@ impl Heat {
     pub fn close_all(&mut self) -> Vec<Change> {
         let mut changes = Vec::new();
         for (tid, episode) in std::mem::take(&mut self.episodes) {
-            if episode.sampling_until_ns.is_some() {
-                changes.push(Change::Sampled {
-                    id: episode.id,
-                    tid,
-                    exited: false,
-                });
-            }
-            changes.push(Change::Ended(EpisodeEnd {
-                id: episode.id,
-                tid,
-                pid: episode.pid,
-                hot_since_ns: episode.hot_since_ns,
-                ended_ns: episode.last_hot_ns,
-                cause: EndCause::Stopped,
-            }));
+            close(tid, &episode, EndCause::Stopped, &mut changes);
         }
         changes
     }
@@ -251,25 +237,12 @@ impl Heat {
                 history.points.clear();
                 history.points.extend(newest);
             }
-            if episode.sampling_until_ns.is_some() {
-                changes.push(Change::Sampled {
-                    id: episode.id,
-                    tid,
-                    exited: gone,
-                });
-            }
-            changes.push(Change::Ended(EpisodeEnd {
-                id: episode.id,
-                tid,
-                pid: episode.pid,
-                hot_since_ns: episode.hot_since_ns,
-                ended_ns: episode.last_hot_ns,
-                cause: if gone {
-                    EndCause::Exited
-                } else {
-                    EndCause::Cooled
-                },
-            }));
+            let cause = if gone {
+                EndCause::Exited
+            } else {
+                EndCause::Cooled
+            };
+            close(tid, &episode, cause, changes);
         }
     }
 
@@ -329,6 +302,26 @@ impl Heat {
             }));
         }
     }
+}
+
+/// The changes that close `episode` of thread `tid`: its report if it was still being
+/// sampled (its thread exited if that is why), then its end.
+fn close(tid: u32, episode: &Episode, cause: EndCause, changes: &mut Vec<Change>) {
+    if episode.sampling_until_ns.is_some() {
+        changes.push(Change::Sampled {
+            id: episode.id,
+            tid,
+            exited: cause == EndCause::Exited,
+        });
+    }
+    changes.push(Change::Ended(EpisodeEnd {
+        id: episode.id,
+        tid,
+        pid: episode.pid,
+        hot_since_ns: episode.hot_since_ns,
+        ended_ns: episode.last_hot_ns,
+        cause,
+    }));
 }
 
 #[cfg(test)]
