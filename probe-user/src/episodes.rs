@@ -129,6 +129,8 @@ pub struct Heat {
     threads: HashMap<u32, History>,
     /// By tid: at most one open episode per thread.
     episodes: BTreeMap<u32, Episode>,
+    /// The previous tick; before the first one, when the totals started counting (see
+    /// [`Heat::counting_since`]).
     last_tick_ns: Option<u64>,
     next_id: u64,
 }
@@ -142,6 +144,13 @@ impl Heat {
             last_tick_ns: None,
             next_id: 1,
         }
+    }
+
+    /// The totals count from `start_ns` (the window's start): every thread had 0 then, so
+    /// the first tick's threads get a history from there.
+    pub fn counting_since(mut self, start_ns: u64) -> Self {
+        self.last_tick_ns = Some(start_ns);
+        self
     }
 
     /// Threads with an open episode.
@@ -171,7 +180,20 @@ impl Heat {
         let mut seen = std::collections::HashSet::with_capacity(totals.len());
         for total in totals {
             seen.insert(total.tid);
-            let history = self.threads.entry(total.tid).or_default();
+            let history = self.threads.entry(total.tid).or_insert_with(|| {
+                // Not in the previous tick's totals: it had not run since they started
+                // counting (a thread gets its total at its first switch, or from the CPU it
+                // is running on), so it had 0 then. Its share over a stretch reaching back
+                // before it existed is lower, never higher, than over its life.
+                History {
+                    pid: total.pid,
+                    points: previous_tick
+                        .filter(|&previous| previous < now_ns)
+                        .map(|previous| (previous, 0))
+                        .into_iter()
+                        .collect(),
+                }
+            });
             if history.pid != total.pid {
                 // A new thread (or a reused tid): its history starts now.
                 history.pid = total.pid;

@@ -175,6 +175,10 @@ pub struct Probe {
     /// Held while the kernel keeps run-time statistics for every BPF program (see
     /// [`Probe::keep_run_time_stats`]).
     run_time_stats: Option<std::os::fd::OwnedFd>,
+    /// The syscall map has had no entries since it was last cleared with the counter
+    /// detached: reading it can be skipped (iterating a hash map visits all its buckets,
+    /// 131,072 for this one, even when it is empty).
+    syscall_counts_empty: bool,
 }
 
 /// One attached program. Detaching leaves the program loaded until the [`Probe`] drops, so
@@ -337,6 +341,7 @@ impl Probe {
             unwinder_loaded: false,
             unwind_arrays: None,
             run_time_stats: None,
+            syscall_counts_empty: true,
         };
         probe.fill_pid_filter(&options.pids)?;
         if options.programs.syscalls {
@@ -395,6 +400,24 @@ impl Probe {
         self.attach_tracepoints(&[names::PROG_SYS_ENTER])
     }
 
+    /// Deletes every syscall count, with the counter detached (`probe watch`, once no
+    /// thread is sampled): until it is attached again, reads skip the map.
+    pub fn clear_syscall_counts(&mut self) -> Result<(), LoadError> {
+        if self.syscall_counter_attached() || self.syscall_counts_empty {
+            return Ok(());
+        }
+        let map = self.ebpf_map(names::SYSCALL_COUNTS)?;
+        let mut counts: BpfHashMap<_, SyscallKey, u64> = BpfHashMap::try_from(map)
+            .map_err(|err| LoadError::Other(format!("open the syscall map: {err}")))?;
+        let keys: Vec<SyscallKey> = counts.keys().filter_map(Result::ok).collect();
+        for key in keys {
+            // Gone already: nothing to remove.
+            let _ = counts.remove(&key);
+        }
+        self.syscall_counts_empty = true;
+        Ok(())
+    }
+
     /// Has the kernel count run time and runs of every BPF program for as long as this
     /// probe lives (`BPF_ENABLE_STATS`, which `kernel.bpf_stats_enabled` does for the
     /// whole machine): `probe watch`'s metrics report its programs' cost. Each program run
@@ -409,6 +432,15 @@ impl Probe {
             self.run_time_stats = Some(fd);
         }
         Ok(())
+    }
+
+    /// Whether the kernel is counting the programs' run time: this probe asked it to
+    /// ([`Probe::keep_run_time_stats`]) or `kernel.bpf_stats_enabled` is 1. Otherwise
+    /// [`Probe::program_stats`] holds run counts with zero run time.
+    pub fn run_time_counted(&self) -> bool {
+        self.run_time_stats.is_some()
+            || std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+                .is_ok_and(|enabled| enabled.trim() == "1")
     }
 
     /// Stops counting syscalls (`probe watch`, between episodes); a no-op when the counter
@@ -704,6 +736,9 @@ impl Probe {
 
     fn attach_tracepoints(&mut self, names: &[&'static str]) -> Result<(), LoadError> {
         for &name in names {
+            if name == names::PROG_SYS_ENTER {
+                self.syscall_counts_empty = false;
+            }
             let program: &mut BtfTracePoint = self.program(name)?;
             let link = program
                 .attach()
@@ -836,8 +871,10 @@ impl Probe {
             threads.push(entry.map_err(|err| read("thread stats", &err))?);
         }
         let mut syscalls = Vec::new();
-        for entry in self.syscall_counts()?.iter() {
-            syscalls.push(entry.map_err(|err| read("syscall counts", &err))?);
+        if !self.syscall_counts_empty {
+            for entry in self.syscall_counts()?.iter() {
+                syscalls.push(entry.map_err(|err| read("syscall counts", &err))?);
+            }
         }
         let caches = self.syscall_cache()?.get(&0, 0);
         let caches = caches.map_err(|err| read("the per-CPU syscall caches", &err))?;

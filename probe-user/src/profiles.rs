@@ -64,6 +64,16 @@ impl<R> Windows<R> {
         }
     }
 
+    /// Whether a window is due at `now_ns` (cheap: the samples are not looked at).
+    pub fn any_due(&self, now_ns: u64) -> bool {
+        self.open.iter().any(|window| window.until_ns <= now_ns)
+    }
+
+    /// Whether an open window's reply is one `which` accepts.
+    pub fn any_open(&self, which: impl Fn(&R) -> bool) -> bool {
+        self.open.iter().any(|window| which(&window.reply))
+    }
+
     /// The windows due at `now_ns`, each with its samples, closed.
     pub fn take_due(&mut self, now_ns: u64, current: &StackCounts) -> Vec<(StackCounts, R)> {
         let (due, open): (Vec<_>, Vec<_>) = std::mem::take(&mut self.open)

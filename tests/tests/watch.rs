@@ -219,6 +219,14 @@ fn a_thread_that_starts_spinning_gets_one_episode_and_idle_ones_none() {
         (&last["event"], &last["stopped_by"]),
         (&Value::from("watch_stop"), &Value::from("SIGTERM"))
     );
+    for key in ["uptime_secs", "cpu_secs", "rss_kib"] {
+        assert!(last[key].is_number(), "{key}: {last:#}");
+    }
+    // Without --listen probe does not ask the kernel to count run time; unless the machine
+    // does, no costs are claimed.
+    let counted = fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+        .is_ok_and(|enabled| enabled.trim() == "1");
+    assert_eq!(last["kernel_programs"].is_array(), counted, "{last:#}");
 }
 
 #[test]
@@ -549,6 +557,19 @@ fn a_real_prometheus_scrapes_the_metrics() {
     drop(server);
     let (status, stderr) = watch.stop();
     assert!(status.success(), "probe watch failed ({status}):\n{stderr}");
+    // With --listen probe has the kernel count its programs' run time: watch_stop says
+    // what each cost.
+    let all = read_events(&events);
+    let last = all.last().expect("events");
+    let programs = last["kernel_programs"].as_array().expect("kernel_programs");
+    let switch = programs
+        .iter()
+        .find(|p| p["program"] == "sched_switch")
+        .unwrap_or_else(|| panic!("no sched_switch in {last:#}"));
+    assert!(
+        number(switch, "run_count") > 0.0 && number(switch, "run_time_ns") > 0.0,
+        "{last:#}"
+    );
 }
 
 #[test]

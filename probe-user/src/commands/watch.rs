@@ -27,7 +27,9 @@ use crate::{preflight, proc, report, symbolize};
 
 /// How often run times are read and episodes decided.
 const TICK: Duration = Duration::from_millis(500);
-/// How often the ring buffer is drained while an episode is sampled.
+/// How often the ring buffer is drained while an episode is sampled, and due profiles
+/// answered while an HTTP request waits for one. Otherwise both happen at the tick: every
+/// wake-up costs, and between episodes watch should cost next to nothing.
 const DRAIN: Duration = Duration::from_millis(100);
 /// An episode ends after this long below the threshold.
 const COOL: Duration = Duration::from_secs(3);
@@ -140,13 +142,16 @@ async fn watch(
             () = &mut elapsed => break None,
             _ = hangup.recv() => log.reopen(),
             Some(request) = requested.recv() => watcher.request(&probe, log, request),
-            _ = drain.tick() => {
+            _ = drain.tick(), if watcher.drains_often() => {
                 if probe.sampling() {
                     watcher.collector.drain(&mut probe)?;
                 }
                 watcher.answer_due_profiles(&mut probe, monotonic_ns());
             }
-            _ = tick.tick() => watcher.tick(&mut probe, log)?,
+            _ = tick.tick() => {
+                watcher.tick(&mut probe, log)?;
+                watcher.answer_due_profiles(&mut probe, monotonic_ns());
+            }
             _ = heartbeat.tick() => watcher.heartbeat(&probe, log),
         }
     };
@@ -219,7 +224,8 @@ impl<'a> Watcher<'a> {
                 hold_ns: options.hold.as_nanos() as u64,
                 sample_ns: options.sample.as_nanos() as u64,
                 cool_ns: COOL.as_nanos() as u64,
-            }),
+            })
+            .counting_since(probe.window_start_ns),
             collector: Collector::default(),
             sampling: HashMap::new(),
             open: HashMap::new(),
@@ -359,8 +365,17 @@ impl<'a> Watcher<'a> {
     }
 
     /// Sends or writes every profile whose window is over.
+    /// Whether the ring buffer is drained every [`DRAIN`] rather than every [`TICK`]: while
+    /// hot threads are sampled at `-F`, or an HTTP request waits for its profile.
+    fn drains_often(&self) -> bool {
+        !self.hot.is_empty()
+            || self
+                .profiles
+                .any_open(|pending| matches!(pending.to, ProfileTo::Reply(_)))
+    }
+
     fn answer_due_profiles(&mut self, probe: &mut Probe, now: u64) {
-        if self.profiles.is_empty() {
+        if !self.profiles.any_due(now) {
             return;
         }
         let due = self.profiles.take_due(now, &self.collector.stack_counts());
@@ -665,6 +680,8 @@ impl<'a> Watcher<'a> {
                 probe.detach_sampling();
             }
             probe.detach_syscall_counter();
+            // Every sampled thread was reported: their counts are spent.
+            probe.clear_syscall_counts()?;
         } else {
             probe.attach_sampling(sampler_hz(self.options))?;
             if !probe.syscall_counter_attached() {
@@ -790,10 +807,18 @@ impl<'a> Watcher<'a> {
             let profile = self.profile_bytes(probe, samples, &pending, now, Some(reason));
             self.deliver(pending.to, profile, now);
         }
+        let own = own_usage();
+        // What the kernel programs cost since they were loaded; only when the kernel kept
+        // their run time (see `Probe::run_time_counted`), so a zero is never shown as a cost.
+        let kernel_programs = probe.run_time_counted().then(|| probe.program_stats());
         let event = serde_json::json!({
             "event": "watch_stop",
             "at": self.clock.wall(now),
             "stopped_by": reason,
+            "uptime_secs": round3(self.started.elapsed().as_secs_f64()),
+            "cpu_secs": own.map(|u| round3(u.0)),
+            "rss_kib": own.map(|u| u.1),
+            "kernel_programs": kernel_programs,
             "events_written": log.written,
             "events_lost": log.failed,
         });

@@ -209,3 +209,42 @@ fn a_reused_tid_in_another_process_starts_from_nothing() {
     assert!(heat.tick(30 * SEC, &[reused], &[]).is_empty());
     assert_eq!(heat.tracked_threads(), 1);
 }
+
+#[test]
+fn a_thread_first_seen_mid_run_counts_from_the_tick_before_it() {
+    // Thread 7 starts spinning at 10.1 s, first seen at the 10.5 s tick with 0.4 s of CPU:
+    // it had 0 at the 10 s tick, so its hold is judged from there, not from 10.5 s.
+    let options = HeatOptions {
+        hold_ns: 3 * SEC,
+        sample_ns: 2 * SEC,
+        ..options()
+    };
+    let mut heat = Heat::new(options).counting_since(0);
+    let started = 10 * SEC + SEC / 10;
+    let mut first_start = None;
+    for tick in 1..=40 {
+        let now = tick * TICK;
+        let totals = if now > started {
+            vec![total(now - started)]
+        } else {
+            vec![]
+        };
+        for change in heat.tick(now, &totals, &[]) {
+            if let Change::Started(start) = change {
+                first_start.get_or_insert((now, start.hot_since_ns));
+            }
+        }
+    }
+    // 2.9 s of CPU over the 3 s since the 10 s tick: 97%, at 13 s.
+    assert_eq!(first_start, Some((13 * SEC, 10 * SEC)));
+    // The first tick's threads count from when counting began.
+    let mut heat = Heat::new(options).counting_since(0);
+    let changes = heat.tick(3 * SEC, &[total(3 * SEC)], &[]);
+    assert!(
+        matches!(changes.as_slice(), [Change::Started(_)]),
+        "{changes:?}"
+    );
+    // Without that origin the history starts at the first tick.
+    let mut heat = Heat::new(options);
+    assert!(heat.tick(3 * SEC, &[total(3 * SEC)], &[]).is_empty());
+}
