@@ -13,6 +13,7 @@
 #endif
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static inline double clock_secs(clockid_t clock) {
@@ -28,12 +29,23 @@ static inline double now_secs(void) { return clock_secs(CLOCK_MONOTONIC); }
 /* This process's CPU time. A real syscall, so it is read only at the start and the end. */
 static inline double cpu_secs(void) { return clock_secs(CLOCK_PROCESS_CPUTIME_ID); }
 
-/* The run length from argv[1], in seconds; exits 2 with a usage line when it is missing. */
+/* The run length from argv[1], in seconds; exits 2 with a usage line when it is missing.
+ * With `--start-on-eof` after it (for observers that attach to a PID, as strace -p does),
+ * it first writes "ready" on stderr and waits for end of file on its stdin: the harness
+ * attaches, then lets it go, and the run is measured from then on. */
 static inline double parse_secs(int argc, char **argv) {
-  double secs = argc == 2 ? strtod(argv[1], NULL) : 0.0;
+  int gated = argc == 3 && strcmp(argv[2], "--start-on-eof") == 0;
+  double secs = argc == 2 || gated ? strtod(argv[1], NULL) : 0.0;
   if (secs <= 0.0) {
-    fprintf(stderr, "usage: %s <seconds>\n", argv[0]);
+    fprintf(stderr, "usage: %s <seconds> [--start-on-eof]\n", argv[0]);
     exit(2);
+  }
+  if (gated) {
+    fputs("ready\n", stderr);
+    fflush(stderr);
+    char buf[64];
+    while (fread(buf, 1, sizeof buf, stdin) > 0) {
+    }
   }
   return secs;
 }

@@ -1,13 +1,17 @@
 //! `cargo xtask bench`: what probe costs the machine, next to its peers, measured in one run.
 //!
-//! Three workloads (`bench/*.c`, and a pure-Python loop, `bench/py_loop.py`) run alone and
-//! under each of their observers (the C ones under probe spin, probe record, bpftrace and
-//! perf; the Python one under probe spin, probe record and py-spy) in interleaved rounds whose order rotates every round: these
-//! shared VMs drift by up to ±30% over an hour, so only a ratio to "alone" from the same round
-//! means anything (see ../shared/benchmarking.md).
+//! Four workloads (`bench/*.c`, and a pure-Python loop, `bench/py_loop.py`) run alone and
+//! under each of their observers (the CPU loop and the getppid storm under probe watch, with
+//! and without its 19 Hz profile, probe spin, probe record, perf, bpftrace and strace; the
+//! deep C loop under probe spin's two ways of unwinding; the Python one under probe watch,
+//! probe spin, probe record, strace and py-spy) in interleaved rounds whose order rotates
+//! every round: these shared VMs drift by up to ±30% over an hour, so only a ratio to
+//! "alone" from the same round means anything (see ../shared/benchmarking.md).
 //! Ratios cannot resolve effects under ~10%, so the cost of probe's kernel programs is also
 //! read directly from the kernel's BPF statistics, next to bpftrace's from the same rounds,
-//! and probe's own CPU time and peak RSS from its rusage. The result is a markdown table on stdout and in `target/bench/results.md`.
+//! and every observer's own CPU time and peak RSS from its rusage and /proc. probe watch's
+//! episode latency and its memory over a thread churn are measured after the rounds
+//! (`watch`). The result is a markdown table on stdout and in `target/bench/results.md`.
 //! `--record-soak` (`soak`) is a separate, long run of probe record alone.
 
 mod format;
@@ -26,6 +30,7 @@ mod stats;
 mod tables;
 mod targets;
 mod unwinding;
+mod watch;
 mod workload;
 
 use std::{
@@ -81,6 +86,7 @@ pub fn run(options: &Options) -> Result<()> {
     };
     let samples = bench.rounds()?;
     let (idle, idle_others) = bench.idle()?;
+    let watch_checks = watch::measure_checks(&bench.paths)?;
     let results = Results {
         machine: Machine::read(),
         load_before,
@@ -90,6 +96,7 @@ pub fn run(options: &Options) -> Result<()> {
         idle,
         idle_others,
         table_builds,
+        watch_checks,
         elapsed: started.elapsed(),
     };
     let mut text = String::new();
@@ -143,6 +150,15 @@ fn prepare(paths: &Paths) -> Result<PathBuf> {
     for workload in WORKLOADS.into_iter().filter(|w| !w.is_python()) {
         compile(paths, workload)?;
     }
+    // watch's churn check (see `watch`).
+    run_command(
+        Command::new("cc")
+            .args(CFLAGS)
+            .arg("-pthread")
+            .arg("-o")
+            .arg(paths.out.join("thread_churn"))
+            .arg("bench/thread_churn.c"),
+    )?;
     Ok(python)
 }
 
@@ -161,13 +177,20 @@ fn compile(paths: &Paths, workload: Workload) -> Result<()> {
 }
 
 fn ensure_peers() -> Result<()> {
-    if on_path("bpftrace") && on_path("perf") {
+    if on_path("bpftrace") && on_path("perf") && on_path("strace") {
         return Ok(());
     }
-    eprintln!("xtask: installing the peers to compare against: bpftrace linux-perf");
+    eprintln!("xtask: installing the peers to compare against: bpftrace linux-perf strace");
     // On stderr: the table on stdout must hold only itself.
     run_to_stderr(Command::new("apt-get").args(["update", "-q"]))?;
-    run_to_stderr(Command::new("apt-get").args(["install", "-y", "-q", "bpftrace", "linux-perf"]))
+    run_to_stderr(Command::new("apt-get").args([
+        "install",
+        "-y",
+        "-q",
+        "bpftrace",
+        "linux-perf",
+        "strace",
+    ]))
 }
 
 fn on_path(program: &str) -> bool {

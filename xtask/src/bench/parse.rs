@@ -145,6 +145,40 @@ fn parse_program_cost(value: &serde_json::Value) -> Option<ProgramCost> {
     })
 }
 
+/// `probe watch`'s last event, `watch_stop`: how long it ran and, when the kernel counted
+/// run time, what each of its kernel programs cost since it loaded them.
+#[derive(Debug, PartialEq)]
+pub(super) struct WatchStop {
+    pub(super) uptime_secs: f64,
+    /// `None` when the kernel did not count run time (watch_stop's `kernel_programs` null).
+    pub(super) programs: Option<Vec<ProgramCost>>,
+}
+
+/// The `watch_stop` event among `probe watch`'s JSON lines, if it wrote one.
+pub(super) fn parse_watch_stop(events: &str) -> Option<WatchStop> {
+    let stop = events
+        .lines()
+        .rev()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|event| {
+            event.get("event").and_then(serde_json::Value::as_str) == Some("watch_stop")
+        })?;
+    let programs = match stop.get("kernel_programs")? {
+        serde_json::Value::Null => None,
+        programs => Some(
+            programs
+                .as_array()?
+                .iter()
+                .map(parse_program_cost)
+                .collect::<Option<_>>()?,
+        ),
+    };
+    Some(WatchStop {
+        uptime_secs: stop.get("uptime_secs")?.as_f64()?,
+        programs,
+    })
+}
+
 pub(super) fn parse_window_secs(report: &str) -> Option<f64> {
     let report: serde_json::Value = serde_json::from_str(report).ok()?;
     report
@@ -216,6 +250,31 @@ fn fdinfo_field<T: std::str::FromStr>(fdinfo: &str, key: &str) -> Option<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watch_stop_gives_the_uptime_and_the_programs_when_counted() {
+        let events = "{\"event\":\"watch_start\",\"at\":\"x\"}\n\
+            {\"event\":\"watch_stop\",\"uptime_secs\":5.25,\"kernel_programs\":\
+            [{\"program\":\"sched_switch\",\"run_time_ns\":900,\"run_count\":3}]}\n";
+        assert_eq!(
+            parse_watch_stop(events),
+            Some(WatchStop {
+                uptime_secs: 5.25,
+                programs: Some(vec![ProgramCost {
+                    program: "sched_switch".into(),
+                    run_time_ns: 900,
+                    run_count: 3
+                }])
+            })
+        );
+        let uncounted = "{\"event\":\"watch_stop\",\"uptime_secs\":1.0,\"kernel_programs\":null}";
+        assert_eq!(parse_watch_stop(uncounted).unwrap().programs, None);
+        // Stopped before it could say so: no figures rather than made-up ones.
+        assert_eq!(
+            parse_watch_stop("{\"event\":\"heartbeat\"}\n{\"event\":\"wat"),
+            None
+        );
+    }
 
     #[test]
     fn rates_are_iterations_over_secs() {

@@ -14,6 +14,14 @@ const PY_SPY_OUTPUT: &str = "target/bench/py-spy.txt";
 /// Where `probe record` writes its flamegraph (SVG: its default format, and the one that
 /// takes longest to write).
 const PROBE_RECORD_OUTPUT: &str = "target/bench/probe-record.svg";
+/// Where `probe watch` writes its events, and its profiles with `--profile-dir`.
+const WATCH_EVENTS: &str = "target/bench/watch-events.jsonl";
+const WATCH_PROFILES: &str = "target/bench/watch-profiles";
+/// strace's syscall summary.
+const STRACE_OUTPUT: &str = "target/bench/strace.txt";
+/// `probe watch --profile-hz`: the rate of its continuous profile (its default with
+/// `--listen` or `--profile-dir`).
+pub(super) const WATCH_PROFILE_HZ: u32 = 19;
 
 /// bpftrace's counterpart of probe: 99 Hz stacks plus a per-thread syscall count.
 const BPFTRACE_PROGRAM: &str = "profile:hz:99 { @s[kstack, ustack] = count(); } \
@@ -97,6 +105,11 @@ impl Workload {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Observer {
     Alone,
+    /// `probe watch` between episodes: its `--for` outlasts the run, so only its
+    /// sched_switch accounting runs.
+    ProbeWatch,
+    /// The same with a continuous profile at 19 Hz written into `--profile-dir`.
+    ProbeWatchProfile,
     /// `probe spin`, which unwinds native stacks with the `.eh_frame` tables.
     Probe,
     /// `probe spin --frame-pointers-only`: the same, walking frame pointers only.
@@ -104,17 +117,22 @@ pub(super) enum Observer {
     ProbeRecord,
     Bpftrace,
     Perf,
+    /// `strace -c -f -p PID`: a syscall count by ptrace, the classic way.
+    Strace,
     PySpy,
     PySpyNonblocking,
 }
 
 /// The C workloads' observers.
-pub(super) const NATIVE_OBSERVERS: [Observer; 5] = [
+pub(super) const NATIVE_OBSERVERS: [Observer; 8] = [
     Observer::Alone,
+    Observer::ProbeWatch,
+    Observer::ProbeWatchProfile,
     Observer::Probe,
     Observer::ProbeRecord,
-    Observer::Bpftrace,
     Observer::Perf,
+    Observer::Bpftrace,
+    Observer::Strace,
 ];
 
 /// The deep C loop's observers: probe spin with tables and with frame pointers only, in the
@@ -129,11 +147,14 @@ pub(super) const DEEP_OBSERVERS: [Observer; 3] = [
 /// CPython process it samples, and libpython's native frames with its tables or, the second
 /// time, with frame pointers) and py-spy at the same rate, pausing the process per sample
 /// (its default) or not.
-pub(super) const PYTHON_OBSERVERS: [Observer; 6] = [
+pub(super) const PYTHON_OBSERVERS: [Observer; 9] = [
     Observer::Alone,
+    Observer::ProbeWatch,
+    Observer::ProbeWatchProfile,
     Observer::Probe,
     Observer::ProbeFramePointers,
     Observer::ProbeRecord,
+    Observer::Strace,
     Observer::PySpy,
     Observer::PySpyNonblocking,
 ];
@@ -143,13 +164,16 @@ pub(super) const OBSERVER_SETS: [&[Observer]; 3] =
     [&NATIVE_OBSERVERS, &DEEP_OBSERVERS, &PYTHON_OBSERVERS];
 
 /// Every observer once, in table order.
-pub(super) const OBSERVERS: [Observer; 8] = [
+pub(super) const OBSERVERS: [Observer; 11] = [
     Observer::Alone,
+    Observer::ProbeWatch,
+    Observer::ProbeWatchProfile,
     Observer::Probe,
     Observer::ProbeFramePointers,
     Observer::ProbeRecord,
-    Observer::Bpftrace,
     Observer::Perf,
+    Observer::Bpftrace,
+    Observer::Strace,
     Observer::PySpy,
     Observer::PySpyNonblocking,
 ];
@@ -158,11 +182,14 @@ impl Observer {
     pub(super) fn name(self) -> &'static str {
         match self {
             Self::Alone => "alone",
+            Self::ProbeWatch => "probe watch",
+            Self::ProbeWatchProfile => "probe watch --profile-hz 19",
             Self::Probe => "probe spin",
             Self::ProbeFramePointers => "probe spin --frame-pointers-only",
             Self::ProbeRecord => "probe record",
             Self::Bpftrace => "bpftrace",
             Self::Perf => "perf record",
+            Self::Strace => "strace -c -f",
             Self::PySpy => "py-spy record",
             Self::PySpyNonblocking => "py-spy record --nonblocking",
         }
@@ -171,6 +198,8 @@ impl Observer {
     /// The name as a file name's stem: no spaces, no leading dashes.
     fn file_stem(self) -> &'static str {
         match self {
+            Self::ProbeWatch => "probe-watch",
+            Self::ProbeWatchProfile => "probe-watch-profile",
             Self::Probe => "probe",
             Self::ProbeFramePointers => "probe-frame-pointers",
             Self::ProbeRecord => "probe-record",
@@ -186,9 +215,28 @@ impl Observer {
         matches!(self, Self::Probe | Self::ProbeFramePointers)
     }
 
-    /// Whether it needs the workload's PID, so the workload has to start first (py-spy).
+    /// Either `probe watch`: it writes its events (and profiles) into files.
+    pub(super) fn is_probe_watch(self) -> bool {
+        matches!(self, Self::ProbeWatch | Self::ProbeWatchProfile)
+    }
+
+    /// probe in any of its forms: its figures are read from what it wrote, and its hanging
+    /// is a failure, not noise.
+    pub(super) fn is_probe(self) -> bool {
+        self.is_probe_spin() || self.is_probe_watch() || self == Self::ProbeRecord
+    }
+
+    /// strace stops the workload at every syscall until it has read it: a syscall storm is
+    /// off a CPU most of its run because of strace itself, not because other load took
+    /// the CPU, so its low on-CPU share does not make the run disturbed.
+    pub(super) fn holds_the_workload_stopped(self) -> bool {
+        self == Self::Strace
+    }
+
+    /// Whether it needs the workload's PID, so the workload has to start first (py-spy,
+    /// strace).
     pub(super) fn needs_pid(self) -> bool {
-        matches!(self, Self::PySpy | Self::PySpyNonblocking)
+        matches!(self, Self::Strace | Self::PySpy | Self::PySpyNonblocking)
     }
 
     /// The observer's command line, run from the workspace root; `None` for `alone`.
@@ -218,6 +266,33 @@ impl Observer {
             Self::ProbeRecord => {
                 return Some(probe_record_argv(PROBE_RECORD_OUTPUT));
             }
+            Self::ProbeWatch | Self::ProbeWatchProfile => {
+                // An episode needs a thread hot for --for: longer than the run, so the bench
+                // measures watching, not an episode (`watch::measure_checks` times those).
+                let hold = secs + SETTLE.as_secs_f64() + 30.0;
+                let mut argv = [
+                    "target/release/probe",
+                    "watch",
+                    "--for",
+                    &hold.to_string(),
+                    "-o",
+                    WATCH_EVENTS,
+                ]
+                .map(str::to_owned)
+                .to_vec();
+                if self == Self::ProbeWatchProfile {
+                    argv.extend(
+                        [
+                            "--profile-hz",
+                            &WATCH_PROFILE_HZ.to_string(),
+                            "--profile-dir",
+                            WATCH_PROFILES,
+                        ]
+                        .map(str::to_owned),
+                    );
+                }
+                return Some(argv);
+            }
             Self::Bpftrace => &["bpftrace", "-e", BPFTRACE_PROGRAM],
             Self::Perf => &[
                 "perf",
@@ -229,6 +304,12 @@ impl Observer {
                 "-o",
                 "target/bench/perf.data",
             ],
+            Self::Strace => {
+                // It detaches and writes its summary when the workload exits.
+                let pid = pid.map_or("PID".into(), |pid| pid.to_string());
+                let argv = ["strace", "-c", "-f", "-o", STRACE_OUTPUT, "-p", &pid];
+                return Some(argv.map(str::to_owned).to_vec());
+            }
             Self::PySpy | Self::PySpyNonblocking => {
                 // It exits by itself when the workload does, after writing its output.
                 let pid = pid.map_or("PID".into(), |pid| pid.to_string());
@@ -326,6 +407,20 @@ impl Paths {
         self.root.join(PROBE_RECORD_OUTPUT)
     }
 
+    /// `probe watch`'s events (JSON lines).
+    pub(super) fn watch_events(&self) -> PathBuf {
+        self.root.join(WATCH_EVENTS)
+    }
+
+    /// `probe watch --profile-dir`'s directory.
+    pub(super) fn watch_profiles(&self) -> PathBuf {
+        self.root.join(WATCH_PROFILES)
+    }
+
+    pub(super) fn strace_output(&self) -> PathBuf {
+        self.root.join(STRACE_OUTPUT)
+    }
+
     pub(super) fn perf_data(&self) -> [PathBuf; 2] {
         // perf renames an existing perf.data to perf.data.old.
         [self.out.join("perf.data"), self.out.join("perf.data.old")]
@@ -361,6 +456,27 @@ mod tests {
             Observer::ProbeRecord.file_stem(),
             Observer::Probe.file_stem()
         );
+    }
+
+    #[test]
+    fn watch_outlasts_the_run_and_the_profile_goes_to_its_directory() {
+        let watch = Observer::ProbeWatch.argv(3.0, None).unwrap();
+        assert_eq!(watch[..2], ["target/release/probe", "watch"]);
+        let hold: f64 = watch[watch.iter().position(|a| a == "--for").unwrap() + 1]
+            .parse()
+            .unwrap();
+        assert!(hold > 3.0 + SETTLE.as_secs_f64());
+        let profile = Observer::ProbeWatchProfile.argv(3.0, None).unwrap();
+        assert_eq!(profile[..watch.len()], watch);
+        assert_eq!(
+            profile[watch.len()..],
+            ["--profile-hz", "19", "--profile-dir", WATCH_PROFILES]
+        );
+        let strace = Observer::Strace.argv(3.0, Some(7)).unwrap();
+        assert_eq!(strace[..3], ["strace", "-c", "-f"]);
+        assert!(strace.windows(2).any(|w| w == ["-p", "7"]));
+        assert!(Observer::Strace.needs_pid());
+        assert!(Observer::ProbeWatchProfile.is_probe() && !Observer::Strace.is_probe());
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::{
     rounds::Bench,
     sample::{KernelPrograms, ProbeRun, Sample},
     unwinding::TableBuild,
+    watch::WatchChecks,
     Options, CFLAGS, MIN_ON_CPU, SETTLE,
 };
 
@@ -31,6 +32,8 @@ pub(super) struct Results<'a> {
     pub(super) idle_others: Vec<String>,
     /// Single files' table builds (see `unwinding::measure_table_builds`).
     pub(super) table_builds: Vec<TableBuild>,
+    /// `probe watch`'s episode latency and churn (see `watch::measure_checks`).
+    pub(super) watch_checks: WatchChecks,
     pub(super) elapsed: Duration,
 }
 
@@ -39,10 +42,12 @@ impl Results<'_> {
         self.write_header(out)?;
         self.write_targets(out)?;
         self.write_throughput(out)?;
+        self.write_observer_processes(out)?;
         self.write_programs(out)?;
         self.write_peer_programs(out)?;
         self.write_process(out)?;
         self.write_unwinding(out)?;
+        self.write_watch(out)?;
         self.write_record_programs(out)?;
         self.write_record_process(out)?;
         self.write_outputs(out)?;
@@ -166,9 +171,10 @@ impl Results<'_> {
             out,
             "Each workload runs for {} s, one at a time and unpinned, {:.1} s after its observer \
              started (time to attach); the observer is then stopped with SIGINT. {} interleaved \
-             rounds, the observer order rotated each round. The Python loop is started before its \
-             observer (py-spy needs its PID) and waits, blocked on its stdin, until the observer \
-             has had the same {:.1} s; it measures its own run from then on.\n",
+             rounds, the observer order rotated each round. The Python loop, and any workload under \
+             an observer that attaches to its PID (strace, py-spy), is started before its \
+             observer and waits, blocked on its stdin, until the observer has had the same \
+             {:.1} s; it measures its own run from then on.\n",
             options.secs,
             SETTLE.as_secs_f64(),
             options.rounds,

@@ -18,7 +18,7 @@ use super::{
     parse::{parse_raw_samples, parse_record_summary},
     peers::{read_bpftrace_programs, STACK_SAMPLE, SYS_ENTER},
     plan::{round_order, Observer, Paths, Workload, WORKLOADS},
-    sample::{KernelPrograms, Observation, ProbeRun, Sample, Written},
+    sample::{KernelPrograms, Observation, OwnCost, ProbeRun, Sample, Written},
     workload::{run_to_end, Held},
     Options, SETTLE,
 };
@@ -58,11 +58,12 @@ impl Bench<'_> {
         Ok(samples)
     }
 
-    /// One workload run under one observer. The Python workload is started first and held
-    /// (its observer may need its PID), then released after the same settle as the others.
+    /// One workload run under one observer. The Python workload, and any workload whose
+    /// observer needs its PID, is started first and held, then released after the same
+    /// settle as the others.
     fn measure(&self, round: usize, workload: Workload, observer: Observer) -> Result<Sample> {
         let mut command = self.workload_command(workload);
-        let observation = if workload.is_python() {
+        let observation = if workload.is_python() || observer.needs_pid() {
             let held = Held::start(&mut command)?;
             let pid = held.pid()?;
             self.observe(observer, Some(pid), || held.release())?
@@ -75,6 +76,7 @@ impl Bench<'_> {
             observer,
             rate: observation.value,
             probe: observation.probe,
+            own: observation.own,
             written: observation.written,
             bpftrace: observation.bpftrace,
             others: observation.others,
@@ -117,6 +119,7 @@ impl Bench<'_> {
             return Ok(Observation {
                 value,
                 probe: None,
+                own: None,
                 written: None,
                 bpftrace: None,
                 others,
@@ -140,23 +143,23 @@ impl Bench<'_> {
                 observer.name()
             );
             // probe itself hanging is a failure to report, not noise to leave out.
-            if matches!(
-                observer,
-                Observer::Probe | Observer::ProbeFramePointers | Observer::ProbeRecord
-            ) {
+            if observer.is_probe() {
                 bail!("{hung}");
             }
             eprintln!("xtask: {hung}; the run is left out");
             return Ok(Observation {
                 value,
                 probe: None,
+                own: None,
                 written: None,
                 bpftrace,
                 others,
                 hung: Some(hung),
             });
         };
-        let written = self.take_output(observer, exit.stop_latency)?;
+        let own = Some(OwnCost::new(&exit, &observing));
+        let stop_latency = exit.stop_latency;
+        // Before take_output, which removes what the observer wrote.
         let probe = match observer {
             Observer::Probe | Observer::ProbeFramePointers => {
                 Some(ProbeRun::read(observer, exit, observing, &self.paths)?)
@@ -165,11 +168,16 @@ impl Bench<'_> {
                 self.check_record_summary()?;
                 Some(ProbeRun::read_record(exit, observing, &self.paths)?)
             }
+            Observer::ProbeWatch | Observer::ProbeWatchProfile => {
+                Some(ProbeRun::read_watch(exit, observing, &self.paths)?)
+            }
             _ => None,
         };
+        let written = self.take_output(observer, stop_latency)?;
         Ok(Observation {
             value,
             probe,
+            own,
             written,
             bpftrace,
             others,
@@ -183,6 +191,9 @@ impl Bench<'_> {
     fn take_output(&self, observer: Observer, latency: Duration) -> Result<Option<Written>> {
         let path = match observer {
             Observer::ProbeRecord => self.paths.probe_record_output(),
+            Observer::ProbeWatch => self.paths.watch_events(),
+            Observer::ProbeWatchProfile => self.watch_profile()?,
+            Observer::Strace => self.paths.strace_output(),
             Observer::Perf => self.paths.perf_data()[0].clone(),
             Observer::PySpy | Observer::PySpyNonblocking => {
                 self.check_py_spy_output(observer)?;
@@ -233,10 +244,46 @@ impl Bench<'_> {
         }
     }
 
+    /// The one profile `probe watch --profile-dir` wrote: its interval (60 s) is longer than
+    /// the run, so it is the one written when it stopped.
+    fn watch_profile(&self) -> Result<PathBuf> {
+        let dir = self.paths.watch_profiles();
+        let mut profiles: Vec<PathBuf> = fs::read_dir(&dir)
+            .with_context(|| {
+                format!(
+                    "probe watch wrote no profile: failed to read {}",
+                    dir.display()
+                )
+            })?
+            .filter_map(|entry| Some(entry.ok()?.path()))
+            .filter(|path| path.to_string_lossy().ends_with(".pb.gz"))
+            .collect();
+        match profiles.len() {
+            1 => Ok(profiles.remove(0)),
+            n => bail!(
+                "probe watch --profile-dir wrote {n} profiles into {}, not one; see {}",
+                dir.display(),
+                self.paths.stderr(Observer::ProbeWatchProfile).display()
+            ),
+        }
+    }
+
     /// Removes what `observer` writes, if it is there.
     fn remove_output(&self, observer: Observer) -> Result<()> {
         match observer {
             Observer::ProbeRecord => remove_if_there(&self.paths.probe_record_output()),
+            Observer::ProbeWatch => remove_if_there(&self.paths.watch_events()),
+            Observer::ProbeWatchProfile => {
+                remove_if_there(&self.paths.watch_events())?;
+                let dir = self.paths.watch_profiles();
+                match fs::remove_dir_all(&dir) {
+                    Err(err) if err.kind() != io::ErrorKind::NotFound => {
+                        Err(err).with_context(|| format!("failed to remove {}", dir.display()))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Observer::Strace => remove_if_there(&self.paths.strace_output()),
             Observer::Perf => self
                 .paths
                 .perf_data()

@@ -3,12 +3,15 @@
 
 use std::{fs, time::Duration};
 
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 
 use super::{
     format::mib,
     observe::{Exit, Observing},
-    parse::{parse_self_stats, parse_window_secs, ProgramCost, Rate, SelfStats, UnwindStats},
+    parse::{
+        parse_self_stats, parse_watch_stop, parse_window_secs, ProgramCost, Rate, SelfStats,
+        UnwindStats,
+    },
     plan::{Observer, Paths, Workload},
     MIN_ON_CPU,
 };
@@ -19,8 +22,10 @@ pub(super) struct Sample {
     pub(super) workload: Workload,
     pub(super) observer: Observer,
     pub(super) rate: Rate,
-    /// Set when the observer was probe (spin or record).
+    /// Set when the observer was probe (spin, record or watch).
     pub(super) probe: Option<ProbeRun>,
+    /// What the observer's own process used; `None` alone, or when it hung and was killed.
+    pub(super) own: Option<OwnCost>,
     /// Set when the observer writes a file (probe record, perf record, py-spy).
     pub(super) written: Option<Written>,
     /// Set when the observer was bpftrace: its kernel programs, or why they could not be read.
@@ -41,7 +46,7 @@ impl Sample {
                 "{} held tracing BPF programs",
                 self.others.join(", ")
             ))
-        } else if self.rate.on_cpu < MIN_ON_CPU {
+        } else if self.rate.on_cpu < MIN_ON_CPU && !self.observer.holds_the_workload_stopped() {
             Some(format!(
                 "starved: on a CPU {:.0}% of the time",
                 100.0 * self.rate.on_cpu
@@ -56,17 +61,41 @@ impl Sample {
 pub(super) struct Observation<T> {
     pub(super) value: T,
     pub(super) probe: Option<ProbeRun>,
+    pub(super) own: Option<OwnCost>,
     pub(super) written: Option<Written>,
     pub(super) bpftrace: Option<Result<KernelPrograms, String>>,
     pub(super) others: Vec<String>,
     pub(super) hung: Option<String>,
 }
 
+/// What an observer's process used (any observer: probe, a peer), from its rusage at exit
+/// and /proc while the workload ran. Kernel programs and ptrace stops run on the workload's
+/// time, not here.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct OwnCost {
+    /// CPU while the workload ran, in % of one core.
+    pub(super) observing_pct: f64,
+    /// CPU from start to exit, in seconds.
+    pub(super) lifetime_secs: f64,
+    pub(super) peak_rss_kib: u64,
+}
+
+impl OwnCost {
+    pub(super) fn new(exit: &Exit, observing: &Observing) -> Self {
+        Self {
+            observing_pct: observing.cpu_pct(),
+            lifetime_secs: exit.cpu.as_secs_f64(),
+            peak_rss_kib: exit.peak_rss_kib,
+        }
+    }
+}
+
 /// What one probe run cost: its process, and its kernel programs over its window.
 pub(super) struct ProbeRun {
     pub(super) exit: Exit,
     pub(super) observing: Observing,
-    pub(super) attach_secs: f64,
+    /// From `--self-stats`; `None` for `probe watch`, which prints none.
+    pub(super) attach_secs: Option<f64>,
     pub(super) kernel: KernelPrograms,
     /// What its `.eh_frame` tables cost, from `--self-stats`.
     pub(super) unwind: Option<UnwindStats>,
@@ -110,11 +139,38 @@ impl ProbeRun {
         Ok(Self::new(exit, observing, stats, window_secs))
     }
 
+    /// `probe watch`: its `watch_stop` event carries its uptime and, as the bench has the
+    /// kernel count run time, its programs' totals since it loaded them.
+    pub(super) fn read_watch(exit: Exit, observing: Observing, paths: &Paths) -> Result<Self> {
+        let events_path = paths.watch_events();
+        let events = fs::read_to_string(&events_path)
+            .with_context(|| format!("failed to read {}", events_path.display()))?;
+        let stop = parse_watch_stop(&events)
+            .with_context(|| format!("no watch_stop event in {}", events_path.display()))?;
+        let Some(programs) = stop.programs else {
+            bail!(
+                "probe watch's watch_stop event in {} has no kernel program totals: the kernel \
+                 did not count run time",
+                events_path.display()
+            );
+        };
+        Ok(Self {
+            exit,
+            observing,
+            attach_secs: None,
+            kernel: KernelPrograms {
+                window_secs: stop.uptime_secs,
+                programs,
+            },
+            unwind: None,
+        })
+    }
+
     fn new(exit: Exit, observing: Observing, stats: SelfStats, window_secs: f64) -> Self {
         Self {
             exit,
             observing,
-            attach_secs: stats.attach_secs,
+            attach_secs: Some(stats.attach_secs),
             kernel: KernelPrograms {
                 window_secs,
                 programs: stats.programs,

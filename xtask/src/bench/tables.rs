@@ -100,7 +100,9 @@ impl Results<'_> {
              \"per on-CPU second\" leaves out CPU time that other load on the machine took from \
              the workload (the observer's kernel programs run on the workload's time, so they \
              still count; the time py-spy record holds the Python loop stopped to read it does \
-             not), and \"on a CPU\" is the share of the run the workload was on one.\n"
+             not), and \"on a CPU\" is the share of the run the workload was on one. strace \
+             stops the workload at every syscall, so under it a low share is strace's doing \
+             and its runs are kept whatever the share.\n"
         )?;
         for observers in OBSERVER_SETS {
             let workloads = WORKLOADS.into_iter().filter(|w| w.observers() == observers);
@@ -166,6 +168,53 @@ impl Results<'_> {
                 String::new()
             };
             write!(out, " {}{count} |", fmt_summary(Summary::of(ratios), 2))?;
+        }
+        writeln!(out)
+    }
+
+    /// Every observer's own CPU and memory, peers included: what each costs apart from the
+    /// slowdown of the workload.
+    pub(super) fn write_observer_processes(&self, out: &mut String) -> fmt::Result {
+        writeln!(
+            out,
+            "## Each observer's own process
+"
+        )?;
+        writeln!(
+            out,
+            "What the observer's process itself used: CPU while the workload ran (its CPU-time \
+             clock, all threads) in % of one core, CPU seconds from start to exit (wait4's \
+             rusage: loading and writing the output included) and peak RSS. Its kernel \
+             programs, perf's sampling in the kernel and ptrace stops run on the workload's time \
+             and show in the ratios above, not here. Medians (min–max) over the runs; RSS the \
+             max.\n"
+        )?;
+        writeln!(
+            out,
+            "| workload | observer | runs | CPU % of one core while the workload ran | CPU s, \
+             start to exit | peak RSS MiB |\n|---|---|---:|---|---:|---:|"
+        )?;
+        for workload in WORKLOADS {
+            for &observer in &workload.observers()[1..] {
+                let costs: Vec<_> = self
+                    .runs_of(workload, observer)
+                    .iter()
+                    .filter_map(|s| s.own)
+                    .collect();
+                let observing = Summary::of(costs.iter().map(|c| c.observing_pct));
+                let lifetime = Summary::of(costs.iter().map(|c| c.lifetime_secs));
+                let rss = Summary::of(costs.iter().map(|c| mib(c.peak_rss_kib)));
+                writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} | {} |",
+                    workload.name(),
+                    observer.name(),
+                    costs.len(),
+                    fmt_summary(observing, 3),
+                    lifetime.map_or("n/a".into(), |s| format!("{:.2}", s.median)),
+                    rss.map_or("n/a".into(), |s| format!("{:.1}", s.max))
+                )?;
+            }
         }
         writeln!(out)
     }
@@ -320,7 +369,7 @@ pub(super) fn process_row(runs: &[&ProbeRun]) -> String {
     });
     let rss = summary(ProbeRun::peak_rss_mib);
     let rss_observing = summary(|run| mib(run.observing.peak_rss_kib));
-    let attach = summary(|run| run.attach_secs);
+    let attach = Summary::of(runs.iter().filter_map(|run| run.attach_secs));
     let (Some(cpu_secs), Some(before), Some(during), Some(after)) =
         (cpu_secs, before, during, after)
     else {

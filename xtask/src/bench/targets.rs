@@ -91,6 +91,7 @@ impl Results<'_> {
         ];
         targets.extend(self.unwinding_targets());
         targets.extend(self.record_targets());
+        targets.extend(self.watch_targets());
         targets
     }
 
@@ -203,7 +204,11 @@ impl Results<'_> {
     }
 
     fn attach_target(&self) -> Target {
-        let attach = Summary::of(self.all_probe_runs().iter().map(|run| run.attach_secs));
+        let attach = Summary::of(
+            self.all_probe_runs()
+                .iter()
+                .filter_map(|run| run.attach_secs),
+        );
         Target {
             what: "attached and sampling after start (max over all runs)",
             goal: "≤ 0.1 s",
