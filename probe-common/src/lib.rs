@@ -166,6 +166,12 @@ pub struct SampleHeader {
     pub py_frames: u32,
     /// What the record is: one of the `RECORD_*` kinds.
     pub kind: u32,
+    /// 1 + the number of the syscall the thread was in, from the registers it entered the
+    /// kernel with (on-CPU samples taken in kernel mode, and off-CPU stacks); 0 when it was
+    /// not in one (user mode, an interrupt or exception, a kernel thread).
+    pub syscall: u32,
+    /// Always 0: keeps the header a multiple of 8 bytes without padding.
+    pub reserved: u32,
 }
 
 /// [`SampleHeader::kind`]: an on-CPU stack sample.
@@ -471,8 +477,8 @@ mod tests {
 
     #[test]
     fn records_have_no_padding() {
-        assert_eq!(size_of::<SampleHeader>(), 40);
-        assert_eq!(size_of::<SampleScratch>(), 40 + 8 * SAMPLE_SCRATCH_WORDS);
+        assert_eq!(size_of::<SampleHeader>(), 48);
+        assert_eq!(size_of::<SampleScratch>(), 48 + 8 * SAMPLE_SCRATCH_WORDS);
         assert_eq!(
             SAMPLE_MAX_BYTES,
             40 + 8 * (MAX_STACK_DEPTH + MAX_USER_FRAMES) + 16 * PY_MAX_FRAMES

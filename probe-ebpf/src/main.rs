@@ -426,6 +426,7 @@ unsafe fn fill_record(ctx: *mut c_void, scratch: *mut SampleScratch, who: &Heade
         (*header).ktime_ns = who.time_ns;
         (*header).kind = who.kind;
         let mut flags = 0;
+        (*header).syscall = if kernel { current_syscall() } else { 0 };
         let kernel = if kernel {
             bpf_get_stack(ctx, words.cast::<c_void>(), STACK_BYTES, 0)
         } else {
@@ -439,6 +440,43 @@ unsafe fn fill_record(ctx: *mut c_void, scratch: *mut SampleScratch, who: &Heade
         (*header).user_frames = 0;
         (*header).py_frames = 0;
         (*header).flags = flags;
+        (*header).reserved = 0;
+    }
+}
+
+/// The highest syscall number the kernel's table has (x86-64, 6.x); anything above is not
+/// a syscall number.
+const MAX_SYSCALL_NR: u64 = 1024;
+/// `-ENOSYS`: the kernel's syscall entry saves it as the user's RAX until the call
+/// returns, so an entry that saved anything else was an exception (whose error code sits
+/// where a syscall's number would).
+const ENOSYS_SAVED: u64 = (-38i64) as u64;
+
+/// 1 + the number of the syscall `current` is in, read from the user registers saved when
+/// it entered the kernel, as /proc/PID/syscall reads them; 0 when it is in none: a kernel
+/// thread (no user registers), an interrupt (negative number) or an exception (RAX not
+/// `-ENOSYS`).
+#[inline(always)]
+fn current_syscall() -> u32 {
+    // SAFETY: the helpers have no preconditions beyond a valid task, which
+    // bpf_get_current_task_btf gives; the read is checked. `rax` through `cs` are 8
+    // consecutive words of `pt_regs`.
+    unsafe {
+        let task = bpf_get_current_task_btf();
+        let regs = bpf_task_pt_regs(task) as *const aya_ebpf::bindings::pt_regs;
+        if regs.is_null() {
+            return 0;
+        }
+        let Ok(words) = bpf_probe_read_kernel(core::ptr::addr_of!((*regs).rax).cast::<[u64; 8]>())
+        else {
+            return 0;
+        };
+        // rax, rcx, rdx, rsi, rdi, orig_rax, rip, cs
+        let (rax, orig_rax, cs) = (words[0], words[5], words[7]);
+        if cs & 3 != 3 || rax != ENOSYS_SAVED || orig_rax >= MAX_SYSCALL_NR {
+            return 0;
+        }
+        orig_rax as u32 + 1
     }
 }
 
@@ -479,6 +517,8 @@ fn emit_marker(kind: u32, tid: u32, tgid: u32, time_ns: u64) {
         user_frames: 0,
         py_frames: 0,
         kind,
+        syscall: 0,
+        reserved: 0,
     };
     if SAMPLES
         .output::<SampleHeader>(&marker, BPF_RB_NO_WAKEUP as u64)

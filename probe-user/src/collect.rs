@@ -129,6 +129,7 @@ fn raw_stack(sample: &Sample) -> RawStack {
         python_truncated: header.flags & SAMPLE_PY_TRUNCATED != 0,
         maps_generation: 0,
         maps_changed: false,
+        syscall: header.syscall.checked_sub(1),
     }
 }
 
@@ -1022,6 +1023,8 @@ mod tests {
             user_frames: user as u32,
             py_frames: python as u32,
             kind: RECORD_SAMPLE,
+            syscall: 0,
+            reserved: 0,
         }
     }
 
@@ -1042,7 +1045,14 @@ mod tests {
             bytes.extend(field.to_ne_bytes());
         }
         bytes.extend(h.ktime_ns.to_ne_bytes());
-        for field in [h.kernel_frames, h.user_frames, h.py_frames, h.kind] {
+        for field in [
+            h.kernel_frames,
+            h.user_frames,
+            h.py_frames,
+            h.kind,
+            h.syscall,
+            h.reserved,
+        ] {
             bytes.extend(field.to_ne_bytes());
         }
         for addr in sample.kernel.iter().chain(&sample.user) {
@@ -1081,7 +1091,7 @@ mod tests {
     fn records_are_parsed_back_exactly() {
         let python = python_sample();
         let bytes = record(&python);
-        assert_eq!(bytes.len(), 40 + 5 * 8 + 2 * 16);
+        assert_eq!(bytes.len(), 48 + 5 * 8 + 2 * 16);
         assert_eq!(read_sample(&bytes), Some(python));
         let native = sample(9, &[1, 2], &[]);
         assert_eq!(read_sample(&record(&native)), Some(native));
@@ -1137,6 +1147,19 @@ mod tests {
         // Samples keep their time (the test's are all at 42 ns) and CPU.
         assert_eq!((stats.first_ns, stats.last_ns), (42, 42));
         assert_eq!(thread.samples_by_cpu, BTreeMap::from([(1, 3)]));
+    }
+
+    #[test]
+    fn the_syscall_a_sample_was_in_keys_its_stack() {
+        let mut acc = Accumulator::default();
+        let mut in_getppid = sample(101, &[1], &[9]);
+        in_getppid.header.syscall = 110 + 1;
+        acc.add_sample(&in_getppid);
+        acc.add_sample(&sample(101, &[1], &[9]));
+        let syscalls: Vec<Option<u32>> =
+            acc.threads[&101].stacks.keys().map(|s| s.syscall).collect();
+        assert_eq!(syscalls.len(), 2);
+        assert!(syscalls.contains(&Some(110)) && syscalls.contains(&None));
     }
 
     #[test]

@@ -100,6 +100,10 @@ pub struct RawStack {
     /// replaced range (see [`MapsChange`]) may belong to either, so the stack stops there.
     #[serde(default)]
     pub maps_changed: bool,
+    /// The syscall the thread was in (its number), from the registers it entered the
+    /// kernel with; `None` in user mode, an interrupt or an exception.
+    #[serde(default)]
+    pub syscall: Option<u32>,
 }
 
 /// Mappings of a process replaced by others (a library unloaded, another loaded at its
@@ -326,6 +330,9 @@ pub struct StackSamples {
     /// On-CPU: `count` sampling periods (1 s / frequency each). Off-CPU: nanoseconds spent
     /// off the CPU, blocked with this stack.
     pub weight_ns: u64,
+    /// The syscall these samples were taken in (its name), when they were in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syscall: Option<String>,
 }
 
 /// A binary, library or the kernel that frames belong to, for outputs that describe them

@@ -161,6 +161,11 @@ pub fn pprof_top_source(source: &str) -> Option<String> {
     pprof(Path::new(source), &["-top"])
 }
 
+/// `go tool pprof -tags`: the samples broken down by each label's values.
+pub fn pprof_tags(path: &Path) -> Option<String> {
+    pprof(path, &["-tags"])
+}
+
 /// `go tool pprof -top -lines`: the same by function and source line.
 pub fn pprof_lines(path: &Path) -> Option<String> {
     pprof(path, &["-top", "-lines"])

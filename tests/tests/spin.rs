@@ -166,12 +166,23 @@ fn a_storms_arguments_are_named() {
         );
         assert!(number(top, "share") >= 0.99, "{name}: {thread:#}");
     }
-    // The text report says it in the syscalls line: `openat 136,258 (68,129/s; "/" 100%)`.
+    // Each sample says which syscall its thread was in: the storm spends most of its time
+    // in the three (its kernel share), and no more than all of it.
+    let sampled = |s: &Value| s["sampled_share"].as_f64().unwrap_or(0.0);
+    let in_syscalls: f64 = syscalls.iter().map(sampled).sum();
+    let kernel = number(thread, "kernel_pct") / number(thread, "cpu_pct");
+    assert!(
+        in_syscalls >= 0.3 && in_syscalls <= kernel + 0.02,
+        "{in_syscalls} of samples in syscalls, kernel share {kernel}: {thread:#}"
+    );
+    assert!(sampled(&syscalls[0]) > 0.0, "{thread:#}");
+    // The text report says it in the syscalls line:
+    // `openat 136,258 (68,129/s, 41.2% of samples; "/" 100%)`.
     let output = probe_tests::run_probe(&["spin", "-p", &pid, "-d", "1"]);
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
         text.lines()
-            .any(|line| line.contains("syscalls:") && line.contains("/s; \"/\" 100%)")),
+            .any(|line| line.contains("syscalls:") && line.contains("% of samples; \"/\" 100%)")),
         "{text}"
     );
 }

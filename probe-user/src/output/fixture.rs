@@ -104,6 +104,7 @@ fn samples(stack: u32, kind: SampleKind, count: u64, weight_ns: u64) -> StackSam
         kind,
         count,
         weight_ns,
+        syscall: None,
     }
 }
 
@@ -161,7 +162,10 @@ pub fn profile() -> Profile {
     worker.samples = vec![
         samples(worker_ids[0], SampleKind::OnCpu, 15, 15 * period),
         samples(worker_ids[1], SampleKind::OnCpu, 5, 5 * period),
-        samples(worker_ids[2], SampleKind::OffCpu, 4, 250_000_000),
+        StackSamples {
+            syscall: Some("futex".into()),
+            ..samples(worker_ids[2], SampleKind::OffCpu, 4, 250_000_000)
+        },
     ];
     profile.threads = vec![main, worker];
     profile.processes.insert(

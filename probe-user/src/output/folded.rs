@@ -122,6 +122,7 @@ mod tests {
             kind: SampleKind::OffCpu,
             count: 1,
             weight_ns,
+            syscall: None,
         };
         assert_eq!(weight(&off(0), 10), 0);
         assert_eq!(weight(&off(1), 10), 1);

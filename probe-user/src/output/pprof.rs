@@ -7,7 +7,8 @@
 //! its build id; every frame is a line of a location, inlined frames (which share their
 //! caller's address) lines of their caller's location, innermost first. Samples carry
 //! `pid` and `thread` (tid) numeric labels and a `thread_name` one (the root label the
-//! flame graphs use). Function names are the labels the other formats use.
+//! flame graphs use), and a `syscall` one when the thread was in a syscall. Function names
+//! are the labels the other formats use.
 
 mod proto;
 mod table;
@@ -90,7 +91,7 @@ fn encode_sample(
     if off_cpu {
         value.resize(3, 0);
     }
-    let label = vec![
+    let mut label = vec![
         tables.num_label("pid", thread.pid),
         tables.num_label("thread", thread.tid),
         Label {
@@ -99,6 +100,15 @@ fn encode_sample(
             ..Label::default()
         },
     ];
+    // The syscall the thread was in, from its saved registers: `go tool pprof -tags`
+    // breaks the samples down by it, `-tagfocus=syscall=openat` keeps one.
+    if let Some(syscall) = &sample.syscall {
+        label.push(Label {
+            key: tables.string("syscall"),
+            str: tables.string(syscall),
+            ..Label::default()
+        });
+    }
     Sample {
         location_id: tables.stack_locations(sample.stack),
         value,

@@ -109,6 +109,7 @@ mod tests {
                 kind: SampleKind::OnCpu,
                 count: *count,
                 weight_ns: 0,
+                syscall: None,
             });
         }
         profile.threads.push(ThreadProfile {

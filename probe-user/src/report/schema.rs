@@ -135,6 +135,11 @@ pub struct SyscallRate {
     /// were.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<SyscallArg>,
+    /// The share (0..1) of the thread's on-CPU samples taken inside this syscall (read
+    /// from the registers the thread entered the kernel with): the part of its CPU time
+    /// the syscall takes. Absent when the thread has no samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampled_share: Option<f64>,
 }
 
 /// One value of a syscall's key argument and its share of the sampled calls.

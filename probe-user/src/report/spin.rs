@@ -9,7 +9,7 @@ use super::schema::{
     Loss, Scope, SpinReport, SyscallArg, SyscallRate, ThreadReport, WindowInfo, SCHEMA_VERSION,
 };
 use super::SpinOptions;
-use crate::model::{FrameKind, ProcessInfo, Profile, ThreadProfile};
+use crate::model::{FrameKind, ProcessInfo, Profile, SampleKind, ThreadProfile};
 use crate::syscall_names;
 use std::collections::{BTreeSet, HashSet};
 
@@ -238,14 +238,29 @@ fn kernel_share(thread: &ThreadProfile) -> Option<f64> {
 fn ranked_syscalls(thread: &ThreadProfile, window_secs: f64) -> Vec<SyscallRate> {
     let mut counts: Vec<(u32, u64)> = thread.syscalls.clone();
     counts.sort_by(|(nr_a, a), (nr_b, b)| b.cmp(a).then_with(|| nr_a.cmp(nr_b)));
+    let on_cpu = thread
+        .samples
+        .iter()
+        .filter(|s| s.kind == SampleKind::OnCpu);
+    let sampled_total: u64 = on_cpu.clone().map(|s| s.count).sum();
     counts
         .into_iter()
-        .map(|(nr, count)| SyscallRate {
-            name: syscall_names::name(nr).into_owned(),
-            nr,
-            count,
-            per_sec: round_to(per_sec(count, window_secs), PCT_DECIMALS),
-            args: top_args(thread.syscall_args.get(&nr)),
+        .map(|(nr, count)| {
+            let name = syscall_names::name(nr).into_owned();
+            let sampled: u64 = on_cpu
+                .clone()
+                .filter(|s| s.syscall.as_deref() == Some(name.as_str()))
+                .map(|s| s.count)
+                .sum();
+            SyscallRate {
+                nr,
+                count,
+                per_sec: round_to(per_sec(count, window_secs), PCT_DECIMALS),
+                args: top_args(thread.syscall_args.get(&nr)),
+                sampled_share: (sampled_total > 0)
+                    .then(|| round_to(fraction(sampled, sampled_total), PCT_DECIMALS + 2)),
+                name,
+            }
         })
         .collect()
 }

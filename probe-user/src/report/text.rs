@@ -196,7 +196,8 @@ fn cmdline(args: &[String]) -> String {
     cut
 }
 
-/// `syscalls: 48,210/s — getppid 241,050 (48,210/s), openat 12 (2.4/s; "/" 100%)`.
+/// `syscalls: 48,210/s — getppid 241,050 (48,210/s, 61% of samples), openat 12 (2.4/s;
+/// "/" 100%)`: the share of the thread's samples taken inside the syscall, when any were.
 fn syscalls(f: &mut Formatter<'_>, thread: &ThreadReport) -> fmt::Result {
     if thread.syscalls.is_empty() {
         return writeln!(f, "  syscalls: none");
@@ -211,6 +212,9 @@ fn syscalls(f: &mut Formatter<'_>, thread: &ThreadReport) -> fmt::Result {
             grouped(syscall.count),
             rate(syscall.per_sec)
         )?;
+        if let Some(share) = syscall.sampled_share.filter(|&share| share > 0.0) {
+            write!(f, ", {} of samples", pct1(share * 100.0))?;
+        }
         for arg in &syscall.args {
             // Paths are quoted and escaped where they were sampled; the rest is ours.
             write!(f, "; {} {:.0}%", Escaped(&arg.value), arg.share * 100.0)?;

@@ -959,13 +959,15 @@ fn thread_samples(
     profile: &mut Profile,
     interner: &mut Interner,
 ) -> Vec<StackSamples> {
-    let mut by_stack: BTreeMap<(StackId, SampleKind), (u64, u64)> = BTreeMap::new();
+    let mut by_stack: BTreeMap<(StackId, SampleKind, Option<u32>), (u64, u64)> = BTreeMap::new();
     for (raw, stats) in &thread.stacks {
         let maps = process_maps.get(&(thread.pid, raw.maps_generation));
         let (frames, truncated) = stack_frames(raw, thread.pid, maps, r);
         let frames: Vec<Frame> = frames.into_iter().map(Pending::into_frame).collect();
         let stack = profile.intern_stack(&frames, truncated, interner);
-        let entry = by_stack.entry((stack, raw.kind)).or_insert((0, 0));
+        let entry = by_stack
+            .entry((stack, raw.kind, raw.syscall))
+            .or_insert((0, 0));
         entry.0 += stats.count;
         entry.1 += match raw.kind {
             SampleKind::OnCpu => stats.count * period_ns,
@@ -974,12 +976,15 @@ fn thread_samples(
     }
     let mut samples: Vec<StackSamples> = by_stack
         .into_iter()
-        .map(|((stack, kind), (count, weight_ns))| StackSamples {
-            stack,
-            kind,
-            count,
-            weight_ns,
-        })
+        .map(
+            |((stack, kind, syscall), (count, weight_ns))| StackSamples {
+                stack,
+                kind,
+                count,
+                weight_ns,
+                syscall: syscall.map(|nr| crate::syscall_names::name(nr).into_owned()),
+            },
+        )
         .collect();
     samples.sort_by_key(|s| (std::cmp::Reverse(s.weight_ns), s.kind, s.stack));
     samples

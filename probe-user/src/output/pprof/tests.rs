@@ -153,6 +153,12 @@ fn off_cpu_samples_have_their_own_value_and_thread_labels() {
     assert_eq!(label(&profile, sample, "pid").0, 1000);
     assert_eq!(label(&profile, sample, "thread").0, 1001);
     assert_eq!(label(&profile, sample, "thread_name").1, "worker tid 1001");
+    // It blocked in a syscall: the label says which; samples in none have no such label.
+    assert_eq!(label(&profile, sample, "syscall").1, "futex");
     let on_cpu = &profile.sample[0];
     assert_eq!(on_cpu.value, [30, 300_000_000, 0]);
+    assert!(on_cpu
+        .label
+        .iter()
+        .all(|l| string(&profile, l.key) != "syscall"));
 }

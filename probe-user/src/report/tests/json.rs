@@ -139,7 +139,7 @@ fn json_thread_objects_have_the_documented_keys() {
     assert_eq!(thread["cmdline"], serde_json::json!(["app", "--x"]));
     assert_eq!(
         keys(&thread["syscalls"][0]),
-        ["count", "name", "nr", "per_sec"]
+        ["count", "name", "nr", "per_sec", "sampled_share"]
     );
     assert_eq!(keys(&thread["classification"]), ["evidence", "kind"]);
     assert_eq!(thread["classification"]["kind"], "syscall_storm");

@@ -58,6 +58,7 @@ impl ProfileBuilder {
                 kind: SampleKind::OnCpu,
                 count,
                 weight_ns: count * (SEC / self.0.frequency_hz),
+                syscall: None,
             });
         }
         // Hottest first, as symbolization lists them.
