@@ -481,7 +481,7 @@ mod tests {
         assert_eq!(size_of::<SampleScratch>(), 48 + 8 * SAMPLE_SCRATCH_WORDS);
         assert_eq!(
             SAMPLE_MAX_BYTES,
-            40 + 8 * (MAX_STACK_DEPTH + MAX_USER_FRAMES) + 16 * PY_MAX_FRAMES
+            48 + 8 * (MAX_STACK_DEPTH + MAX_USER_FRAMES) + 16 * PY_MAX_FRAMES
         );
         assert_eq!(size_of::<UnwindRow>(), 8);
         assert_eq!(size_of::<UnwindFile>(), 6 * 4);

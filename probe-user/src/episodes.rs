@@ -104,8 +104,11 @@ impl History {
     fn share_over(&self, now_ns: u64, span_ns: u64) -> Option<f64> {
         let &(_, now_total) = self.points.back()?;
         let since = now_ns.checked_sub(span_ns)?;
-        // The newest point at or before `since`: the stretch is then at least `span`.
-        let &(at, total) = self.points.iter().rev().find(|(at, _)| *at <= since)?;
+        // The newest point at or before `since`: the stretch is then at least `span`. The
+        // points are in time order, so a binary search finds it (a thread's history holds
+        // a point per tick over the hold, and every thread is asked every tick).
+        let after = self.points.partition_point(|(at, _)| *at <= since);
+        let &(at, total) = self.points.get(after.checked_sub(1)?)?;
         let elapsed = now_ns.saturating_sub(at).max(1);
         Some(now_total.saturating_sub(total) as f64 / elapsed as f64)
     }

@@ -12,7 +12,7 @@ use aya::{
         TestRun,
     },
     util::online_cpus,
-    Btf, BtfError, Ebpf, EbpfError, EbpfLoader,
+    Btf, BtfError, Ebpf, EbpfError, EbpfLoader, Pod,
 };
 use probe_common::{
     names, Counter, CpuState, KernelName, PyLayoutKernel, SyscallCache, SyscallKey, ThreadStats,
@@ -24,6 +24,7 @@ use thiserror::Error;
 use crate::model::{LossCounters, ProgramStats};
 use crate::syscall_names::KeyArg;
 
+mod batch;
 mod unwind_maps;
 
 /// The compiled kernel programs, built by build.rs for bpfel-unknown-none.
@@ -866,14 +867,25 @@ impl Probe {
         let read = |what: &str, err: &dyn std::fmt::Display| {
             LoadError::Other(format!("read {what}: {err}"))
         };
-        let mut threads = Vec::new();
-        for entry in self.thread_stats()?.iter() {
-            threads.push(entry.map_err(|err| read("thread stats", &err))?);
-        }
+        let threads = match self.batch_read(names::THREAD_STATS, self.thread_stats()?)? {
+            Some(threads) => threads,
+            None => {
+                let mut threads = Vec::new();
+                for entry in self.thread_stats()?.iter() {
+                    threads.push(entry.map_err(|err| read("thread stats", &err))?);
+                }
+                threads
+            }
+        };
         let mut syscalls = Vec::new();
         if !self.syscall_counts_empty {
-            for entry in self.syscall_counts()?.iter() {
-                syscalls.push(entry.map_err(|err| read("syscall counts", &err))?);
+            match self.batch_read(names::SYSCALL_COUNTS, self.syscall_counts()?)? {
+                Some(counts) => syscalls = counts,
+                None => {
+                    for entry in self.syscall_counts()?.iter() {
+                        syscalls.push(entry.map_err(|err| read("syscall counts", &err))?);
+                    }
+                }
             }
         }
         let caches = self.syscall_cache()?.get(&0, 0);
@@ -937,6 +949,21 @@ impl Probe {
 
     pub fn counters(&self) -> Result<PerCpuArray<&MapData, u64>, LoadError> {
         self.read_map(names::COUNTERS, PerCpuArray::try_from)
+    }
+
+    /// All of hash map `name` in a few batch lookups; `None` when the kernel cannot (the
+    /// caller walks `typed` entry by entry). `typed` is the map opened with its key and
+    /// value types, which checked their sizes against the map's.
+    fn batch_read<K: Pod + Default, V: Pod + Default>(
+        &self,
+        name: &str,
+        _typed: BpfHashMap<&MapData, K, V>,
+    ) -> Result<Option<Vec<(K, V)>>, LoadError> {
+        let Some(aya::maps::Map::HashMap(data)) = self.ebpf.map(name) else {
+            return Ok(None);
+        };
+        batch::lookup_all(std::os::fd::AsFd::as_fd(data.fd()))
+            .map_err(|err| LoadError::Other(format!("read map `{name}` in batches: {err}")))
     }
 
     fn read_map<'a, M, E: std::fmt::Display>(
