@@ -28,6 +28,61 @@ pub enum Command {
     /// reported as one event (the spin report of it), and once more when it stops.
     #[command(after_help = WATCH_EXAMPLES)]
     Watch(WatchArgs),
+    /// Show what every thread of a process is doing or waiting on, without stopping it:
+    /// state, wait channel, kernel stack, the syscall it is blocked in; identical threads
+    /// grouped.
+    #[command(after_help = DUMP_EXAMPLES)]
+    Dump(DumpArgs),
+}
+
+const DUMP_EXAMPLES: &str = "Examples:
+  probe dump -p 1234              every thread of 1234, identical ones grouped
+  probe dump -p 1234 --wait 5     first watch 5 s: threads that never ran are blocked >= 5 s
+  probe dump -p 1234 -p 99 --json --all
+
+Read from /proc (no ptrace, no signal: the process keeps running). Kernel stacks need root.";
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// The process to dump (repeatable).
+    #[arg(short = 'p', long = "pid", value_name = "PID", required = true)]
+    pub pids: Vec<u32>,
+
+    /// Watch this long before dumping: a thread that was not on a CPU at all meanwhile is
+    /// shown as blocked at least that long, the others as active. Ctrl-C dumps at once.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration_secs)]
+    pub wait: Option<f64>,
+
+    /// Print the dump as JSON (schema_version inside) instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// One entry per thread: do not group identical threads.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// What `probe dump` was asked to do, free of clap.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DumpOptions {
+    pub pids: Vec<u32>,
+    pub wait: Option<Duration>,
+    pub json: bool,
+    pub all: bool,
+}
+
+impl From<&DumpArgs> for DumpOptions {
+    fn from(args: &DumpArgs) -> Self {
+        let mut pids = args.pids.clone();
+        pids.sort_unstable();
+        pids.dedup();
+        Self {
+            pids,
+            wait: args.wait.map(Duration::from_secs_f64),
+            json: args.json,
+            all: args.all,
+        }
+    }
 }
 
 const WATCH_EXAMPLES: &str = "Examples:

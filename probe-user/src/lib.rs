@@ -12,6 +12,7 @@ pub mod cli;
 pub mod collect;
 pub mod commands;
 pub mod diag;
+pub mod dump;
 pub mod elf;
 pub mod episodes;
 pub mod event_log;

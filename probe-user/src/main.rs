@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser as _;
-use probe_user::cli::{Cli, Command, RecordOptions, SpinOptions, WatchOptions};
+use probe_user::cli::{Cli, Command, DumpOptions, RecordOptions, SpinOptions, WatchOptions};
 use probe_user::commands;
 
 fn main() -> ExitCode {
@@ -16,6 +16,7 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::msg)
             .and_then(|options| commands::record::run(&options, started)),
         Command::Watch(args) => commands::watch::run(&WatchOptions::from(args)).map(|()| 0),
+        Command::Dump(args) => commands::dump::run(&DumpOptions::from(args)).map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

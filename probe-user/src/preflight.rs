@@ -90,6 +90,13 @@ pub fn check(pids: &[u32]) -> Result<(), PreflightError> {
     pids.iter().try_for_each(|&pid| check_pid(pid))
 }
 
+/// What `probe dump` needs, which loads no programs: /proc, and processes to dump.
+pub fn check_processes(pids: &[u32]) -> Result<(), PreflightError> {
+    expect_filesystem(c"/proc", PROC_SUPER_MAGIC)
+        .map_err(|found| PreflightError::ProcNotProcfs { found })?;
+    pids.iter().try_for_each(|&pid| check_pid(pid))
+}
+
 /// Fails with what is at `path` instead, unless it is a filesystem of type `magic`: with
 /// something else mounted over /proc or /sys, the files probe reads there are missing, which
 /// would otherwise look like missing privileges or a kernel without BTF.

@@ -2,6 +2,7 @@
 //! analysis and its output, and runs them on the shared pipeline
 //! (observe -> collect -> symbolize -> analysis -> output).
 
+pub mod dump;
 pub mod record;
 pub mod spin;
 pub mod watch;

@@ -9,7 +9,7 @@
 mod classify;
 mod frame_text;
 mod frames;
-mod human;
+pub(crate) mod human;
 mod merge;
 mod schema;
 mod spin;

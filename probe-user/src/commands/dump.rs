@@ -1,0 +1,110 @@
+//! `probe dump`: reads every thread of each process from /proc (optionally twice, `--wait`
+//! apart, to tell blocked threads from active ones), groups identical ones and prints them.
+//! No kernel programs: nothing to load, and the target never stops.
+
+use std::io::Write as _;
+use std::time::Instant;
+
+use anyhow::Context as _;
+
+use crate::cli::DumpOptions;
+use crate::dump::{self, render, Dump, ProcessDump, Snapshot};
+use crate::{preflight, proc};
+
+pub fn run(options: &DumpOptions) -> anyhow::Result<()> {
+    preflight::check_processes(&options.pids)?;
+    let first: Vec<Option<Snapshot>> = options
+        .pids
+        .iter()
+        .map(|&pid| dump::snapshot(pid))
+        .collect();
+    let mut waited = None;
+    let mut interrupted_by = None;
+    if let Some(wait) = options.wait {
+        let started = Instant::now();
+        let runtime = super::runtime()?;
+        interrupted_by = runtime.block_on(async {
+            let stop = super::stop_signal();
+            tokio::select! {
+                () = tokio::time::sleep(wait) => None,
+                reason = stop => reason,
+            }
+        });
+        waited = Some(started.elapsed().as_secs_f64());
+    }
+    let mut processes = Vec::new();
+    for (&pid, first) in options.pids.iter().zip(first) {
+        let now = if waited.is_some() {
+            // A process that exited is a zombie until its parent reaps it: gone all the same.
+            (!proc::is_zombie(pid))
+                .then(|| dump::snapshot(pid))
+                .flatten()
+        } else {
+            first.clone()
+        };
+        processes.push(process_dump(pid, first, now, waited, options.all));
+    }
+    let gone: Vec<String> = processes
+        .iter()
+        .filter(|p| p.exited)
+        .map(|p| p.pid.to_string())
+        .collect();
+    if !gone.is_empty() {
+        crate::diag!(
+            "probe: note: process {} exited during --wait: shown as last seen",
+            gone.join(", ")
+        );
+    }
+    let dump = Dump {
+        schema_version: dump::SCHEMA_VERSION,
+        wait_secs: waited.map(|secs| (secs * 1000.0).round() / 1000.0),
+        interrupted_by,
+        processes,
+    };
+    let text = if options.json {
+        render::render_json(&dump)
+    } else {
+        render::render_text(&dump)
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("failed to write the dump to stdout")
+}
+
+/// One process from its snapshots: `now` the one shown, `first` the one before `--wait`
+/// (the same when there was none). A process gone by now is shown as first seen.
+fn process_dump(
+    pid: u32,
+    first: Option<Snapshot>,
+    now: Option<Snapshot>,
+    waited: Option<f64>,
+    all: bool,
+) -> ProcessDump {
+    let exited = now.is_none();
+    let shown = now.or_else(|| first.clone()).unwrap_or_default();
+    let entries = shown
+        .values()
+        .map(|thread| {
+            let activity = waited.and_then(|secs| {
+                let before = first.as_ref()?.get(&thread.tid)?;
+                if exited {
+                    return None;
+                }
+                dump::activity(before, thread, secs)
+            });
+            dump::entry(pid, thread, activity)
+        })
+        .collect();
+    ProcessDump {
+        pid,
+        name: proc::comm(pid, None)
+            .or_else(|| shown.get(&pid).map(|t| t.name.clone()))
+            .unwrap_or_default(),
+        cmdline: proc::cmdline(pid),
+        exited,
+        thread_count: shown.len(),
+        groups: dump::group(entries, all),
+    }
+}

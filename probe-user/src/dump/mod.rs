@@ -1,0 +1,231 @@
+//! `probe dump`: what every thread of a process is doing or waiting on, read from /proc
+//! without stopping it (no ptrace, no signal): state, wait channel, kernel stack, the
+//! syscall it is blocked in with its key argument, and, with `--wait`, whether it ran at
+//! all meanwhile. Threads that look the same are grouped, so a 500-thread process stays
+//! readable.
+
+pub mod read;
+pub mod render;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use self::read::{SyscallLine, ThreadRead, ThreadState};
+use crate::syscall_names::{self, KeyArg};
+
+/// The dump of every process asked for.
+#[derive(Clone, Debug, Serialize)]
+pub struct Dump {
+    pub schema_version: u32,
+    /// `--wait`: how long switches were watched for before the dump, and whether that was
+    /// cut short (Ctrl-C, SIGTERM).
+    pub wait_secs: Option<f64>,
+    pub interrupted_by: Option<String>,
+    pub processes: Vec<ProcessDump>,
+}
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One process.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProcessDump {
+    pub pid: u32,
+    pub name: String,
+    pub cmdline: Vec<String>,
+    /// It exited before the end (during `--wait`): what is shown is what was seen before.
+    pub exited: bool,
+    pub thread_count: usize,
+    /// Identical threads together (each thread alone with `--all`), most threads first.
+    pub groups: Vec<ThreadGroup>,
+}
+
+/// Threads that look the same: one line of the text output.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ThreadGroup {
+    pub state: ThreadState,
+    pub wchan: Option<String>,
+    pub syscall: Option<BlockedSyscall>,
+    /// Innermost first; `None` when /proc would not show it (it needs root).
+    pub kernel_stack: Option<Vec<String>>,
+    /// With `--wait`: whether these threads ran during it.
+    pub activity: Option<Activity>,
+    pub threads: Vec<ThreadId>,
+}
+
+/// A thread of a group.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ThreadId {
+    pub tid: u32,
+    pub name: String,
+    /// CPU time so far, seconds.
+    pub cpu_secs: Option<f64>,
+}
+
+/// The syscall a thread is in, from /proc/PID/task/TID/syscall (its saved registers).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BlockedSyscall {
+    pub nr: u32,
+    pub name: String,
+    /// Its key argument, where it has one: `fd 3 → socket:[123]`, `futex 0x55d…`.
+    pub arg: Option<String>,
+    /// The six argument registers, hex.
+    pub args: Vec<String>,
+    /// User stack pointer and program counter when it entered the kernel, hex.
+    pub sp: String,
+    pub pc: String,
+}
+
+/// What `--wait` saw of a group's threads.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Activity {
+    /// Not on a CPU at all during the wait: blocked at least this long.
+    Blocked { at_least_secs: f64 },
+    /// Ran during the wait.
+    Active,
+}
+
+/// A thread seen before and after `--wait`: it was not on a CPU in between if its CPU
+/// time did not move (the scheduler adds to it at every switch away and every tick).
+pub fn activity(before: &ThreadRead, after: &ThreadRead, wait_secs: f64) -> Option<Activity> {
+    let (Some(before), Some(after)) = (before.cpu_ns, after.cpu_ns) else {
+        return None;
+    };
+    Some(if after == before {
+        Activity::Blocked {
+            at_least_secs: wait_secs,
+        }
+    } else {
+        Activity::Active
+    })
+}
+
+/// The syscall of a thread, with its key argument named (fd targets read now, from
+/// process `pid`'s fd table).
+pub fn blocked_syscall(pid: u32, line: &SyscallLine) -> Option<BlockedSyscall> {
+    let SyscallLine::InSyscall { nr, args, sp, pc } = line else {
+        return None;
+    };
+    let name = syscall_names::name(*nr);
+    let arg = match syscall_names::key_arg(*nr) {
+        _ if matches!(name.as_ref(), "msgsnd" | "msgrcv") => {
+            let msqid = args[0] as u32 as i32;
+            Some(read::describe_queue(msqid, name.as_ref(), args[2]))
+        }
+        Some(KeyArg::Fd) => {
+            // The fd is an int: the register's low 32 bits.
+            let fd = args[0] as u32 as i32;
+            (fd >= 0).then(|| match read::fd_target(pid, fd as u64) {
+                Some(target) => format!("fd {fd} → {target}"),
+                None => format!("fd {fd}"),
+            })
+        }
+        Some(KeyArg::Futex) => Some(format!("futex {:#x}", args[0])),
+        Some(KeyArg::Path(_)) | None => None,
+    };
+    Some(BlockedSyscall {
+        nr: *nr,
+        name: name.into_owned(),
+        arg,
+        args: args.iter().map(|a| format!("{a:#x}")).collect(),
+        sp: format!("{sp:#x}"),
+        pc: format!("{pc:#x}"),
+    })
+}
+
+/// One thread ready to group: what it is doing and who it is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ThreadEntry {
+    pub key: GroupKey,
+    pub id: ThreadId,
+}
+
+/// What makes two threads look the same. The syscall's argument registers and stack
+/// pointers differ between threads waiting on the same thing, so only its name and key
+/// argument count.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupKey {
+    pub state: ThreadState,
+    pub wchan: Option<String>,
+    pub syscall: Option<BlockedSyscall>,
+    pub kernel_stack: Option<Vec<String>>,
+    pub activity: Option<Activity>,
+}
+
+impl GroupKey {
+    fn same_as(&self, other: &Self) -> bool {
+        let syscall = |s: &Option<BlockedSyscall>| s.as_ref().map(|s| (s.nr, s.arg.clone()));
+        self.state == other.state
+            && self.wchan == other.wchan
+            && syscall(&self.syscall) == syscall(&other.syscall)
+            && self.kernel_stack == other.kernel_stack
+            && self.activity == other.activity
+    }
+}
+
+/// The entry of one thread as read (after `--wait`, with what it saw).
+pub fn entry(pid: u32, thread: &ThreadRead, activity: Option<Activity>) -> ThreadEntry {
+    ThreadEntry {
+        key: GroupKey {
+            state: thread.state,
+            wchan: thread.wchan.clone(),
+            syscall: thread
+                .syscall
+                .as_ref()
+                .and_then(|line| blocked_syscall(pid, line)),
+            kernel_stack: thread.kernel_stack.clone(),
+            activity,
+        },
+        id: ThreadId {
+            tid: thread.tid,
+            name: thread.name.clone(),
+            cpu_secs: thread.cpu_ns.map(|ns| ns as f64 / 1e9),
+        },
+    }
+}
+
+/// Groups `entries` (each alone when `all`), most threads first, then by lowest tid. A
+/// group's syscall is its first thread's (their registers differ; its name and key
+/// argument are the same for all).
+pub fn group(mut entries: Vec<ThreadEntry>, all: bool) -> Vec<ThreadGroup> {
+    entries.sort_by_key(|e| e.id.tid);
+    let mut groups: Vec<(GroupKey, Vec<ThreadId>)> = Vec::new();
+    for entry in entries {
+        match groups
+            .iter_mut()
+            .find(|(key, _)| !all && key.same_as(&entry.key))
+        {
+            Some((_, threads)) => threads.push(entry.id),
+            None => groups.push((entry.key, vec![entry.id])),
+        }
+    }
+    groups.sort_by(|(_, a), (_, b)| b.len().cmp(&a.len()).then(a[0].tid.cmp(&b[0].tid)));
+    groups
+        .into_iter()
+        .map(|(key, threads)| ThreadGroup {
+            state: key.state,
+            wchan: key.wchan,
+            syscall: key.syscall,
+            kernel_stack: key.kernel_stack,
+            activity: key.activity,
+            threads,
+        })
+        .collect()
+}
+
+/// Threads by tid, as read at one moment.
+pub type Snapshot = BTreeMap<u32, ThreadRead>;
+
+/// Every thread of `pid` now; `None` once the process is gone.
+pub fn snapshot(pid: u32) -> Option<Snapshot> {
+    let tids = crate::proc::task_ids(pid)?;
+    Some(
+        tids.into_iter()
+            .filter_map(|tid| Some((tid, read::read_thread(pid, tid)?)))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests;

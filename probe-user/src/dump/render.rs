@@ -1,0 +1,116 @@
+//! The dump as text for people (one line per group of identical threads, its kernel
+//! stack under it) and as JSON for scripts.
+
+use std::fmt::Write as _;
+
+use super::{Activity, Dump, ProcessDump, ThreadGroup};
+use crate::report::human::{grouped, Escaped};
+
+/// Threads named on a group's line before the rest are counted.
+const NAMED_THREADS: usize = 6;
+/// Kernel frames shown per group.
+const KERNEL_FRAMES: usize = 8;
+
+pub fn render_json(dump: &Dump) -> String {
+    let mut json = serde_json::to_string_pretty(dump).unwrap_or_else(|err| {
+        // Plain structs with string keys: cannot fail; if it ever does, still valid JSON.
+        serde_json::json!({ "error": format!("failed to serialize the dump: {err}") }).to_string()
+    });
+    json.push('\n');
+    json
+}
+
+pub fn render_text(dump: &Dump) -> String {
+    let mut out = String::new();
+    if let Some(wait) = dump.wait_secs {
+        let cut = dump
+            .interrupted_by
+            .as_deref()
+            .map_or(String::new(), |by| format!(" (cut short by {by})"));
+        let _ = writeln!(out, "watched for {wait:.1} s before the dump{cut}");
+    }
+    for process in &dump.processes {
+        process_text(&mut out, process);
+    }
+    out
+}
+
+fn process_text(out: &mut String, process: &ProcessDump) {
+    let exited = if process.exited {
+        ", exited during --wait: as last seen"
+    } else {
+        ""
+    };
+    let threads = match process.thread_count {
+        1 => "1 thread".to_owned(),
+        n => format!("{} threads", grouped(n as u64)),
+    };
+    let _ = writeln!(
+        out,
+        "process {} ({}): {threads}{exited}",
+        process.pid,
+        Escaped(&process.name),
+    );
+    for group in &process.groups {
+        group_text(out, group);
+    }
+}
+
+fn group_text(out: &mut String, group: &ThreadGroup) {
+    let count = group.threads.len();
+    let who = if count == 1 {
+        "1 thread".to_owned()
+    } else {
+        format!("{} threads", grouped(count as u64))
+    };
+    let mut line = format!("  {who} {}", group.state.describe());
+    if let Some(syscall) = &group.syscall {
+        let _ = write!(line, " in {}", Escaped(&syscall.name));
+        if let Some(arg) = &syscall.arg {
+            let _ = write!(line, " ({})", Escaped(arg));
+        }
+    }
+    if let Some(wchan) = &group.wchan {
+        let _ = write!(line, ", wait channel {}", Escaped(wchan));
+    }
+    match group.activity {
+        Some(Activity::Blocked { at_least_secs }) => {
+            let _ = write!(line, ": blocked ≥ {at_least_secs:.1} s");
+        }
+        Some(Activity::Active) => line.push_str(": active"),
+        None => {}
+    }
+    let _ = writeln!(out, "{line}");
+    let names: Vec<String> = group
+        .threads
+        .iter()
+        .take(NAMED_THREADS)
+        .map(|t| format!("{} ({})", Escaped(&t.name), t.tid))
+        .collect();
+    let more = count.saturating_sub(NAMED_THREADS);
+    let more = if more > 0 {
+        format!(", … {} more", grouped(more as u64))
+    } else {
+        String::new()
+    };
+    let _ = writeln!(out, "      threads: {}{more}", names.join(", "));
+    match &group.kernel_stack {
+        Some(stack) if !stack.is_empty() => {
+            let shown: Vec<String> = stack
+                .iter()
+                .take(KERNEL_FRAMES)
+                .map(|f| Escaped(f).to_string())
+                .collect();
+            let cut = if stack.len() > KERNEL_FRAMES {
+                " ← …"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "      kernel: {}{cut}", shown.join(" ← "));
+        }
+        Some(_) => {}
+        None => {
+            let _ = writeln!(out, "      kernel: (stack unreadable: needs root)");
+        }
+    }
+}

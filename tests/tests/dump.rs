@@ -1,0 +1,280 @@
+//! `probe dump` against real processes: hundreds of idle threads come out as a few grouped
+//! lines with their syscalls and kernel stacks; `--wait` tells blocked threads from a
+//! spinning one; the seed's scene (a sender blocked on a full SysV queue, a connector on a
+//! unix socket nobody accepts) is named; a process that exits during `--wait` is shown as
+//! last seen; no such PID is one clear line.
+
+use std::time::{Duration, Instant};
+
+use probe_tests::{probe_output, require_bpf, run_probe, Workload};
+use serde_json::Value;
+
+fn dump_json(args: &[&str]) -> Value {
+    let mut full = vec!["dump", "--json"];
+    full.extend_from_slice(args);
+    let output = run_probe(&full);
+    serde_json::from_slice(&output.stdout).expect("the dump is JSON")
+}
+
+fn groups(dump: &Value, process: usize) -> &Vec<Value> {
+    dump["processes"][process]["groups"]
+        .as_array()
+        .expect("groups")
+}
+
+fn thread_count(group: &Value) -> usize {
+    group["threads"].as_array().expect("threads").len()
+}
+
+fn kernel_stack(group: &Value) -> Vec<&str> {
+    group["kernel_stack"]
+        .as_array()
+        .expect("a kernel stack (root)")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+#[test]
+fn five_hundred_idle_threads_are_a_few_grouped_lines() {
+    if !require_bpf() {
+        return;
+    }
+    let idle = Workload::start("many_idle", &["500"]);
+    let dump = dump_json(&["-p", &idle.pid.to_string()]);
+    let process = &dump["processes"][0];
+    assert_eq!(process["thread_count"], 501, "{process:#}");
+    let all_groups = groups;
+    let groups = all_groups(&dump, 0);
+    assert!(groups.len() <= 5, "{groups:#?}");
+    let by_syscall = |name: &str| {
+        groups
+            .iter()
+            .find(|g| g["syscall"]["name"] == name)
+            .unwrap_or_else(|| panic!("no group in {name}: {groups:#?}"))
+    };
+    // The condition variable's waiters all wait on one futex word (two at most, should
+    // glibc move some to its other group).
+    let in_futex: usize = groups
+        .iter()
+        .filter(|g| g["syscall"]["name"] == "futex")
+        .map(thread_count)
+        .sum();
+    assert_eq!(in_futex, 250, "{groups:#?}");
+    let futex = by_syscall("futex");
+    assert_eq!(futex["state"], "sleeping");
+    assert!(
+        futex["syscall"]["arg"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("futex 0x")),
+        "{futex:#}"
+    );
+    assert!(
+        kernel_stack(futex).iter().any(|f| f.contains("futex_wait")),
+        "{futex:#}"
+    );
+    let sleep = by_syscall("clock_nanosleep");
+    assert_eq!(thread_count(sleep), 250, "{sleep:#}");
+    assert!(
+        kernel_stack(sleep).contains(&"hrtimer_nanosleep"),
+        "{sleep:#}"
+    );
+    // The text: one line per group, its threads named, its kernel stack under it.
+    let output = run_probe(&["dump", "-p", &idle.pid.to_string()]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("250 threads sleeping in clock_nanosleep, wait channel hrtimer_nanosleep"),
+        "{text}"
+    );
+    assert!(
+        text.contains(" threads sleeping in futex (futex 0x"),
+        "{text}"
+    );
+    assert!(text.contains("… 244 more"), "{text}");
+    assert!(text.lines().count() < 20, "{text}");
+    // --all: one entry per thread.
+    let all = dump_json(&["-p", &idle.pid.to_string(), "--all"]);
+    assert_eq!(all_groups(&all, 0).len(), 501);
+}
+
+#[test]
+fn wait_tells_blocked_threads_from_a_spinning_one() {
+    if !require_bpf() {
+        return;
+    }
+    let idle = Workload::start("idle_threads", &[]);
+    let spinner = Workload::start("spin_loop", &[]);
+    let started = Instant::now();
+    let dump = dump_json(&[
+        "-p",
+        &idle.pid.to_string(),
+        "-p",
+        &spinner.pid.to_string(),
+        "--wait",
+        "1",
+    ]);
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(dump["wait_secs"].as_f64().map(|s| s >= 1.0), Some(true));
+    let find = |pid: u32| {
+        let processes = dump["processes"].as_array().expect("processes");
+        let at = processes
+            .iter()
+            .position(|p| p["pid"] == pid)
+            .unwrap_or_else(|| panic!("no process {pid}: {dump:#}"));
+        groups(&dump, at)
+    };
+    // Every idle thread (the main one too, reading its stdin) sat still.
+    for group in find(idle.pid) {
+        assert_eq!(group["activity"]["kind"], "blocked", "{group:#}");
+        assert!(group["activity"]["at_least_secs"].as_f64() >= Some(1.0));
+    }
+    let spinning = find(spinner.pid)
+        .iter()
+        .find(|g| {
+            g["threads"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["tid"] == spinner.tid)
+        })
+        .expect("the spinner's group");
+    assert_eq!(spinning["activity"]["kind"], "active", "{spinning:#}");
+    assert_eq!(spinning["state"], "running", "{spinning:#}");
+}
+
+/// Removes the SysV queue whose last sender is `pid` (a queue outlives its process).
+struct QueueOf(u32);
+
+impl QueueOf {
+    fn msqid(&self) -> Option<i32> {
+        let table = std::fs::read_to_string("/proc/sysvipc/msg").ok()?;
+        table.lines().skip(1).find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(5)?.parse::<u32>().ok()? == self.0).then(|| fields[1].parse().ok())?
+        })
+    }
+}
+
+impl Drop for QueueOf {
+    fn drop(&mut self) {
+        if let Some(msqid) = self.msqid() {
+            // SAFETY: IPC_RMID takes no buffer; the queue is the one our workload made.
+            unsafe { libc::msgctl(msqid, libc::IPC_RMID, std::ptr::null_mut()) };
+        }
+    }
+}
+
+#[test]
+fn the_seeds_scene_names_the_full_queue_and_the_unaccepted_connect() {
+    if !require_bpf() {
+        return;
+    }
+    let scene = Workload::start("ipc_scene", &[]);
+    let queue = QueueOf(scene.pid);
+    let msqid = queue
+        .msqid()
+        .expect("the scene's queue in /proc/sysvipc/msg");
+    // The connector blocks a moment after the ready line: wait for its wait channel.
+    let wchan = |name: &str| {
+        let dir = format!("/proc/{}/task", scene.pid);
+        std::fs::read_dir(dir)
+            .ok()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|task| {
+                let read =
+                    |file| std::fs::read_to_string(task.path().join(file)).unwrap_or_default();
+                read("comm").trim() == name && read("wchan") == "unix_wait_for_peer"
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !wchan("connector") {
+        assert!(Instant::now() < deadline, "the connector never blocked");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dump = dump_json(&["-p", &scene.pid.to_string()]);
+    let groups = groups(&dump, 0);
+    let named = |name: &str| {
+        groups
+            .iter()
+            .find(|g| g["threads"][0]["name"] == name)
+            .unwrap_or_else(|| panic!("no thread {name}: {groups:#?}"))
+    };
+    let sender = named("sender");
+    assert_eq!(sender["wchan"], "do_msgsnd", "{sender:#}");
+    assert_eq!(sender["syscall"]["name"], "msgsnd", "{sender:#}");
+    let arg = sender["syscall"]["arg"].as_str().expect("the queue named");
+    assert!(
+        arg.starts_with(&format!("queue {msqid}: ")) && arg.contains("(full)"),
+        "{arg}"
+    );
+    assert!(
+        arg.contains(&format!("last sent by {}", scene.pid)),
+        "{arg}"
+    );
+    let connector = named("connector");
+    assert_eq!(connector["wchan"], "unix_wait_for_peer", "{connector:#}");
+    assert_eq!(connector["syscall"]["name"], "connect", "{connector:#}");
+    assert!(
+        connector["syscall"]["arg"]
+            .as_str()
+            .is_some_and(|a| a.contains("→ socket:[")),
+        "{connector:#}"
+    );
+    drop(queue);
+}
+
+#[test]
+fn a_process_that_exits_during_wait_is_shown_as_last_seen() {
+    if !require_bpf() {
+        return;
+    }
+    // Spins 300 ms of CPU after a 200 ms nap, then exits by itself.
+    let short = Workload::start("short_lived", &["300", "200"]);
+    let output = probe_output(
+        &[
+            "dump",
+            "--json",
+            "-p",
+            &short.pid.to_string(),
+            "--wait",
+            "3",
+        ],
+        Duration::from_secs(10),
+    );
+    assert!(output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("process {} exited during --wait", short.pid)),
+        "{stderr}"
+    );
+    let dump: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let process = &dump["processes"][0];
+    assert_eq!(process["exited"], true, "{process:#}");
+    assert!(process["thread_count"].as_u64() >= Some(1), "{process:#}");
+}
+
+#[test]
+fn no_such_pid_is_one_clear_line() {
+    if !require_bpf() {
+        return;
+    }
+    let pid_max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .expect("pid_max")
+        .trim()
+        .parse()
+        .expect("a number");
+    let output = probe_output(
+        &["dump", "-p", &pid_max.to_string()],
+        Duration::from_secs(5),
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "probe: error: no process with PID {pid_max} (check the number with `ps -p {pid_max}`)"
+        )
+    );
+}
