@@ -37,8 +37,9 @@ enum Task {
     Test,
     /// rustfmt --check and clippy -D warnings (user side and eBPF side).
     Lint,
-    /// Measure probe's overhead next to bpftrace, perf record and py-spy (root; ~6 min with
-    /// the defaults); prints a markdown table and writes target/bench/results.md.
+    /// Measure probe's overhead next to bpftrace, perf record, strace and py-spy (root;
+    /// ~12 min with the defaults); prints a markdown table and writes
+    /// target/bench/results.md.
     Bench {
         /// Interleaved rounds; each runs every workload under each of its observers once.
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]

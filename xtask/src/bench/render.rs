@@ -268,13 +268,13 @@ impl Results<'_> {
             let argv = observer
                 .argv(secs, None)
                 .map_or("(none)".into(), |argv| format!("`{}`", shell_join(&argv)));
-            let note = if observer.needs_pid() {
-                format!(
+            let note = match observer {
+                Observer::PySpy | Observer::PySpyNonblocking => format!(
                     " (py-spy {PY_SPY_VERSION} from PyPI, in a venv of that CPython; PID: the \
                      workload's)"
-                )
-            } else {
-                String::new()
+                ),
+                Observer::Strace => " (Debian's strace; PID: the workload's)".to_owned(),
+                _ => String::new(),
             };
             writeln!(out, "| {} | {argv}{note} |", observer.name())?;
         }

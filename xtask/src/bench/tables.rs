@@ -167,7 +167,14 @@ impl Results<'_> {
             } else {
                 String::new()
             };
-            write!(out, " {}{count} |", fmt_summary(Summary::of(ratios), 2))?;
+            let summary = Summary::of(ratios);
+            // strace's storm ratio is thousandths: two decimals would print 0.00.
+            let decimals = if summary.is_some_and(|s| s.median < 0.095) {
+                4
+            } else {
+                2
+            };
+            write!(out, " {}{count} |", fmt_summary(summary, decimals))?;
         }
         writeln!(out)
     }
