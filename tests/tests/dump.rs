@@ -278,3 +278,82 @@ fn no_such_pid_is_one_clear_line() {
         )
     );
 }
+
+/// The group holding thread `name` (its `threading` name) in process 0 of `dump`.
+fn python_thread<'a>(dump: &'a Value, name: &str) -> &'a Value {
+    groups(dump, 0)
+        .iter()
+        .find(|g| {
+            g["threads"]
+                .as_array()
+                .is_some_and(|threads| threads.iter().any(|t| t["python_name"] == name))
+        })
+        .unwrap_or_else(|| panic!("no Python thread {name}: {dump:#}"))
+}
+
+#[test]
+fn python_threads_deadlocked_on_two_locks_show_where_they_wait_on_3_8_to_3_13() {
+    if !require_bpf() {
+        return;
+    }
+    let line = probe_tests::marker_line("py_lock_deadlock.py", "take_second");
+    for minor in 8..=13 {
+        let Some(python) = probe_tests::require_interpreter(minor) else {
+            continue;
+        };
+        let deadlock = probe_tests::start_python(&python, "py_lock_deadlock.py", &[]);
+        // Both threads reach their second acquire a moment after the ready line.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let dump = loop {
+            let dump = dump_json(&["-p", &deadlock.pid.to_string()]);
+            let waiting =
+                |name| python_thread(&dump, name)["python_stack"]["frames"][0]["line"] == line;
+            if waiting("left") && waiting("right") {
+                break dump;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "3.{minor}: never both waiting: {dump:#}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(
+            dump["processes"][0]["python_version"],
+            format!("3.{minor}"),
+            "{dump:#}"
+        );
+        for name in ["left", "right"] {
+            let group = python_thread(&dump, name);
+            let frames = group["python_stack"]["frames"].as_array().expect("frames");
+            assert_eq!(
+                frames[0]["function"], "take_both",
+                "3.{minor} {name}: {group:#}"
+            );
+            assert!(
+                frames[0]["file"]
+                    .as_str()
+                    .is_some_and(|f| f.ends_with("py_lock_deadlock.py")),
+                "{group:#}"
+            );
+            // Below it, threading's own frames, as far as the thread's bootstrap.
+            assert!(
+                frames.iter().any(|f| f["function"]
+                    .as_str()
+                    .is_some_and(|f| f.ends_with("_bootstrap_inner"))),
+                "3.{minor} {name}: {group:#}"
+            );
+            assert_eq!(group["python_stack"]["truncated"], false, "{group:#}");
+            assert_eq!(group["state"], "sleeping", "{group:#}");
+            assert_eq!(group["syscall"]["name"], "futex", "{group:#}");
+        }
+        // The text names them by their threading names, with the Python stack.
+        let output = run_probe(&["dump", "-p", &deadlock.pid.to_string()]);
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(text.contains(&format!("Python 3.{minor})")), "{text}");
+        assert!(text.contains("left ("), "{text}");
+        assert!(
+            text.contains("python: take_both (") && text.contains(&format!(":{line})")),
+            "{text}"
+        );
+    }
+}

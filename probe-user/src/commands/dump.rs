@@ -84,6 +84,19 @@ fn process_dump(
 ) -> ProcessDump {
     let exited = now.is_none();
     let shown = now.or_else(|| first.clone()).unwrap_or_default();
+    let mut notices = Vec::new();
+    // The interpreter is read once, after the wait, and only from a live process.
+    let python = if exited {
+        None
+    } else {
+        match dump::python::view(pid) {
+            Ok(view) => view.version.is_some().then_some(view),
+            Err(why) => {
+                notices.push(format!("Python frames not shown: {why}"));
+                None
+            }
+        }
+    };
     let entries = shown
         .values()
         .map(|thread| {
@@ -94,7 +107,7 @@ fn process_dump(
                 }
                 dump::activity(before, thread, secs)
             });
-            dump::entry(pid, thread, activity)
+            dump::entry(pid, thread, activity, python.as_ref())
         })
         .collect();
     ProcessDump {
@@ -104,6 +117,11 @@ fn process_dump(
             .unwrap_or_default(),
         cmdline: proc::cmdline(pid),
         exited,
+        python_version: python
+            .as_ref()
+            .and_then(|view| view.version)
+            .map(|(major, minor)| format!("{major}.{minor}")),
+        notices,
         thread_count: shown.len(),
         groups: dump::group(entries, all),
     }

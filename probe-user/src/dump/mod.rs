@@ -4,6 +4,7 @@
 //! all meanwhile. Threads that look the same are grouped, so a 500-thread process stays
 //! readable.
 
+pub mod python;
 pub mod read;
 pub mod render;
 
@@ -11,6 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use self::python::{PyStack, PythonView};
 use self::read::{SyscallLine, ThreadRead, ThreadState};
 use crate::syscall_names::{self, KeyArg};
 
@@ -35,6 +37,10 @@ pub struct ProcessDump {
     pub cmdline: Vec<String>,
     /// It exited before the end (during `--wait`): what is shown is what was seen before.
     pub exited: bool,
+    /// `3.12` when it is a CPython process whose interpreter was read.
+    pub python_version: Option<String>,
+    /// What could not be read, one line each.
+    pub notices: Vec<String>,
     pub thread_count: usize,
     /// Identical threads together (each thread alone with `--all`), most threads first.
     pub groups: Vec<ThreadGroup>,
@@ -48,6 +54,8 @@ pub struct ThreadGroup {
     pub syscall: Option<BlockedSyscall>,
     /// Innermost first; `None` when /proc would not show it (it needs root).
     pub kernel_stack: Option<Vec<String>>,
+    /// The Python frames, innermost first, of a Python thread.
+    pub python_stack: Option<PyStack>,
     /// With `--wait`: whether these threads ran during it.
     pub activity: Option<Activity>,
     pub threads: Vec<ThreadId>,
@@ -58,6 +66,8 @@ pub struct ThreadGroup {
 pub struct ThreadId {
     pub tid: u32,
     pub name: String,
+    /// Its `threading` name, for a Python thread.
+    pub python_name: Option<String>,
     /// CPU time so far, seconds.
     pub cpu_secs: Option<f64>,
 }
@@ -150,6 +160,7 @@ pub struct GroupKey {
     pub wchan: Option<String>,
     pub syscall: Option<BlockedSyscall>,
     pub kernel_stack: Option<Vec<String>>,
+    pub python_stack: Option<PyStack>,
     pub activity: Option<Activity>,
 }
 
@@ -160,12 +171,19 @@ impl GroupKey {
             && self.wchan == other.wchan
             && syscall(&self.syscall) == syscall(&other.syscall)
             && self.kernel_stack == other.kernel_stack
+            && self.python_stack == other.python_stack
             && self.activity == other.activity
     }
 }
 
-/// The entry of one thread as read (after `--wait`, with what it saw).
-pub fn entry(pid: u32, thread: &ThreadRead, activity: Option<Activity>) -> ThreadEntry {
+/// The entry of one thread as read (after `--wait`, with what it saw; `python`, its
+/// process's interpreter, for a Python process).
+pub fn entry(
+    pid: u32,
+    thread: &ThreadRead,
+    activity: Option<Activity>,
+    python: Option<&PythonView>,
+) -> ThreadEntry {
     ThreadEntry {
         key: GroupKey {
             state: thread.state,
@@ -175,11 +193,13 @@ pub fn entry(pid: u32, thread: &ThreadRead, activity: Option<Activity>) -> Threa
                 .as_ref()
                 .and_then(|line| blocked_syscall(pid, line)),
             kernel_stack: thread.kernel_stack.clone(),
+            python_stack: python.and_then(|view| view.stacks.get(&thread.tid).cloned()),
             activity,
         },
         id: ThreadId {
             tid: thread.tid,
             name: thread.name.clone(),
+            python_name: python.and_then(|view| view.names.get(&thread.tid).cloned()),
             cpu_secs: thread.cpu_ns.map(|ns| ns as f64 / 1e9),
         },
     }
@@ -208,6 +228,7 @@ pub fn group(mut entries: Vec<ThreadEntry>, all: bool) -> Vec<ThreadGroup> {
             wchan: key.wchan,
             syscall: key.syscall,
             kernel_stack: key.kernel_stack,
+            python_stack: key.python_stack,
             activity: key.activity,
             threads,
         })

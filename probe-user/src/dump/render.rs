@@ -10,6 +10,8 @@ use crate::report::human::{grouped, Escaped};
 const NAMED_THREADS: usize = 6;
 /// Kernel frames shown per group.
 const KERNEL_FRAMES: usize = 8;
+/// Python frames shown per group.
+const PYTHON_FRAMES: usize = 12;
 
 pub fn render_json(dump: &Dump) -> String {
     let mut json = serde_json::to_string_pretty(dump).unwrap_or_else(|err| {
@@ -45,12 +47,19 @@ fn process_text(out: &mut String, process: &ProcessDump) {
         1 => "1 thread".to_owned(),
         n => format!("{} threads", grouped(n as u64)),
     };
+    let python = process
+        .python_version
+        .as_deref()
+        .map_or(String::new(), |version| format!(", Python {version}"));
     let _ = writeln!(
         out,
-        "process {} ({}): {threads}{exited}",
+        "process {} ({}{python}): {threads}{exited}",
         process.pid,
         Escaped(&process.name),
     );
+    for notice in &process.notices {
+        let _ = writeln!(out, "  note: {}", Escaped(notice));
+    }
     for group in &process.groups {
         group_text(out, group);
     }
@@ -85,7 +94,11 @@ fn group_text(out: &mut String, group: &ThreadGroup) {
         .threads
         .iter()
         .take(NAMED_THREADS)
-        .map(|t| format!("{} ({})", Escaped(&t.name), t.tid))
+        .map(|t| {
+            // A Python thread by its `threading` name; its comm is often just "python3".
+            let name = t.python_name.as_deref().unwrap_or(&t.name);
+            format!("{} ({})", Escaped(name), t.tid)
+        })
         .collect();
     let more = count.saturating_sub(NAMED_THREADS);
     let more = if more > 0 {
@@ -111,6 +124,27 @@ fn group_text(out: &mut String, group: &ThreadGroup) {
         Some(_) => {}
         None => {
             let _ = writeln!(out, "      kernel: (stack unreadable: needs root)");
+        }
+    }
+    if let Some(stack) = &group.python_stack {
+        let shown: Vec<String> = stack
+            .frames
+            .iter()
+            .take(PYTHON_FRAMES)
+            .map(|f| {
+                let line = f.line.map_or(String::new(), |line| format!(":{line}"));
+                format!("{} ({}{line})", Escaped(&f.function), Escaped(&f.file))
+            })
+            .collect();
+        let cut = if stack.frames.len() > PYTHON_FRAMES {
+            " ← …"
+        } else if stack.truncated {
+            " ← … (truncated: unreadable frame)"
+        } else {
+            ""
+        };
+        if !shown.is_empty() || stack.truncated {
+            let _ = writeln!(out, "      python: {}{cut}", shown.join(" ← "));
         }
     }
 }

@@ -35,7 +35,7 @@ fn identical_threads_group_and_the_biggest_group_comes_first() {
             sp: u64::from(tid),
             pc: 1,
         });
-        entries.push(entry(std::process::id(), &t, None));
+        entries.push(entry(std::process::id(), &t, None, None));
     }
     // Two waiting on one futex word, one on another.
     for tid in [20, 21] {
@@ -43,13 +43,13 @@ fn identical_threads_group_and_the_biggest_group_comes_first() {
         if let Some(SyscallLine::InSyscall { args, .. }) = &mut t.syscall {
             args[0] = 0x5000;
         }
-        entries.push(entry(std::process::id(), &t, None));
+        entries.push(entry(std::process::id(), &t, None, None));
     }
     let mut lone = thread(30, "worker", FUTEX, &futex_stack);
     if let Some(SyscallLine::InSyscall { args, .. }) = &mut lone.syscall {
         args[0] = 0x6000;
     }
-    entries.push(entry(std::process::id(), &lone, None));
+    entries.push(entry(std::process::id(), &lone, None, None));
     let groups = group(entries.clone(), false);
     let sizes: Vec<usize> = groups.iter().map(|g| g.threads.len()).collect();
     assert_eq!(sizes, [4, 2, 1]);
@@ -78,8 +78,13 @@ fn a_thread_whose_cpu_time_did_not_move_was_blocked() {
     after.cpu_ns = None;
     assert_eq!(activity(&before, &after, 2.0), None);
     // Blocked and active threads of the same wait never share a group.
-    let blocked = entry(1, &before, Some(Activity::Blocked { at_least_secs: 2.0 }));
-    let active = entry(1, &before, Some(Activity::Active));
+    let blocked = entry(
+        1,
+        &before,
+        Some(Activity::Blocked { at_least_secs: 2.0 }),
+        None,
+    );
+    let active = entry(1, &before, Some(Activity::Active), None);
     assert_eq!(group(vec![blocked, active], false).len(), 2);
 }
 
@@ -114,9 +119,16 @@ fn text_names_the_wait_and_escapes_hostile_names() {
             name: "app".into(),
             cmdline: vec![],
             exited: false,
+            python_version: None,
+            notices: vec![],
             thread_count: 1,
             groups: group(
-                vec![entry(5, &t, Some(Activity::Blocked { at_least_secs: 2.0 }))],
+                vec![entry(
+                    5,
+                    &t,
+                    Some(Activity::Blocked { at_least_secs: 2.0 }),
+                    None,
+                )],
                 false,
             ),
         }],
