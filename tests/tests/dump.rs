@@ -357,3 +357,45 @@ fn python_threads_deadlocked_on_two_locks_show_where_they_wait_on_3_8_to_3_13() 
         );
     }
 }
+
+#[test]
+fn two_threads_deadlocked_on_two_mutexes_are_named_a_deadlock() {
+    if !require_bpf() {
+        return;
+    }
+    let deadlock = Workload::start("mutex_deadlock", &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let dump = loop {
+        let dump = dump_json(&["-p", &deadlock.pid.to_string()]);
+        if dump["processes"][0]["deadlocks"]
+            .as_array()
+            .is_some_and(|d| !d.is_empty())
+        {
+            break dump;
+        }
+        assert!(Instant::now() < deadline, "no deadlock found: {dump:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let process = &dump["processes"][0];
+    let cycles = process["deadlocks"].as_array().expect("deadlocks");
+    assert_eq!(cycles.len(), 1, "{process:#}");
+    let waits = cycles[0]["waits"].as_array().expect("waits");
+    assert_eq!(waits.len(), 2, "{process:#}");
+    let tids: Vec<u64> = waits.iter().filter_map(|w| w["waiter"].as_u64()).collect();
+    let owners: Vec<u64> = waits.iter().filter_map(|w| w["owner"].as_u64()).collect();
+    // Each waits for the other.
+    assert_eq!(tids, [owners[1], owners[0]], "{process:#}");
+    assert!(tids.contains(&u64::from(deadlock.tid)), "{process:#}");
+    assert_ne!(waits[0]["mutex"], waits[1]["mutex"], "{process:#}");
+    let output = run_probe(&["dump", "-p", &deadlock.pid.to_string()]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("DEADLOCK: 2 threads wait for each other's mutexes:"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("left ({}) waits for mutex 0x", deadlock.tid))
+            && text.contains(", held by right ("),
+        "{text}"
+    );
+}

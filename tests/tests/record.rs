@@ -13,8 +13,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use probe_tests::{
-    marker_line, per_version, pprof_lines, pprof_top, probe_output, probe_output_with, py_spy,
-    require_bpf, require_interpreter, run_probe, script_path, speedscope_opens_in_chromium,
+    marker_line, per_version, pprof_lines, pprof_tags, pprof_top, probe_output, probe_output_with,
+    py_spy, require_bpf, require_interpreter, run_probe, script_path, speedscope_opens_in_chromium,
     speedscope_validate, start_python, svg_rendered_text, workload_path, ProbeOnTerminal,
     ScratchDir, Workload,
 };
@@ -242,6 +242,25 @@ fn c_call_tree_in_its_readers() {
     let speedscope = record(tree.pid, "1", &[], &dir, "tree.speedscope.json");
     speedscope_validate(&speedscope);
     speedscope_opens_in_chromium(&speedscope);
+}
+
+/// A syscall storm's pprof: the samples taken in a syscall carry a `syscall` label, which
+/// `go tool pprof -tags` breaks the profile down by.
+#[test]
+fn pprof_samples_say_which_syscall_they_were_in() {
+    if !require_bpf() {
+        return;
+    }
+    let opener = Workload::start("open_loop", &[]);
+    let dir = ScratchDir::new("record-syscall-tags");
+    let pprof = record(opener.pid, "1", &[], &dir, "storm.pb.gz");
+    let Some(tags) = pprof_tags(&pprof) else {
+        return;
+    };
+    assert!(
+        tags.contains("syscall:") && tags.contains("openat"),
+        "no syscall tag with openat in pprof -tags:\n{tags}"
+    );
 }
 
 /// The Python call tree on 3.12 in pprof (`-lines` gives the script and the lines of

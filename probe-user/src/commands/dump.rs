@@ -110,6 +110,14 @@ fn process_dump(
             dump::entry(pid, thread, activity, python.as_ref())
         })
         .collect();
+    // Mutex owners are read from the live process only: a dead one has no memory.
+    let mutex_waits = if exited {
+        Vec::new()
+    } else {
+        let tids = shown.keys().copied().collect();
+        dump::locks::mutex_waits(pid, &dump::futex_waits(shown.values()), &tids)
+    };
+    let deadlocks = dump::locks::deadlocks(&mutex_waits);
     ProcessDump {
         pid,
         name: proc::comm(pid, None)
@@ -122,6 +130,8 @@ fn process_dump(
             .and_then(|view| view.version)
             .map(|(major, minor)| format!("{major}.{minor}")),
         notices,
+        mutex_waits,
+        deadlocks,
         thread_count: shown.len(),
         groups: dump::group(entries, all),
     }

@@ -4,6 +4,7 @@
 //! all meanwhile. Threads that look the same are grouped, so a 500-thread process stays
 //! readable.
 
+pub mod locks;
 pub mod python;
 pub mod read;
 pub mod render;
@@ -41,6 +42,10 @@ pub struct ProcessDump {
     pub python_version: Option<String>,
     /// What could not be read, one line each.
     pub notices: Vec<String>,
+    /// Threads waiting for a glibc mutex another thread of the process holds.
+    pub mutex_waits: Vec<locks::MutexWait>,
+    /// Cycles among those waits.
+    pub deadlocks: Vec<locks::Deadlock>,
     pub thread_count: usize,
     /// Identical threads together (each thread alone with `--all`), most threads first.
     pub groups: Vec<ThreadGroup>,
@@ -231,6 +236,24 @@ pub fn group(mut entries: Vec<ThreadEntry>, all: bool) -> Vec<ThreadGroup> {
             python_stack: key.python_stack,
             activity: key.activity,
             threads,
+        })
+        .collect()
+}
+
+/// The futex waits among `threads` (their syscall arguments: word, operation, value).
+pub fn futex_waits<'a>(threads: impl IntoIterator<Item = &'a ThreadRead>) -> Vec<locks::FutexWait> {
+    threads
+        .into_iter()
+        .filter_map(|thread| match thread.syscall {
+            Some(SyscallLine::InSyscall { nr, args, .. }) if syscall_names::name(nr) == "futex" => {
+                Some(locks::FutexWait {
+                    tid: thread.tid,
+                    addr: args[0],
+                    op: args[1],
+                    val: args[2],
+                })
+            }
+            _ => None,
         })
         .collect()
 }

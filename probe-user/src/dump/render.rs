@@ -60,6 +60,52 @@ fn process_text(out: &mut String, process: &ProcessDump) {
     for notice in &process.notices {
         let _ = writeln!(out, "  note: {}", Escaped(notice));
     }
+    let name_of = |tid: u32| {
+        process
+            .groups
+            .iter()
+            .flat_map(|g| &g.threads)
+            .find(|t| t.tid == tid)
+            .map_or(format!("{tid}"), |t| {
+                let name = t.python_name.as_deref().unwrap_or(&t.name);
+                format!("{} ({tid})", Escaped(name))
+            })
+    };
+    for deadlock in &process.deadlocks {
+        let _ = writeln!(
+            out,
+            "  DEADLOCK: {} threads wait for each other's mutexes:",
+            deadlock.waits.len()
+        );
+        for wait in &deadlock.waits {
+            let _ = writeln!(
+                out,
+                "    {} waits for mutex {}, held by {}",
+                name_of(wait.waiter),
+                wait.mutex,
+                name_of(wait.owner)
+            );
+        }
+    }
+    let in_deadlock = |tid: u32| {
+        process
+            .deadlocks
+            .iter()
+            .any(|d| d.waits.iter().any(|w| w.waiter == tid))
+    };
+    for wait in process
+        .mutex_waits
+        .iter()
+        .filter(|w| !in_deadlock(w.waiter))
+    {
+        let _ = writeln!(
+            out,
+            "  {} waits for mutex {}, held by {}",
+            name_of(wait.waiter),
+            wait.mutex,
+            name_of(wait.owner)
+        );
+    }
     for group in &process.groups {
         group_text(out, group);
     }

@@ -121,6 +121,8 @@ fn text_names_the_wait_and_escapes_hostile_names() {
             exited: false,
             python_version: None,
             notices: vec![],
+            mutex_waits: vec![],
+            deadlocks: vec![],
             thread_count: 1,
             groups: group(
                 vec![entry(
