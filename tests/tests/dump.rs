@@ -346,6 +346,18 @@ fn python_threads_deadlocked_on_two_locks_show_where_they_wait_on_3_8_to_3_13() 
             assert_eq!(group["state"], "sleeping", "{group:#}");
             assert_eq!(group["syscall"]["name"], "futex", "{group:#}");
         }
+        // With --wait, both blocked all along in waits of their own code: a possible
+        // deadlock (a Lock has no owner to prove it).
+        let waited = dump_json(&["-p", &deadlock.pid.to_string(), "--wait", "0.5"]);
+        let possible = &waited["processes"][0]["possible_deadlock"];
+        let names: Vec<&str> = possible["threads"]
+            .as_array()
+            .unwrap_or_else(|| panic!("3.{minor}: no possible deadlock: {waited:#}"))
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .collect();
+        assert_eq!(names, ["left", "right"], "3.{minor}: {possible:#}");
+        assert_eq!(possible["threads"][0]["at"]["line"], line, "{possible:#}");
         // The text names them by their threading names, with the Python stack.
         let output = run_probe(&["dump", "-p", &deadlock.pid.to_string()]);
         let text = String::from_utf8_lossy(&output.stdout);

@@ -97,7 +97,7 @@ fn process_dump(
             }
         }
     };
-    let entries = shown
+    let entries: Vec<_> = shown
         .values()
         .map(|thread| {
             let activity = waited.and_then(|secs| {
@@ -118,6 +118,7 @@ fn process_dump(
         dump::locks::mutex_waits(pid, &dump::futex_waits(shown.values()), &tids)
     };
     let deadlocks = dump::locks::deadlocks(&mutex_waits);
+    let possible_deadlock = dump::python_lock_waits(&entries);
     ProcessDump {
         pid,
         name: proc::comm(pid, None)
@@ -132,6 +133,7 @@ fn process_dump(
         notices,
         mutex_waits,
         deadlocks,
+        possible_deadlock,
         thread_count: shown.len(),
         groups: dump::group(entries, all),
     }

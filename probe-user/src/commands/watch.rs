@@ -364,7 +364,6 @@ impl<'a> Watcher<'a> {
             .open(until, &self.collector.stack_counts(), pending);
     }
 
-    /// Sends or writes every profile whose window is over.
     /// Whether the ring buffer is drained every [`DRAIN`] rather than every [`TICK`]: while
     /// hot threads are sampled at `-F`, or an HTTP request waits for its profile.
     fn drains_often(&self) -> bool {
@@ -374,6 +373,7 @@ impl<'a> Watcher<'a> {
                 .any_open(|pending| matches!(pending.to, ProfileTo::Reply(_)))
     }
 
+    /// Sends or writes every profile whose window is over.
     fn answer_due_profiles(&mut self, probe: &mut Probe, now: u64) {
         if !self.profiles.any_due(now) {
             return;

@@ -46,6 +46,9 @@ pub struct ProcessDump {
     pub mutex_waits: Vec<locks::MutexWait>,
     /// Cycles among those waits.
     pub deadlocks: Vec<locks::Deadlock>,
+    /// With `--wait`, in a Python process: two or more threads blocked all along in lock
+    /// waits of their own code (see [`python_lock_waits`]).
+    pub possible_deadlock: Option<PossibleDeadlock>,
     pub thread_count: usize,
     /// Identical threads together (each thread alone with `--all`), most threads first.
     pub groups: Vec<ThreadGroup>,
@@ -238,6 +241,69 @@ pub fn group(mut entries: Vec<ThreadEntry>, all: bool) -> Vec<ThreadGroup> {
             threads,
         })
         .collect()
+}
+
+/// Python threads that sat in a lock wait all through `--wait`, none of which can be
+/// proven to wait for another (a `threading.Lock` has no owner): a possible deadlock.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PossibleDeadlock {
+    pub blocked_at_least_secs: f64,
+    pub threads: Vec<LockWaiter>,
+}
+
+/// One thread of a [`PossibleDeadlock`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LockWaiter {
+    pub tid: u32,
+    pub name: String,
+    /// The futex word it waits on (the lock's semaphore).
+    pub futex: String,
+    /// Its innermost Python frame: where its code waits.
+    pub at: python::PyFrame,
+}
+
+/// Python modules whose waits are coordination, not a lock the code took: a worker
+/// idle in `queue.get()` or `Event.wait()` waits in `threading.py`'s `Condition.wait`.
+const COORDINATION_MODULES: [&str; 4] = [
+    "threading.py",
+    "queue.py",
+    "concurrent/futures/_base.py",
+    "multiprocessing/connection.py",
+];
+
+/// The threads of `entries` blocked all through the wait in a futex wait whose innermost
+/// Python frame is the program's own code (not a `threading` or `queue` wait); two or
+/// more of them are a possible deadlock.
+pub fn python_lock_waits(entries: &[ThreadEntry]) -> Option<PossibleDeadlock> {
+    let mut blocked_for = f64::INFINITY;
+    let threads: Vec<LockWaiter> = entries
+        .iter()
+        .filter_map(|entry| {
+            let Some(Activity::Blocked { at_least_secs }) = entry.key.activity else {
+                return None;
+            };
+            let syscall = entry.key.syscall.as_ref().filter(|s| s.name == "futex")?;
+            let at = entry.key.python_stack.as_ref()?.frames.first()?;
+            if COORDINATION_MODULES.iter().any(|m| at.file.ends_with(m)) {
+                return None;
+            }
+            blocked_for = blocked_for.min(at_least_secs);
+            Some(LockWaiter {
+                tid: entry.id.tid,
+                name: entry
+                    .id
+                    .python_name
+                    .clone()
+                    .unwrap_or(entry.id.name.clone()),
+                futex: syscall.args.first().cloned().unwrap_or_default(),
+                at: at.clone(),
+            })
+        })
+        .collect();
+    (threads.len() >= 2).then_some(PossibleDeadlock {
+        blocked_at_least_secs: blocked_for,
+        threads,
+    })
 }
 
 /// The futex waits among `threads` (their syscall arguments: word, operation, value).

@@ -87,6 +87,27 @@ fn process_text(out: &mut String, process: &ProcessDump) {
             );
         }
     }
+    if let Some(possible) = &process.possible_deadlock {
+        let _ = writeln!(
+            out,
+            "  POSSIBLE DEADLOCK: {} threads blocked ≥ {:.1} s waiting for locks (a \
+             threading.Lock has no owner to follow):",
+            possible.threads.len(),
+            possible.blocked_at_least_secs
+        );
+        for waiter in &possible.threads {
+            let line = waiter.at.line.map_or(String::new(), |l| format!(":{l}"));
+            let _ = writeln!(
+                out,
+                "    {} ({}) on lock {} at {} ({}{line})",
+                Escaped(&waiter.name),
+                waiter.tid,
+                waiter.futex,
+                Escaped(&waiter.at.function),
+                Escaped(&waiter.at.file)
+            );
+        }
+    }
     let in_deadlock = |tid: u32| {
         process
             .deadlocks

@@ -123,6 +123,7 @@ fn text_names_the_wait_and_escapes_hostile_names() {
             notices: vec![],
             mutex_waits: vec![],
             deadlocks: vec![],
+            possible_deadlock: None,
             thread_count: 1,
             groups: group(
                 vec![entry(
@@ -151,4 +152,46 @@ fn text_names_the_wait_and_escapes_hostile_names() {
     assert_eq!(group["state"], "sleeping");
     assert_eq!(group["activity"]["kind"], "blocked");
     assert_eq!(group["syscall"]["name"], "futex");
+}
+
+#[test]
+fn python_threads_blocked_in_their_own_lock_waits_are_a_possible_deadlock() {
+    use super::python::{PyFrame, PyStack};
+    let blocked = Some(Activity::Blocked { at_least_secs: 2.0 });
+    let frame = |function: &str, file: &str| PyFrame {
+        function: function.into(),
+        file: file.into(),
+        line: Some(16),
+    };
+    let with_stack = |tid: u32, at: PyFrame| {
+        let mut e = entry(
+            1,
+            &thread(tid, "python3", FUTEX, &["futex_wait_queue"]),
+            blocked,
+            None,
+        );
+        e.key.python_stack = Some(PyStack {
+            frames: vec![at],
+            truncated: false,
+        });
+        e.id.python_name = Some(format!("worker-{tid}"));
+        e
+    };
+    let left = with_stack(10, frame("take_both", "/app/deadlock.py"));
+    let right = with_stack(11, frame("take_both", "/app/deadlock.py"));
+    // An idle pool worker waits in threading's Condition.wait: not a lock of its own.
+    let idle = with_stack(
+        12,
+        frame("Condition.wait", "/usr/lib/python3.12/threading.py"),
+    );
+    let found = python_lock_waits(&[left.clone(), right.clone(), idle.clone()]).unwrap();
+    let tids: Vec<u32> = found.threads.iter().map(|t| t.tid).collect();
+    assert_eq!(tids, [10, 11]);
+    assert_eq!(found.threads[0].name, "worker-10");
+    assert_eq!(found.threads[0].futex, "0x100a");
+    // One thread alone, or threads that ran, are no deadlock.
+    assert_eq!(python_lock_waits(&[left.clone(), idle]), None);
+    let mut ran = right;
+    ran.key.activity = Some(Activity::Active);
+    assert_eq!(python_lock_waits(&[left, ran]), None);
 }
