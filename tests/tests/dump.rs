@@ -40,7 +40,7 @@ fn five_hundred_idle_threads_are_a_few_grouped_lines() {
     if !require_bpf() {
         return;
     }
-    let idle = Workload::start("many_idle", &["500"]);
+    let idle = Workload::start("idle_threads", &["500"]);
     let dump = dump_json(&["-p", &idle.pid.to_string()]);
     let process = &dump["processes"][0];
     assert_eq!(process["thread_count"], 501, "{process:#}");

@@ -71,6 +71,14 @@ fn process_text(out: &mut String, process: &ProcessDump) {
                 format!("{} ({tid})", Escaped(name))
             })
     };
+    let wait_text = |wait: &super::locks::MutexWait| {
+        format!(
+            "{} waits for mutex {}, held by {}",
+            name_of(wait.waiter),
+            wait.mutex,
+            name_of(wait.owner)
+        )
+    };
     for deadlock in &process.deadlocks {
         let _ = writeln!(
             out,
@@ -78,13 +86,7 @@ fn process_text(out: &mut String, process: &ProcessDump) {
             deadlock.waits.len()
         );
         for wait in &deadlock.waits {
-            let _ = writeln!(
-                out,
-                "    {} waits for mutex {}, held by {}",
-                name_of(wait.waiter),
-                wait.mutex,
-                name_of(wait.owner)
-            );
+            let _ = writeln!(out, "    {}", wait_text(wait));
         }
     }
     if let Some(possible) = &process.possible_deadlock {
@@ -119,13 +121,7 @@ fn process_text(out: &mut String, process: &ProcessDump) {
         .iter()
         .filter(|w| !in_deadlock(w.waiter))
     {
-        let _ = writeln!(
-            out,
-            "  {} waits for mutex {}, held by {}",
-            name_of(wait.waiter),
-            wait.mutex,
-            name_of(wait.owner)
-        );
+        let _ = writeln!(out, "  {}", wait_text(wait));
     }
     for group in &process.groups {
         group_text(out, group);

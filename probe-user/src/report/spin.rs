@@ -238,20 +238,24 @@ fn kernel_share(thread: &ThreadProfile) -> Option<f64> {
 fn ranked_syscalls(thread: &ThreadProfile, window_secs: f64) -> Vec<SyscallRate> {
     let mut counts: Vec<(u32, u64)> = thread.syscalls.clone();
     counts.sort_by(|(nr_a, a), (nr_b, b)| b.cmp(a).then_with(|| nr_a.cmp(nr_b)));
-    let on_cpu = thread
+    // On-CPU samples in total and by the syscall they were taken in, counted once.
+    let mut sampled_total = 0;
+    let mut sampled_in: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for samples in thread
         .samples
         .iter()
-        .filter(|s| s.kind == SampleKind::OnCpu);
-    let sampled_total: u64 = on_cpu.clone().map(|s| s.count).sum();
+        .filter(|s| s.kind == SampleKind::OnCpu)
+    {
+        sampled_total += samples.count;
+        if let Some(syscall) = &samples.syscall {
+            *sampled_in.entry(syscall).or_insert(0) += samples.count;
+        }
+    }
     counts
         .into_iter()
         .map(|(nr, count)| {
             let name = syscall_names::name(nr).into_owned();
-            let sampled: u64 = on_cpu
-                .clone()
-                .filter(|s| s.syscall.as_deref() == Some(name.as_str()))
-                .map(|s| s.count)
-                .sum();
+            let sampled = sampled_in.get(name.as_str()).copied().unwrap_or(0);
             SyscallRate {
                 nr,
                 count,

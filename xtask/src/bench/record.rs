@@ -9,7 +9,7 @@ use super::{
     render::Results,
     sample::{KernelPrograms, ProbeRun},
     stats::{median_of, worst, Summary},
-    tables::{process_row, write_program_rows},
+    tables::{process_row, write_program_header, write_program_rows},
     targets::Target,
 };
 
@@ -205,11 +205,7 @@ impl Results<'_> {
              systemwide; median over the runs. Every program it loaded is listed; it loads no \
              syscall hook.\n"
         )?;
-        writeln!(
-            out,
-            "| while running | program | ns per run | runs/s | CPU, % of one core |\n\
-             |---|---|---:|---:|---:|"
-        )?;
+        write_program_header(out)?;
         for (name, runs) in self.record_runs() {
             let kernels: Vec<&KernelPrograms> = runs.iter().map(|run| &run.kernel).collect();
             write_program_rows(out, name, &kernels)?;

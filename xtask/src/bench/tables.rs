@@ -63,6 +63,15 @@ pub(super) fn program_cells(kernels: &[&KernelPrograms], program: Option<&str>) 
     [ns, per_sec.map_or("n/a".into(), si), fmt_pct(pct)]
 }
 
+/// The header of a table of [`write_program_rows`].
+pub(super) fn write_program_header(out: &mut String) -> fmt::Result {
+    writeln!(
+        out,
+        "| while running | program | ns per run | runs/s | CPU, % of one core |\n\
+         |---|---|---:|---:|---:|"
+    )
+}
+
 /// One row per program that ran in any of `kernels` (in the order the runs list them), and
 /// their total, for the workload `name`.
 pub(super) fn write_program_rows(
@@ -234,11 +243,7 @@ impl Results<'_> {
              probe's whole window, systemwide; median over the runs. CPU = run time ÷ window, in % \
              of one core.\n"
         )?;
-        writeln!(
-            out,
-            "| while running | program | ns per run | runs/s | CPU, % of one core |\n\
-             |---|---|---:|---:|---:|"
-        )?;
+        write_program_header(out)?;
         for (name, runs) in self.probe_runs() {
             let kernels: Vec<&KernelPrograms> = runs.iter().map(|run| &run.kernel).collect();
             write_program_rows(out, name, &kernels)?;

@@ -21,7 +21,7 @@ use super::{
     render::Results,
     sample::KernelPrograms,
     stats::{median_of, worst, Summary},
-    tables::write_program_rows,
+    tables::{write_program_header, write_program_rows},
     targets::Target,
 };
 
@@ -415,11 +415,7 @@ impl Results<'_> {
              uptime, systemwide; median over the runs. A program that never ran (not attached \
              between episodes) shows no cost per run.\n"
         )?;
-        writeln!(
-            out,
-            "| while running | program | ns per run | runs/s | CPU, % of one core |\n\
-             |---|---|---:|---:|---:|"
-        )?;
+        write_program_header(out)?;
         for workload in watched() {
             for observer in [Observer::ProbeWatch, Observer::ProbeWatchProfile] {
                 let runs = self.observer_runs(workload, observer);
