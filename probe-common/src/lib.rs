@@ -98,6 +98,13 @@ pub mod names {
     pub const PROG_UNWIND_SWITCH: &str = "unwind_switch_stack";
     /// Names kernel addresses for the report; run with `BPF_PROG_TEST_RUN`, never attached.
     pub const PROG_NAME_KERNEL: &str = "name_kernel_addresses";
+    /// `probe dump`: copies the saved user registers of every thread of a process; run
+    /// with `BPF_PROG_TEST_RUN`, never attached.
+    pub const PROG_TASK_REGISTERS: &str = "read_task_registers";
+    /// Its results: tid -> [`super::TaskRegisters`].
+    pub const TASK_REGISTERS: &str = "TASK_REGISTERS";
+    /// Its summary of the last run ([`super::TaskWalk`], one slot).
+    pub const TASK_WALK: &str = "TASK_WALK";
 
     /// Load-time global (`EbpfLoader::override_global`).
     pub const GLOBAL_FILTER_PIDS: &str = "FILTER_PIDS";
@@ -343,6 +350,72 @@ pub const KERNEL_NAME_BATCH: u32 = 12;
 /// ` [module]` that follows a module's.
 pub const KERNEL_NAME_TEXT_BYTES: usize = 600;
 
+/// `read_task_registers`' test-run arguments, by index: the process whose threads to read,
+/// then the byte offsets (from the kernel's BTF) of the fields it follows to find them.
+pub mod task_walk_args {
+    /// The tgid whose threads are read.
+    pub const TGID: usize = 0;
+    /// `task_struct.tasks`: the list of every thread-group leader.
+    pub const TASKS: usize = 1;
+    /// `task_struct.group_leader`.
+    pub const GROUP_LEADER: usize = 2;
+    /// `task_struct.signal`.
+    pub const SIGNAL: usize = 3;
+    /// `signal_struct.thread_head`: the list of a group's threads ...
+    pub const THREAD_HEAD: usize = 4;
+    /// ... linked through `task_struct.thread_node`.
+    pub const THREAD_NODE: usize = 5;
+    /// `task_struct.pid` (the thread id).
+    pub const PID: usize = 6;
+    /// `task_struct.tgid`.
+    pub const TGID_FIELD: usize = 7;
+    /// `task_struct.stack`: the bottom of the thread's kernel stack.
+    pub const STACK: usize = 8;
+    /// How many arguments there are.
+    pub const COUNT: usize = 9;
+}
+
+/// Most threads of one process `read_task_registers` copies registers of.
+pub const TASK_REGISTERS_MAX: u32 = 16_384;
+/// Most thread-group leaders it passes looking for the process.
+pub const TASK_WALK_MAX_PROCESSES: u32 = 1 << 17;
+/// Words copied from the top of a kernel stack: where x86-64 saves a thread's user
+/// registers on entry (`struct pt_regs`, 21 words, below up to 2 words of padding).
+pub const TASK_STACK_TOP_WORDS: usize = 24;
+/// The kernel stack sizes whose tops are copied (x86-64: 16 KiB, 32 KiB with KASAN).
+pub const TASK_STACK_SIZES: [u64; 2] = [16 << 10, 32 << 10];
+
+/// One thread's saved user registers, as `read_task_registers` found them: the top words
+/// of its kernel stack for each of [`TASK_STACK_SIZES`]. Userspace picks the copy and the
+/// padding at which the `pt_regs` agree with what /proc/TID/syscall says of the thread
+/// (its stack pointer and PC), so a wrong guess of the layout shows no registers rather
+/// than wrong ones.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TaskRegisters {
+    pub tid: u32,
+    /// Bit `i`: the top of the stack for `TASK_STACK_SIZES[i]` was read.
+    pub read: u32,
+    pub tops: [[u64; TASK_STACK_TOP_WORDS]; TASK_STACK_SIZES.len()],
+}
+
+/// What the last run of `read_task_registers` did.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskWalk {
+    /// Non-zero: the process was found.
+    pub found: u32,
+    /// Thread-group leaders passed on the way.
+    pub processes: u32,
+    /// Threads of the process seen, and how many of them were stored.
+    pub threads: u32,
+    pub stored: u32,
+    /// A kernel read failed: the walk stopped there.
+    pub failed: u32,
+    /// The walk ended before the end of a list (its bound).
+    pub cut: u32,
+}
+
 /// One slot of `KERNEL_NAMES`: what the kernel's `%ps` printed for an address.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -461,6 +534,10 @@ mod pod {
     unsafe impl aya::Pod for super::PyLayoutKernel {}
     // SAFETY: as above (600 text bytes after an 8-byte integer leave no padding).
     unsafe impl aya::Pod for super::KernelName {}
+    // SAFETY: as above (two u32 then u64 arrays).
+    unsafe impl aya::Pod for super::TaskRegisters {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::TaskWalk {}
     // SAFETY: the unwind types are `#[repr(C)]` integers with explicit padding fields.
     unsafe impl aya::Pod for super::UnwindRow {}
     // SAFETY: as above.
@@ -495,6 +572,11 @@ mod tests {
         assert_eq!(size_of::<SyscallArgs>(), 4 * 4 + 6 * 8 + SYSCALL_PATH_BYTES);
         assert_eq!(size_of::<SyscallCache>(), SYSCALL_CACHE_WAYS * 16 + 8);
         assert_eq!(size_of::<KernelName>(), 8 + KERNEL_NAME_TEXT_BYTES);
+        assert_eq!(
+            size_of::<TaskRegisters>(),
+            8 + 8 * TASK_STACK_TOP_WORDS * TASK_STACK_SIZES.len()
+        );
+        assert_eq!(size_of::<TaskWalk>(), 6 * 4);
     }
 }
 

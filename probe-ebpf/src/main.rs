@@ -32,6 +32,7 @@ use probe_common::{
 
 mod kernel_names;
 mod python;
+mod task_registers;
 mod unwind;
 
 /// Non-zero: only processes in `TARGET_PIDS` are observed. Set at load time.

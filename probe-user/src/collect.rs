@@ -23,7 +23,7 @@ use probe_common::{
 };
 
 mod python;
-mod unwind;
+pub(crate) mod unwind;
 
 pub use python::{LiveSource, PythonMaps, PythonSource, PythonTracker};
 pub use unwind::{

@@ -25,6 +25,7 @@ use crate::model::{LossCounters, ProgramStats};
 use crate::syscall_names::KeyArg;
 
 mod batch;
+pub mod task_registers;
 mod unwind_maps;
 
 /// The compiled kernel programs, built by build.rs for bpfel-unknown-none.

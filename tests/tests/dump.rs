@@ -91,7 +91,13 @@ fn five_hundred_idle_threads_are_a_few_grouped_lines() {
         "{text}"
     );
     assert!(text.contains("… 244 more"), "{text}");
-    assert!(text.lines().count() < 20, "{text}");
+    // Three groups, each with its kernel stack and the user stack its threads blocked
+    // with (the same for all of them, so it is still one group).
+    assert!(text.lines().count() < 40, "{text}");
+    assert!(
+        text.contains("idle (idle_threads) at ") && text.contains("start_thread (libc.so.6)"),
+        "{text}"
+    );
     // --all: one entry per thread.
     let all = dump_json(&["-p", &idle.pid.to_string(), "--all"]);
     assert_eq!(all_groups(&all, 0).len(), 501);
@@ -363,10 +369,28 @@ fn python_threads_deadlocked_on_two_locks_show_where_they_wait_on_3_8_to_3_13() 
         let text = String::from_utf8_lossy(&output.stdout);
         assert!(text.contains(&format!("Python 3.{minor})")), "{text}");
         assert!(text.contains("left ("), "{text}");
+        // The Python frames are merged into the native stack the threads blocked with,
+        // which reaches the thread's start untruncated.
         assert!(
-            text.contains("python: take_both (") && text.contains(&format!(":{line})")),
+            text.contains("[py] take_both (") && text.contains(&format!(":{line})")),
             "{text}"
         );
+        for name in ["left", "right"] {
+            let group = python_thread(&dump, name);
+            let stack = &group["user_stack"];
+            let frames = stack["frames"].as_array().expect("a user stack");
+            let at = frames
+                .iter()
+                .position(|f| f["kind"] == "python")
+                .unwrap_or_else(|| panic!("3.{minor}: no Python frame: {stack:#}"));
+            assert_eq!(frames[at]["function"], "take_both", "{stack:#}");
+            assert_eq!(frames[at]["line"], line, "{stack:#}");
+            assert!(
+                frames[at..].iter().any(|f| f["function"] == "start_thread"),
+                "3.{minor}: {stack:#}"
+            );
+            assert_eq!(stack["truncated"], false, "3.{minor}: {stack:#}");
+        }
     }
 }
 
@@ -408,6 +432,47 @@ fn two_threads_deadlocked_on_two_mutexes_are_named_a_deadlock() {
     assert!(
         text.contains(&format!("left ({}) waits for mutex 0x", deadlock.tid))
             && text.contains(", held by right ("),
+        "{text}"
+    );
+    // Both stacks, unwound from the saved registers through code built without frame
+    // pointers, reach the thread's start with the function that took the locks; gdb,
+    // attached afterwards, agrees on the program's own functions.
+    for (name, locker) in [("left", "left_locks"), ("right", "right_locks")] {
+        let group = groups(&dump, 0)
+            .iter()
+            .find(|g| g["threads"][0]["name"] == name)
+            .unwrap_or_else(|| panic!("no thread {name}: {dump:#}"));
+        let stack = &group["user_stack"];
+        let frames = stack["frames"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name} has no user stack: {group:#}"));
+        let own: Vec<&str> = frames
+            .iter()
+            .filter(|f| f["module"] == "mutex_deadlock")
+            .filter_map(|f| f["function"].as_str())
+            .collect();
+        assert_eq!(own, [locker, name], "{stack:#}");
+        assert_eq!(stack["truncated"], false, "{stack:#}");
+        assert!(
+            frames.iter().any(|f| f["function"] == "start_thread"),
+            "{stack:#}"
+        );
+        let tid = group["threads"][0]["tid"].as_u64().expect("tid") as u32;
+        if let Some(gdb) = probe_tests::gdb_frames(deadlock.pid, tid) {
+            let gdb_own: Vec<&str> = gdb
+                .iter()
+                .filter(|f| {
+                    f.source
+                        .as_deref()
+                        .is_some_and(|s| s.contains("mutex_deadlock.c"))
+                })
+                .map(|f| f.function.as_str())
+                .collect();
+            assert_eq!(gdb_own, own, "gdb: {gdb:#?}\nprobe: {stack:#}");
+        }
+    }
+    assert!(
+        text.contains(&format!("{:>5}left_locks (mutex_deadlock) at ", "")),
         "{text}"
     );
 }

@@ -8,16 +8,22 @@ static pthread_mutex_t a = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t b = PTHREAD_MUTEX_INITIALIZER;
 static pthread_barrier_t both_hold;
 
+/* Each unlocks after its second lock (never reached), as real code would: the second lock
+ * is then a call, not a tail jump, so the locking function stays on the stack. */
 __attribute__((noinline)) static void left_locks(void) {
   pthread_mutex_lock(&a);
   pthread_barrier_wait(&both_hold);
   pthread_mutex_lock(&b);
+  pthread_mutex_unlock(&b);
+  pthread_mutex_unlock(&a);
 }
 
 __attribute__((noinline)) static void right_locks(void) {
   pthread_mutex_lock(&b);
   pthread_barrier_wait(&both_hold);
   pthread_mutex_lock(&a);
+  pthread_mutex_unlock(&a);
+  pthread_mutex_unlock(&b);
 }
 
 static void *left(void *arg) {

@@ -1,15 +1,67 @@
 //! `probe dump`: reads every thread of each process from /proc (optionally twice, `--wait`
-//! apart, to tell blocked threads from active ones), groups identical ones and prints them.
-//! No kernel programs: nothing to load, and the target never stops.
+//! apart, to tell blocked threads from active ones), the user stacks they blocked with (one
+//! kernel program copies their saved registers; see `dump::native`), groups identical
+//! ones and prints them. The target never stops.
 
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::time::Instant;
 
 use anyhow::Context as _;
 
 use crate::cli::DumpOptions;
+use crate::dump::native::{self, PythonFrames, Tables, UserStack};
+use crate::dump::python::PythonView;
 use crate::dump::{self, render, Dump, ProcessDump, Snapshot};
+use crate::loader::task_registers::RegisterReader;
 use crate::{preflight, proc};
+
+/// What reads the native stacks: loaded at the first process that needs it.
+#[derive(Default)]
+struct NativeSide {
+    reader: Option<Result<RegisterReader, String>>,
+    tables: Tables,
+}
+
+impl NativeSide {
+    fn user_stacks(
+        &mut self,
+        pid: u32,
+        shown: &Snapshot,
+        python: Option<&PythonView>,
+        notices: &mut Vec<String>,
+    ) -> HashMap<u32, UserStack> {
+        let reader = self
+            .reader
+            .get_or_insert_with(|| RegisterReader::load().map_err(|err| err.to_string()));
+        let reader = match reader {
+            Ok(reader) => reader,
+            Err(why) => {
+                notices.push(format!("native stacks not shown: {why}"));
+                return HashMap::new();
+            }
+        };
+        let registers = match reader.read(pid) {
+            Ok(read) if read.walk.found != 0 => read.threads,
+            Ok(read) => {
+                let why = if read.walk.failed != 0 {
+                    "a kernel read failed while looking for it"
+                } else {
+                    "the kernel's task list did not have it"
+                };
+                notices.push(format!("native stacks not shown: {why}"));
+                return HashMap::new();
+            }
+            Err(err) => {
+                notices.push(format!("native stacks not shown: {err}"));
+                return HashMap::new();
+            }
+        };
+        let empty = PythonFrames::default();
+        let frames = python.map_or(&empty, |view| &view.raw);
+        native::user_stacks(pid, shown, &registers, frames, &mut self.tables, notices)
+    }
+}
 
 pub fn run(options: &DumpOptions) -> anyhow::Result<()> {
     preflight::check_processes(&options.pids)?;
@@ -33,6 +85,7 @@ pub fn run(options: &DumpOptions) -> anyhow::Result<()> {
         waited = Some(started.elapsed().as_secs_f64());
     }
     let mut processes = Vec::new();
+    let mut native = NativeSide::default();
     for (&pid, first) in options.pids.iter().zip(first) {
         let now = if waited.is_some() {
             // A process that exited is a zombie until its parent reaps it: gone all the same.
@@ -42,7 +95,14 @@ pub fn run(options: &DumpOptions) -> anyhow::Result<()> {
         } else {
             first.clone()
         };
-        processes.push(process_dump(pid, first, now, waited, options.all));
+        processes.push(process_dump(
+            pid,
+            first,
+            now,
+            waited,
+            options.all,
+            &mut native,
+        ));
     }
     let gone: Vec<String> = processes
         .iter()
@@ -81,6 +141,7 @@ fn process_dump(
     now: Option<Snapshot>,
     waited: Option<f64>,
     all: bool,
+    native: &mut NativeSide,
 ) -> ProcessDump {
     let exited = now.is_none();
     let shown = now.or_else(|| first.clone()).unwrap_or_default();
@@ -97,6 +158,13 @@ fn process_dump(
             }
         }
     };
+    // Read from the live process only, after everything else: a thread that moved since
+    // /proc was read shows no stack (see `native::saved_registers`).
+    let mut user_stacks = if exited {
+        HashMap::new()
+    } else {
+        native.user_stacks(pid, &shown, python.as_ref(), &mut notices)
+    };
     let entries: Vec<_> = shown
         .values()
         .map(|thread| {
@@ -107,7 +175,8 @@ fn process_dump(
                 }
                 dump::activity(before, thread, secs)
             });
-            dump::entry(pid, thread, activity, python.as_ref())
+            let user_stack = user_stacks.remove(&thread.tid);
+            dump::entry(pid, thread, activity, python.as_ref(), user_stack)
         })
         .collect();
     // Mutex owners are read from the live process only: a dead one has no memory.

@@ -5,6 +5,7 @@
 //! readable.
 
 pub mod locks;
+pub mod native;
 pub mod python;
 pub mod read;
 pub mod render;
@@ -64,6 +65,9 @@ pub struct ThreadGroup {
     pub kernel_stack: Option<Vec<String>>,
     /// The Python frames, innermost first, of a Python thread.
     pub python_stack: Option<PyStack>,
+    /// The user stack it blocked with (native frames, Python frames merged in), innermost
+    /// first; `None` where it could not be read (see the process's notices).
+    pub user_stack: Option<native::UserStack>,
     /// With `--wait`: whether these threads ran during it.
     pub activity: Option<Activity>,
     pub threads: Vec<ThreadId>,
@@ -169,6 +173,7 @@ pub struct GroupKey {
     pub syscall: Option<BlockedSyscall>,
     pub kernel_stack: Option<Vec<String>>,
     pub python_stack: Option<PyStack>,
+    pub user_stack: Option<native::UserStack>,
     pub activity: Option<Activity>,
 }
 
@@ -180,17 +185,19 @@ impl GroupKey {
             && syscall(&self.syscall) == syscall(&other.syscall)
             && self.kernel_stack == other.kernel_stack
             && self.python_stack == other.python_stack
+            && self.user_stack == other.user_stack
             && self.activity == other.activity
     }
 }
 
 /// The entry of one thread as read (after `--wait`, with what it saw; `python`, its
-/// process's interpreter, for a Python process).
+/// process's interpreter, for a Python process; `user_stack`, the stack it blocked with).
 pub fn entry(
     pid: u32,
     thread: &ThreadRead,
     activity: Option<Activity>,
     python: Option<&PythonView>,
+    user_stack: Option<native::UserStack>,
 ) -> ThreadEntry {
     ThreadEntry {
         key: GroupKey {
@@ -202,6 +209,7 @@ pub fn entry(
                 .and_then(|line| blocked_syscall(pid, line)),
             kernel_stack: thread.kernel_stack.clone(),
             python_stack: python.and_then(|view| view.stacks.get(&thread.tid).cloned()),
+            user_stack,
             activity,
         },
         id: ThreadId {
@@ -237,6 +245,7 @@ pub fn group(mut entries: Vec<ThreadEntry>, all: bool) -> Vec<ThreadGroup> {
             syscall: key.syscall,
             kernel_stack: key.kernel_stack,
             python_stack: key.python_stack,
+            user_stack: key.user_stack,
             activity: key.activity,
             threads,
         })

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::model::PyRawFrame;
 use crate::python::code::CodeCache;
 use crate::python::discover::{self, DiscoverError, PythonProcess};
 use crate::python::frames::{self, Walk};
@@ -36,6 +37,8 @@ pub struct PythonView {
     pub version: Option<(u8, u8)>,
     pub stacks: HashMap<u32, PyStack>,
     pub names: HashMap<u32, String>,
+    /// The same frames raw, to merge into the native stacks.
+    pub raw: super::native::PythonFrames,
 }
 
 /// The Python view of `pid`: empty for a process that is not CPython 3.8–3.13; `Err`
@@ -52,6 +55,7 @@ pub fn view(pid: u32) -> Result<PythonView, String> {
         .map_err(|err| format!("failed to read the Python threads of process {pid}: {err}"))?;
     let mut codes = CodeCache::new();
     let mut stacks = HashMap::new();
+    let mut raw = super::native::PythonFrames::default();
     for thread in threads {
         let Some(tid) = thread.tid else {
             continue;
@@ -60,6 +64,21 @@ pub fn view(pid: u32) -> Result<PythonView, String> {
             continue;
         };
         stacks.insert(tid, named(&process, &mem, &mut codes, &walk));
+        let frames = walk
+            .frames
+            .iter()
+            .map(|frame| PyRawFrame {
+                code: frame.code,
+                offset: frame.offset,
+                call_entry: frame.call_entry,
+            })
+            .collect();
+        for frame in &walk.frames {
+            raw.code
+                .entry((pid, frame.code))
+                .or_insert_with(|| codes.get(pid, &process.layout, &mem, frame.code).ok());
+        }
+        raw.threads.insert(tid, (frames, walk.truncated.is_some()));
     }
     // Names are a bonus: a process that never imported threading has none.
     let names = thread_names(&process, &mem).unwrap_or_default();
@@ -67,6 +86,7 @@ pub fn view(pid: u32) -> Result<PythonView, String> {
         version: Some(process.version),
         stacks,
         names,
+        raw,
     })
 }
 

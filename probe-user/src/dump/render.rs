@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use super::native::UserStack;
 use super::{Activity, Dump, ProcessDump, ThreadGroup};
 use crate::report::human::{grouped, Escaped};
 
@@ -12,6 +13,8 @@ const NAMED_THREADS: usize = 6;
 const KERNEL_FRAMES: usize = 8;
 /// Python frames shown per group.
 const PYTHON_FRAMES: usize = 12;
+/// User-stack frames shown per group.
+const USER_FRAMES: usize = 32;
 
 pub fn render_json(dump: &Dump) -> String {
     let mut json = serde_json::to_string_pretty(dump).unwrap_or_else(|err| {
@@ -189,7 +192,14 @@ fn group_text(out: &mut String, group: &ThreadGroup) {
             let _ = writeln!(out, "      kernel: (stack unreadable: needs root)");
         }
     }
-    if let Some(stack) = &group.python_stack {
+    if let Some(stack) = &group.user_stack {
+        user_stack_text(out, stack);
+    }
+    let merged = group
+        .user_stack
+        .as_ref()
+        .is_some_and(|stack| stack.frames.iter().any(|f| f.kind == "python"));
+    if let Some(stack) = group.python_stack.as_ref().filter(|_| !merged) {
         let shown: Vec<String> = stack
             .frames
             .iter()
@@ -209,5 +219,34 @@ fn group_text(out: &mut String, group: &ThreadGroup) {
         if !shown.is_empty() || stack.truncated {
             let _ = writeln!(out, "      python: {}{cut}", shown.join(" ← "));
         }
+    }
+}
+
+fn user_stack_text(out: &mut String, stack: &UserStack) {
+    let _ = writeln!(out, "      stack:");
+    for frame in stack.frames.iter().take(USER_FRAMES) {
+        let function = frame.function.as_deref().map(Escaped);
+        let text = match (frame.kind, function) {
+            ("python", Some(function)) => {
+                let line = frame.line.map_or(String::new(), |line| format!(":{line}"));
+                format!("[py] {function} ({}{line})", Escaped(&frame.module))
+            }
+            (_, Some(function)) => {
+                let source = match (&frame.file, frame.line) {
+                    (Some(file), Some(line)) => format!(" at {}:{line}", Escaped(file)),
+                    _ => String::new(),
+                };
+                format!("     {function} ({}){source}", Escaped(&frame.module))
+            }
+            (_, None) => format!("     {}+{:#x}", Escaped(&frame.module), frame.offset),
+        };
+        let _ = writeln!(out, "        {text}");
+    }
+    let hidden = stack.frames.len().saturating_sub(USER_FRAMES);
+    if hidden > 0 {
+        let _ = writeln!(out, "             … {} more frames", grouped(hidden as u64));
+    }
+    if stack.truncated {
+        let _ = writeln!(out, "             … (truncated: unwinding stopped here)");
     }
 }

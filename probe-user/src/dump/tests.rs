@@ -35,7 +35,7 @@ fn identical_threads_group_and_the_biggest_group_comes_first() {
             sp: u64::from(tid),
             pc: 1,
         });
-        entries.push(entry(std::process::id(), &t, None, None));
+        entries.push(entry(std::process::id(), &t, None, None, None));
     }
     // Two waiting on one futex word, one on another.
     for tid in [20, 21] {
@@ -43,13 +43,13 @@ fn identical_threads_group_and_the_biggest_group_comes_first() {
         if let Some(SyscallLine::InSyscall { args, .. }) = &mut t.syscall {
             args[0] = 0x5000;
         }
-        entries.push(entry(std::process::id(), &t, None, None));
+        entries.push(entry(std::process::id(), &t, None, None, None));
     }
     let mut lone = thread(30, "worker", FUTEX, &futex_stack);
     if let Some(SyscallLine::InSyscall { args, .. }) = &mut lone.syscall {
         args[0] = 0x6000;
     }
-    entries.push(entry(std::process::id(), &lone, None, None));
+    entries.push(entry(std::process::id(), &lone, None, None, None));
     let groups = group(entries.clone(), false);
     let sizes: Vec<usize> = groups.iter().map(|g| g.threads.len()).collect();
     assert_eq!(sizes, [4, 2, 1]);
@@ -83,8 +83,9 @@ fn a_thread_whose_cpu_time_did_not_move_was_blocked() {
         &before,
         Some(Activity::Blocked { at_least_secs: 2.0 }),
         None,
+        None,
     );
-    let active = entry(1, &before, Some(Activity::Active), None);
+    let active = entry(1, &before, Some(Activity::Active), None, None);
     assert_eq!(group(vec![blocked, active], false).len(), 2);
 }
 
@@ -131,6 +132,7 @@ fn text_names_the_wait_and_escapes_hostile_names() {
                     &t,
                     Some(Activity::Blocked { at_least_secs: 2.0 }),
                     None,
+                    None,
                 )],
                 false,
             ),
@@ -168,6 +170,7 @@ fn python_threads_blocked_in_their_own_lock_waits_are_a_possible_deadlock() {
             1,
             &thread(tid, "python3", FUTEX, &["futex_wait_queue"]),
             blocked,
+            None,
             None,
         );
         e.key.python_stack = Some(PyStack {

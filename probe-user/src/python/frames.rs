@@ -25,6 +25,10 @@ pub struct RawFrame {
     pub code: u64,
     /// Byte offset of the current instruction in the code's bytecode (0 if not started).
     pub offset: u32,
+    /// The outermost frame of its eval-loop call, as the kernel walker marks it (see
+    /// `model::PyRawFrame::call_entry`): every frame up to 3.10, the `is_entry` ones in
+    /// 3.11, the frame before each C-stack shim from 3.12.
+    pub call_entry: bool,
 }
 
 /// Why a walk stopped early (the frames before it are still returned).
@@ -82,7 +86,15 @@ pub fn walk_from(layout: &PyLayout, mem: &dyn ProcessMemory, mut frame: u64) -> 
         match step.frame {
             Some(_) if walk.frames.len() == MAX_FRAMES => break,
             Some(raw) => walk.frames.push(raw),
-            None => walk.shims_skipped += 1,
+            None => {
+                if step.shim {
+                    // The frames since the previous shim ran in the call this shim entered.
+                    if let Some(last) = walk.frames.last_mut() {
+                        last.call_entry = true;
+                    }
+                }
+                walk.shims_skipped += 1;
+            }
         }
         frame = step.previous;
     }
@@ -96,6 +108,8 @@ pub fn walk_from(layout: &PyLayout, mem: &dyn ProcessMemory, mut frame: u64) -> 
 struct Step {
     frame: Option<RawFrame>,
     previous: u64,
+    /// The frame is a C-stack shim (3.12+).
+    shim: bool,
 }
 
 /// Reads the frame struct at `addr` in one read.
@@ -113,6 +127,7 @@ fn read_frame(layout: &PyLayout, mem: &dyn ProcessMemory, addr: u64) -> Result<S
         return Ok(Step {
             frame: None,
             previous,
+            shim: true,
         });
     }
     let code = field(layout.frame_code);
@@ -120,12 +135,26 @@ fn read_frame(layout: &PyLayout, mem: &dyn ProcessMemory, addr: u64) -> Result<S
         return Ok(Step {
             frame: None,
             previous,
+            shim: false,
         });
     }
     let offset = instruction_offset(layout, code, field(layout.frame_instr));
+    let call_entry = match layout.frame_is_entry {
+        Some(at) => raw.get(at as usize).is_some_and(|&b| b != 0),
+        // 3.8–3.10 run every frame in its own eval-loop call; 3.12+ mark calls at shims.
+        None => matches!(
+            layout.instr,
+            InstrKind::LastiBytes | InstrKind::LastiCodeUnits
+        ),
+    };
     Ok(Step {
-        frame: Some(RawFrame { code, offset }),
+        frame: Some(RawFrame {
+            code,
+            offset,
+            call_entry,
+        }),
         previous,
+        shim: false,
     })
 }
 
@@ -210,10 +239,12 @@ mod tests {
             RawFrame {
                 code: 0xa000,
                 offset: 10,
+                call_entry: true,
             },
             RawFrame {
                 code: 0xc000,
                 offset: 4,
+                call_entry: false,
             },
         ];
         assert_eq!((got.frames.as_slice(), got.truncated), (&want[..], None));

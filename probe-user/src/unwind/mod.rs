@@ -20,6 +20,7 @@
 //! x86-64 ABI's.
 
 mod compile;
+pub mod walk;
 
 #[cfg(test)]
 mod tests;
