@@ -28,8 +28,8 @@ mod workload;
 pub use gdb::{gdb_backtrace, gdb_frames, GdbFrame};
 pub use http::{free_port, http_get, HttpResponse};
 pub use peers::{
-    pprof_lines, pprof_tags, pprof_top, pprof_top_source, prometheus, speedscope_opens_in_chromium,
-    speedscope_validate, svg_rendered_text,
+    pprof_lines, pprof_tags, pprof_top, pprof_top_source, prometheus, py_spy_dump,
+    speedscope_opens_in_chromium, speedscope_validate, svg_rendered_text,
 };
 pub use probe::{probe_bin, probe_output, probe_output_with, run_probe, spin_json};
 pub use python::{

@@ -83,6 +83,26 @@ fn program(name: &str, candidates: &[&str]) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
+/// `py-spy dump --pid PID` (it pauses the process while it reads it), or `None` after
+/// saying why not (panics under `CI=true`). Its stdout.
+pub fn py_spy_dump(pid: u32) -> Option<String> {
+    let py_spy = target_dir().join("peers/py-spy-venv/bin/py-spy");
+    if !py_spy.is_file() {
+        return missing("py-spy (target/peers/py-spy-venv)");
+    }
+    let output = run_bounded(
+        Command::new(py_spy).args(["dump", "--pid", &pid.to_string()]),
+        Duration::from_secs(30),
+    );
+    assert!(
+        output.status.success(),
+        "py-spy dump failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
 fn go() -> Option<PathBuf> {
     program("go", &["/usr/lib/go/bin/go"]).or_else(|| missing("go (Debian package golang-go)"))
 }

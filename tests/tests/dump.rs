@@ -297,6 +297,19 @@ fn python_thread<'a>(dump: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no Python thread {name}: {dump:#}"))
 }
 
+/// The frames `py-spy dump` printed for thread `tid`: `function (file:line)` lines under
+/// its `Thread <tid> (...)` header, innermost first.
+fn py_spy_thread(output: &str, tid: u64) -> Vec<String> {
+    let header = format!("Thread {tid} ");
+    output
+        .lines()
+        .skip_while(|line| !line.starts_with(&header))
+        .skip(1)
+        .take_while(|line| line.starts_with("    "))
+        .map(|line| line.trim().to_owned())
+        .collect()
+}
+
 #[test]
 fn python_threads_deadlocked_on_two_locks_show_where_they_wait_on_3_8_to_3_13() {
     if !require_bpf() {
@@ -351,6 +364,36 @@ fn python_threads_deadlocked_on_two_locks_show_where_they_wait_on_3_8_to_3_13() 
             assert_eq!(group["python_stack"]["truncated"], false, "{group:#}");
             assert_eq!(group["state"], "sleeping", "{group:#}");
             assert_eq!(group["syscall"]["name"], "futex", "{group:#}");
+        }
+        // py-spy, reading the same process (and pausing it to do so), agrees frame by frame.
+        if let Some(py_spy) = probe_tests::py_spy_dump(deadlock.pid) {
+            for name in ["left", "right"] {
+                let group = python_thread(&dump, name);
+                let tid = group["threads"]
+                    .as_array()
+                    .and_then(|threads| threads.iter().find(|t| t["python_name"] == name))
+                    .and_then(|t| t["tid"].as_u64())
+                    .expect("tid");
+                let ours: Vec<String> = group["python_stack"]["frames"]
+                    .as_array()
+                    .expect("frames")
+                    .iter()
+                    .map(|f| {
+                        let file = f["file"].as_str().unwrap_or_default();
+                        let base = file.rsplit('/').next().unwrap_or(file);
+                        format!(
+                            "{} ({base}:{})",
+                            f["function"].as_str().unwrap_or("?"),
+                            f["line"]
+                        )
+                    })
+                    .collect();
+                assert_eq!(
+                    ours,
+                    py_spy_thread(&py_spy, tid),
+                    "3.{minor} {name}: py-spy dump:\n{py_spy}"
+                );
+            }
         }
         // With --wait, both blocked all along in waits of their own code: a possible
         // deadlock (a Lock has no owner to prove it).

@@ -1,6 +1,6 @@
 //! Installs the outside programs that the integration tests check probe's output files
 //! with, only when they are missing: Go's `pprof` (reads the pprof files), Chromium (opens
-//! the SVG flamegraphs and the speedscope app), Prometheus (scrapes `probe watch`'s metrics), gdb (unwinds the workloads' native stacks
+//! the SVG flamegraphs and the speedscope app), Prometheus (scrapes `probe watch`'s metrics), py-spy (reads the Python stacks `probe dump` shows), gdb (unwinds the workloads' native stacks
 //! for comparison; libc6-dbg gives it and probe the names of libc's internal functions
 //! such as `start_thread`), and from npm the speedscope app with its file-format schema and Ajv to
 //! validate against it. Everything they print goes to
@@ -31,10 +31,51 @@ const APT_PACKAGES: [(&str, &str); 6] = [
 /// new release must be a deliberate change (tests/src/peers.rs reads the same folder).
 const NPM_PACKAGES: [(&str, &str); 2] = [("speedscope", "1.25.0"), ("ajv", "8.20.0")];
 
+/// py-spy, from PyPI into a venv of Debian's python3 at `target/peers/py-spy-venv`: `probe
+/// dump`'s Python frames are checked against `py-spy dump`. The bench's version.
+const PY_SPY_VERSION: &str = crate::bench::PY_SPY_VERSION;
+
 /// Makes sure every peer the integration tests use is installed; idempotent.
 pub fn install() -> Result<()> {
     ensure_apt_packages()?;
-    ensure_npm_packages()
+    ensure_npm_packages()?;
+    ensure_py_spy()
+}
+
+fn ensure_py_spy() -> Result<()> {
+    let venv = peers_dir().join("py-spy-venv");
+    let py_spy = venv.join("bin/py-spy");
+    let version = || {
+        let output = Command::new(&py_spy).arg("--version").output().ok()?;
+        let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        text.strip_prefix("py-spy ").map(str::to_owned)
+    };
+    if version().as_deref() == Some(PY_SPY_VERSION) {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: installing test peer py-spy {PY_SPY_VERSION} from PyPI into {}",
+        venv.display()
+    );
+    std::fs::create_dir_all(peers_dir())?;
+    run(to_stderr(
+        Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv),
+    ))?;
+    run(to_stderr(
+        Command::new(venv.join("bin/python"))
+            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+            .arg(format!("py-spy=={PY_SPY_VERSION}")),
+    ))?;
+    match version() {
+        Some(found) if found == PY_SPY_VERSION => Ok(()),
+        found => bail!(
+            "{} is not py-spy {PY_SPY_VERSION} after installing it (it reports {})",
+            py_spy.display(),
+            found.as_deref().unwrap_or("nothing")
+        ),
+    }
 }
 
 fn ensure_apt_packages() -> Result<()> {

@@ -21,6 +21,8 @@ mod parse;
 mod peers;
 mod plan;
 mod python;
+
+pub use python::PY_SPY_VERSION;
 mod record;
 mod render;
 mod rounds;

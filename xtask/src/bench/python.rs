@@ -17,7 +17,7 @@ use crate::run as run_command;
 /// machine of this project's kind.
 const PYTHON_MINOR: &str = "3.12";
 /// The py-spy the Python workload is compared against.
-pub(super) const PY_SPY_VERSION: &str = "0.4.3";
+pub const PY_SPY_VERSION: &str = "0.4.3";
 
 /// The newest pyenv CPython 3.12 (`$PYENV_ROOT`, else `~/.pyenv`): its `python3.12`.
 pub(super) fn find_python() -> Result<PathBuf> {
