@@ -519,3 +519,42 @@ fn two_threads_deadlocked_on_two_mutexes_are_named_a_deadlock() {
         "{text}"
     );
 }
+
+#[test]
+fn a_thread_in_uninterruptible_sleep_is_shown_with_its_kernel_stack() {
+    if !require_bpf() {
+        return;
+    }
+    // vfork keeps the calling thread in D state until its child exits.
+    let workload = Workload::start("vfork_wait", &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let group = loop {
+        let dump = dump_json(&["-p", &workload.pid.to_string()]);
+        let found = groups(&dump, 0)
+            .iter()
+            .find(|g| g["state"] == "uninterruptible")
+            .cloned();
+        if let Some(group) = found {
+            break group;
+        }
+        assert!(Instant::now() < deadline, "no D-state thread: {dump:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(group["threads"][0]["tid"], workload.tid, "{group:#}");
+    assert_eq!(group["syscall"]["name"], "vfork", "{group:#}");
+    assert!(
+        kernel_stack(&group).iter().any(|f| f.contains("vfork")),
+        "{group:#}"
+    );
+    // glibc's __vfork keeps its return address in a register across the syscall, which
+    // the tables cannot follow: the stack is marked truncated there, not continued.
+    let stack = &group["user_stack"];
+    assert_eq!(stack["frames"][0]["function"], "__vfork", "{stack:#}");
+    assert_eq!(stack["truncated"], true, "{stack:#}");
+    let output = run_probe(&["dump", "-p", &workload.pid.to_string()]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("1 thread uninterruptible (D) in vfork"),
+        "{text}"
+    );
+}
