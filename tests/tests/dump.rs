@@ -558,3 +558,58 @@ fn a_thread_in_uninterruptible_sleep_is_shown_with_its_kernel_stack() {
         "{text}"
     );
 }
+
+#[test]
+fn python_rlock_deadlocks_name_their_owners_on_3_8_to_3_13() {
+    if !require_bpf() {
+        return;
+    }
+    for minor in 8..=13 {
+        let Some(python) = probe_tests::require_interpreter(minor) else {
+            continue;
+        };
+        let deadlock = probe_tests::start_python(&python, "py_lock_deadlock.py", &["rlock"]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let dump = loop {
+            let dump = dump_json(&["-p", &deadlock.pid.to_string()]);
+            if dump["processes"][0]["deadlocks"]
+                .as_array()
+                .is_some_and(|d| !d.is_empty())
+            {
+                break dump;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "3.{minor}: no RLock deadlock found: {dump:#}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let process = &dump["processes"][0];
+        let waits = process["deadlocks"][0]["waits"].as_array().expect("waits");
+        assert_eq!(waits.len(), 2, "3.{minor}: {process:#}");
+        let tid_of = |name: &str| {
+            python_thread(&dump, name)["threads"]
+                .as_array()
+                .and_then(|threads| threads.iter().find(|t| t["python_name"] == name))
+                .and_then(|t| t["tid"].as_u64())
+                .expect("tid")
+        };
+        let (left, right) = (tid_of("left"), tid_of("right"));
+        for wait in waits {
+            assert_eq!(wait["kind"], "threading.RLock", "{wait:#}");
+            let pair = (wait["waiter"].as_u64(), wait["owner"].as_u64());
+            assert!(
+                pair == (Some(left), Some(right)) || pair == (Some(right), Some(left)),
+                "3.{minor}: {wait:#}"
+            );
+        }
+        let output = run_probe(&["dump", "-p", &deadlock.pid.to_string()]);
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            text.contains("DEADLOCK: 2 threads wait for each other's locks:")
+                && text.contains(&format!("left ({left}) waits for threading.RLock 0x"))
+                && text.contains(&format!("held by right ({right})")),
+            "3.{minor}: {text}"
+        );
+    }
+}

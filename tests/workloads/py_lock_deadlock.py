@@ -1,11 +1,13 @@
 # Two threads, "left" and "right", deadlocked on two threading.Locks: left holds A and
 # waits for B, right holds B and waits for A. Prints "ready pid=<pid> tid=<left's tid>"
 # once both hold their first lock (the second acquire follows at once), then lives until
-# stdin reaches EOF. Needs CPython 3.8+ (threading.get_native_id).
+# stdin reaches EOF. With the argument "rlock", the locks are threading.RLocks (which
+# record their owner). Needs CPython 3.8+ (threading.get_native_id).
 import os, sys, threading
 
-a = threading.Lock()
-b = threading.Lock()
+make_lock = threading.RLock if sys.argv[1:] == ["rlock"] else threading.Lock
+a = make_lock()
+b = make_lock()
 both_hold = threading.Barrier(3)
 tids = {}
 

@@ -184,10 +184,22 @@ fn process_dump(
         Vec::new()
     } else {
         let tids = shown.keys().copied().collect();
-        dump::locks::mutex_waits(pid, &dump::futex_waits(shown.values()), &tids)
+        let futex_waits = dump::futex_waits(shown.values());
+        let mut waits = dump::locks::mutex_waits(pid, &futex_waits, &tids);
+        if let Some(view) = &python {
+            waits.extend(dump::python::rlock_waits(pid, view, &futex_waits));
+        }
+        waits
     };
     let deadlocks = dump::locks::deadlocks(&mutex_waits);
-    let possible_deadlock = dump::python_lock_waits(&entries);
+    // Threads proven deadlocked are not a "possible" deadlock as well.
+    let possible_deadlock = dump::python_lock_waits(&entries).filter(|possible| {
+        !possible.threads.iter().all(|thread| {
+            deadlocks
+                .iter()
+                .any(|d| d.waits.iter().any(|w| w.waiter == thread.tid))
+        })
+    });
     ProcessDump {
         pid,
         name: proc::comm(pid, None)

@@ -38,8 +38,31 @@ pub struct FutexWait {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct MutexWait {
     pub waiter: u32,
+    /// What is waited for.
+    pub kind: LockKind,
+    /// Its address: the mutex, or the `RLock` object.
     pub mutex: String,
     pub owner: u32,
+}
+
+/// The kind of lock a [`MutexWait`] waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockKind {
+    /// A glibc `pthread_mutex_t`: its owner's tid is in the mutex.
+    Mutex,
+    /// A Python `threading.RLock`: its owner's thread ident is in the object.
+    #[serde(rename = "threading.RLock")]
+    RLock,
+}
+
+impl LockKind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            LockKind::Mutex => "mutex",
+            LockKind::RLock => "threading.RLock",
+        }
+    }
 }
 
 /// A cycle of threads, each waiting for a mutex the next one holds.
@@ -66,6 +89,7 @@ pub fn mutex_waits(pid: u32, waits: &[FutexWait], threads: &BTreeSet<u32>) -> Ve
             let owner = u32::try_from(owner).ok()?;
             (owner != wait.tid && threads.contains(&owner)).then(|| MutexWait {
                 waiter: wait.tid,
+                kind: LockKind::Mutex,
                 mutex: format!("{:#x}", wait.addr),
                 owner,
             })
@@ -116,6 +140,7 @@ mod tests {
     fn wait(waiter: u32, owner: u32) -> MutexWait {
         MutexWait {
             waiter,
+            kind: LockKind::Mutex,
             mutex: format!("{:#x}", 0x1000 + waiter),
             owner,
         }

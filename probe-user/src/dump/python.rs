@@ -11,7 +11,7 @@ use crate::model::PyRawFrame;
 use crate::python::code::CodeCache;
 use crate::python::discover::{self, DiscoverError, PythonProcess};
 use crate::python::frames::{self, Walk};
-use crate::python::memory::LiveMemory;
+use crate::python::memory::{LiveMemory, ProcessMemory, ReadExt};
 use crate::python::thread_names::thread_names;
 
 /// One Python frame, named.
@@ -39,6 +39,10 @@ pub struct PythonView {
     pub names: HashMap<u32, String>,
     /// The same frames raw, to merge into the native stacks.
     pub raw: super::native::PythonFrames,
+    /// Each thread's innermost Python frame's address.
+    pub innermost: HashMap<u32, u64>,
+    /// Thread idents (`pthread_t`, what an RLock records as its owner) -> tid.
+    pub idents: HashMap<u64, u32>,
 }
 
 /// The Python view of `pid`: empty for a process that is not CPython 3.8–3.13; `Err`
@@ -56,13 +60,19 @@ pub fn view(pid: u32) -> Result<PythonView, String> {
     let mut codes = CodeCache::new();
     let mut stacks = HashMap::new();
     let mut raw = super::native::PythonFrames::default();
+    let mut innermost = HashMap::new();
+    let mut idents = HashMap::new();
     for thread in threads {
         let Some(tid) = thread.tid else {
             continue;
         };
+        idents.insert(thread.pthread, tid);
         let Ok(walk) = frames::walk(&process.layout, &mem, thread.tstate) else {
             continue;
         };
+        if walk.innermost != 0 {
+            innermost.insert(tid, walk.innermost);
+        }
         stacks.insert(tid, named(&process, &mem, &mut codes, &walk));
         let frames = walk
             .frames
@@ -87,6 +97,8 @@ pub fn view(pid: u32) -> Result<PythonView, String> {
         stacks,
         names,
         raw,
+        innermost,
+        idents,
     })
 }
 
@@ -109,4 +121,87 @@ fn named(process: &PythonProcess, mem: &LiveMemory, codes: &mut CodeCache, walk:
         }
     }
     PyStack { frames, truncated }
+}
+
+/// `PyObject.ob_type`, `PyTypeObject.tp_name`, and the fields of `_thread.RLock`'s
+/// `rlockobject` (3.8–3.13: the lock's semaphore, then the owner's ident).
+const OB_TYPE: u64 = 8;
+const TP_NAME: u64 = 24;
+const RLOCK_LOCK: u64 = 16;
+const RLOCK_OWNER: u64 = 24;
+/// A bound method's `self` (`PyCFunctionObject.m_self`, `PyMethodObject.im_self`).
+const METHOD_SELF: u64 = 24;
+/// Words of a frame searched for the lock (its fixed fields, locals and value stack).
+const FRAME_WORDS: usize = 128;
+
+/// The `threading.RLock` waits among `waits` (threads of process `pid` in futex waits):
+/// for each, an RLock the thread's innermost Python frame refers to (as a local, or as the
+/// `self` of a bound method such as the `__exit__` a `with` holds) whose semaphore is the
+/// futex word it waits on. The lock records its owner, so the wait names who holds it. A
+/// lock found nowhere in the frame, or whose owner is not a thread of the process, is left
+/// out: nothing is guessed.
+pub fn rlock_waits(
+    pid: u32,
+    view: &PythonView,
+    waits: &[super::locks::FutexWait],
+) -> Vec<super::locks::MutexWait> {
+    let mem = LiveMemory::new(pid);
+    let mut type_names: HashMap<u64, Option<String>> = HashMap::new();
+    let mut type_name = |object: u64| -> Option<String> {
+        let ty = mem.read_u64(object.wrapping_add(OB_TYPE)).ok()?;
+        type_names
+            .entry(ty)
+            .or_insert_with(|| {
+                let name = mem.read_u64(ty.wrapping_add(TP_NAME)).ok()?;
+                let mut bytes = [0u8; 48];
+                mem.read(name, &mut bytes).ok()?;
+                let end = bytes.iter().position(|&b| b == 0)?;
+                Some(String::from_utf8_lossy(&bytes[..end]).into_owned())
+            })
+            .clone()
+    };
+    let mut found = Vec::new();
+    for wait in waits {
+        let Some(&frame) = view.innermost.get(&wait.tid) else {
+            continue;
+        };
+        let Ok(words) = mem.read_vec(frame, FRAME_WORDS * 8) else {
+            continue;
+        };
+        let pointers = words
+            .chunks_exact(8)
+            .filter_map(|w| w.try_into().ok().map(u64::from_ne_bytes))
+            .filter(|&p| p > 0xffff && p % 8 == 0);
+        let lock = pointers.into_iter().find_map(|pointer| {
+            let object = match type_name(pointer)?.as_str() {
+                "_thread.RLock" => pointer,
+                "builtin_function_or_method" | "method" => {
+                    mem.read_u64(pointer.wrapping_add(METHOD_SELF)).ok()?
+                }
+                _ => return None,
+            };
+            let is_rlock = type_name(object).as_deref() == Some("_thread.RLock");
+            let semaphore = mem.read_u64(object.wrapping_add(RLOCK_LOCK)).ok()?;
+            (is_rlock && semaphore == wait.addr).then_some(object)
+        });
+        let Some(lock) = lock else {
+            continue;
+        };
+        let Some(&owner) = mem
+            .read_u64(lock.wrapping_add(RLOCK_OWNER))
+            .ok()
+            .and_then(|ident| view.idents.get(&ident))
+        else {
+            continue;
+        };
+        if owner != wait.tid {
+            found.push(super::locks::MutexWait {
+                waiter: wait.tid,
+                kind: super::locks::LockKind::RLock,
+                mutex: format!("{lock:#x}"),
+                owner,
+            });
+        }
+    }
+    found
 }

@@ -76,17 +76,23 @@ fn process_text(out: &mut String, process: &ProcessDump) {
     };
     let wait_text = |wait: &super::locks::MutexWait| {
         format!(
-            "{} waits for mutex {}, held by {}",
+            "{} waits for {} {}, held by {}",
             name_of(wait.waiter),
+            wait.kind.describe(),
             wait.mutex,
             name_of(wait.owner)
         )
     };
     for deadlock in &process.deadlocks {
+        let all_mutexes = deadlock
+            .waits
+            .iter()
+            .all(|w| w.kind == super::locks::LockKind::Mutex);
         let _ = writeln!(
             out,
-            "  DEADLOCK: {} threads wait for each other's mutexes:",
-            deadlock.waits.len()
+            "  DEADLOCK: {} threads wait for each other's {}:",
+            deadlock.waits.len(),
+            if all_mutexes { "mutexes" } else { "locks" }
         );
         for wait in &deadlock.waits {
             let _ = writeln!(out, "    {}", wait_text(wait));

@@ -51,6 +51,8 @@ pub struct Walk {
     pub truncated: Option<Truncation>,
     /// Shim (C-stack-owned) frames passed over, not in [`Walk::frames`].
     pub shims_skipped: usize,
+    /// Address of the innermost frame recorded (0: none): where its locals are.
+    pub innermost: u64,
 }
 
 /// Walks the Python frames of the thread whose `PyThreadState` is at `tstate`. Fails only
@@ -85,7 +87,12 @@ pub fn walk_from(layout: &PyLayout, mem: &dyn ProcessMemory, mut frame: u64) -> 
         };
         match step.frame {
             Some(_) if walk.frames.len() == MAX_FRAMES => break,
-            Some(raw) => walk.frames.push(raw),
+            Some(raw) => {
+                if walk.frames.is_empty() {
+                    walk.innermost = frame;
+                }
+                walk.frames.push(raw);
+            }
             None => {
                 if step.shim {
                     // The frames since the previous shim ran in the call this shim entered.
