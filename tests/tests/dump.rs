@@ -228,6 +228,30 @@ fn the_seeds_scene_names_the_full_queue_and_the_unaccepted_connect() {
             .is_some_and(|a| a.contains("→ socket:[")),
         "{connector:#}"
     );
+    // The peer: the address it connects to (abstract, read from its memory), the listener
+    // there (/proc/net/unix) and who holds it (the scene itself), whose backlog is full.
+    let peer = connector["syscall"]["peer"].as_str().unwrap_or_default();
+    for part in [
+        format!("connecting to unix socket @probe-ipc-scene-{}, ", scene.pid),
+        ", listener socket:[".to_owned(),
+        format!("] held by {} (ipc_scene) fd ", scene.pid),
+        ", its backlog full: nobody accepts".to_owned(),
+    ] {
+        assert!(peer.contains(&part), "{part:?} not in {connector:#}");
+    }
+    // The main thread reads its stdin, a pipe this test holds the other end of.
+    let main = named("ipc_scene");
+    let peer = main["syscall"]["peer"].as_str().unwrap_or_default();
+    assert!(
+        peer.starts_with(&format!("pipe written by {} (", std::process::id())),
+        "{main:#}"
+    );
+    let output = run_probe(&["dump", "-p", &scene.pid.to_string()]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("      peer: connecting to unix socket @"),
+        "{text}"
+    );
     drop(queue);
 }
 

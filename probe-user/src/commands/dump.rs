@@ -11,6 +11,7 @@ use anyhow::Context as _;
 
 use crate::cli::DumpOptions;
 use crate::dump::native::{self, PythonFrames, Tables, UserStack};
+use crate::dump::peers::Peers;
 use crate::dump::python::PythonView;
 use crate::dump::{self, render, Dump, ProcessDump, Snapshot};
 use crate::loader::task_registers::RegisterReader;
@@ -86,6 +87,7 @@ pub fn run(options: &DumpOptions) -> anyhow::Result<()> {
     }
     let mut processes = Vec::new();
     let mut native = NativeSide::default();
+    let mut peers = Peers::default();
     for (&pid, first) in options.pids.iter().zip(first) {
         let now = if waited.is_some() {
             // A process that exited is a zombie until its parent reaps it: gone all the same.
@@ -102,6 +104,7 @@ pub fn run(options: &DumpOptions) -> anyhow::Result<()> {
             waited,
             options.all,
             &mut native,
+            &mut peers,
         ));
     }
     let gone: Vec<String> = processes
@@ -142,6 +145,7 @@ fn process_dump(
     waited: Option<f64>,
     all: bool,
     native: &mut NativeSide,
+    peers: &mut Peers,
 ) -> ProcessDump {
     let exited = now.is_none();
     let shown = now.or_else(|| first.clone()).unwrap_or_default();
@@ -176,7 +180,11 @@ fn process_dump(
                 dump::activity(before, thread, secs)
             });
             let user_stack = user_stacks.remove(&thread.tid);
-            dump::entry(pid, thread, activity, python.as_ref(), user_stack)
+            let mut entry = dump::entry(pid, thread, activity, python.as_ref(), user_stack);
+            if let Some(syscall) = entry.key.syscall.as_mut().filter(|_| !exited) {
+                syscall.peer = peers.describe(pid, thread);
+            }
+            entry
         })
         .collect();
     // Mutex owners are read from the live process only: a dead one has no memory.

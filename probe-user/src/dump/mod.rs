@@ -6,6 +6,7 @@
 
 pub mod locks;
 pub mod native;
+pub mod peers;
 pub mod python;
 pub mod read;
 pub mod render;
@@ -96,6 +97,8 @@ pub struct BlockedSyscall {
     /// User stack pointer and program counter when it entered the kernel, hex.
     pub sp: String,
     pub pc: String,
+    /// Who is at the other end, for a wait on a pipe or unix socket (see `peers`).
+    pub peer: Option<String>,
 }
 
 /// What `--wait` saw of a group's threads.
@@ -153,6 +156,7 @@ pub fn blocked_syscall(pid: u32, line: &SyscallLine) -> Option<BlockedSyscall> {
         args: args.iter().map(|a| format!("{a:#x}")).collect(),
         sp: format!("{sp:#x}"),
         pc: format!("{pc:#x}"),
+        peer: None,
     })
 }
 

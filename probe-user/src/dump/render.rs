@@ -179,6 +179,9 @@ fn group_text(out: &mut String, group: &ThreadGroup) {
         String::new()
     };
     let _ = writeln!(out, "      threads: {}{more}", names.join(", "));
+    if let Some(peer) = group.syscall.as_ref().and_then(|s| s.peer.as_deref()) {
+        let _ = writeln!(out, "      peer: {}", Escaped(peer));
+    }
     match &group.kernel_stack {
         Some(stack) if !stack.is_empty() => {
             let shown: Vec<String> = stack
