@@ -11,9 +11,11 @@
 //! read directly from the kernel's BPF statistics, next to bpftrace's from the same rounds,
 //! and every observer's own CPU time and peak RSS from its rusage and /proc. probe watch's
 //! episode latency and its memory over a thread churn are measured after the rounds
-//! (`watch`). The result is a markdown table on stdout and in `target/bench/results.md`.
+//! (`watch`), and `probe dump` next to py-spy dump and gdb on a 1,000-thread Python
+//! process (`dump`). The result is a markdown table on stdout and in `target/bench/results.md`.
 //! `--record-soak` (`soak`) is a separate, long run of probe record alone.
 
+mod dump;
 mod format;
 mod machine;
 mod observe;
@@ -89,6 +91,7 @@ pub fn run(options: &Options) -> Result<()> {
     let samples = bench.rounds()?;
     let (idle, idle_others) = bench.idle()?;
     let watch_checks = watch::measure_checks(&bench.paths)?;
+    let dump_checks = dump::measure(&bench.paths, &bench.python)?;
     let results = Results {
         machine: Machine::read(),
         load_before,
@@ -99,6 +102,7 @@ pub fn run(options: &Options) -> Result<()> {
         idle_others,
         table_builds,
         watch_checks,
+        dump_checks,
         elapsed: started.elapsed(),
     };
     let mut text = String::new();

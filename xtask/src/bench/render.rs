@@ -34,6 +34,8 @@ pub(super) struct Results<'a> {
     pub(super) table_builds: Vec<TableBuild>,
     /// `probe watch`'s episode latency and churn (see `watch::measure_checks`).
     pub(super) watch_checks: WatchChecks,
+    /// `probe dump` against its peers (see `dump::measure`).
+    pub(super) dump_checks: super::dump::DumpChecks,
     pub(super) elapsed: Duration,
 }
 
@@ -48,6 +50,7 @@ impl Results<'_> {
         self.write_process(out)?;
         self.write_unwinding(out)?;
         self.write_watch(out)?;
+        self.write_dump(out)?;
         self.write_record_programs(out)?;
         self.write_record_process(out)?;
         self.write_outputs(out)?;

@@ -92,6 +92,7 @@ impl Results<'_> {
         targets.extend(self.unwinding_targets());
         targets.extend(self.record_targets());
         targets.extend(self.watch_targets());
+        targets.extend(self.dump_targets());
         targets
     }
 
