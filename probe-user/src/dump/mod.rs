@@ -11,7 +11,7 @@ pub mod python;
 pub mod read;
 pub mod render;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -183,7 +183,12 @@ pub struct GroupKey {
 
 impl GroupKey {
     fn same_as(&self, other: &Self) -> bool {
-        let syscall = |s: &Option<BlockedSyscall>| s.as_ref().map(|s| (s.nr, s.arg.clone()));
+        // Threads waiting alike each wait on a futex word of their own (a Python thread on
+        // its own waiter lock): the word does not tell them apart, its stack does.
+        let syscall = |s: &Option<BlockedSyscall>| {
+            s.as_ref()
+                .map(|s| (s.nr, s.arg.clone().filter(|_| s.name != "futex")))
+        };
         self.state == other.state
             && self.wchan == other.wchan
             && syscall(&self.syscall) == syscall(&other.syscall)
@@ -230,23 +235,33 @@ pub fn entry(
 /// argument are the same for all).
 pub fn group(mut entries: Vec<ThreadEntry>, all: bool) -> Vec<ThreadGroup> {
     entries.sort_by_key(|e| e.id.tid);
-    let mut groups: Vec<(GroupKey, Vec<ThreadId>)> = Vec::new();
+    let mut groups: Vec<(GroupKey, Vec<ThreadId>, BTreeSet<Option<String>>)> = Vec::new();
     for entry in entries {
+        let arg = entry.key.syscall.as_ref().and_then(|s| s.arg.clone());
         match groups
             .iter_mut()
-            .find(|(key, _)| !all && key.same_as(&entry.key))
+            .find(|(key, ..)| !all && key.same_as(&entry.key))
         {
-            Some((_, threads)) => threads.push(entry.id),
-            None => groups.push((entry.key, vec![entry.id])),
+            Some((_, threads, args)) => {
+                threads.push(entry.id);
+                args.insert(arg);
+            }
+            None => groups.push((entry.key, vec![entry.id], BTreeSet::from([arg]))),
         }
     }
-    groups.sort_by(|(_, a), (_, b)| b.len().cmp(&a.len()).then(a[0].tid.cmp(&b[0].tid)));
+    groups.sort_by(|(_, a, _), (_, b, _)| b.len().cmp(&a.len()).then(a[0].tid.cmp(&b[0].tid)));
     groups
         .into_iter()
-        .map(|(key, threads)| ThreadGroup {
+        .map(|(key, threads, args)| ThreadGroup {
             state: key.state,
             wchan: key.wchan,
-            syscall: key.syscall,
+            // Futex words that differ between the threads: how many, not the first's.
+            syscall: key.syscall.map(|mut syscall| {
+                if args.len() > 1 {
+                    syscall.arg = Some(format!("{} different futex words", args.len()));
+                }
+                syscall
+            }),
             kernel_stack: key.kernel_stack,
             python_stack: key.python_stack,
             user_stack: key.user_stack,

@@ -146,9 +146,14 @@ pub fn rlock_waits(
     waits: &[super::locks::FutexWait],
 ) -> Vec<super::locks::MutexWait> {
     let mem = LiveMemory::new(pid);
+    // Threads waiting alike point at many of the same objects: each object's type is
+    // read once (a 1,000-thread process would otherwise cost ~100,000 reads).
+    let mut types: HashMap<u64, Option<u64>> = HashMap::new();
     let mut type_names: HashMap<u64, Option<String>> = HashMap::new();
     let mut type_name = |object: u64| -> Option<String> {
-        let ty = mem.read_u64(object.wrapping_add(OB_TYPE)).ok()?;
+        let ty = (*types
+            .entry(object)
+            .or_insert_with(|| mem.read_u64(object.wrapping_add(OB_TYPE)).ok()))?;
         type_names
             .entry(ty)
             .or_insert_with(|| {

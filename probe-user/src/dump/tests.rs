@@ -50,13 +50,22 @@ fn identical_threads_group_and_the_biggest_group_comes_first() {
         args[0] = 0x6000;
     }
     entries.push(entry(std::process::id(), &lone, None, None, None));
+    // Two on one word: one group, its word named.
+    let same_word = group(entries[4..6].to_vec(), false);
+    assert_eq!(same_word.len(), 1);
+    assert_eq!(
+        same_word[0].syscall.as_ref().unwrap().arg.as_deref(),
+        Some("futex 0x5000")
+    );
+    // The word does not split threads that wait alike (each Python thread waits on its
+    // own lock): the group says how many words there are.
     let groups = group(entries.clone(), false);
     let sizes: Vec<usize> = groups.iter().map(|g| g.threads.len()).collect();
-    assert_eq!(sizes, [4, 2, 1]);
+    assert_eq!(sizes, [4, 3]);
     assert_eq!(groups[0].syscall.as_ref().unwrap().name, "clock_nanosleep");
     assert_eq!(
         groups[1].syscall.as_ref().unwrap().arg.as_deref(),
-        Some("futex 0x5000")
+        Some("2 different futex words")
     );
     assert_eq!(groups[1].threads[0].tid, 20);
     // --all: one group per thread, by tid.
