@@ -75,6 +75,9 @@ fn five_hundred_idle_threads_are_a_few_grouped_lines() {
     );
     let sleep = by_syscall("clock_nanosleep");
     assert_eq!(thread_count(sleep), 250, "{sleep:#}");
+    // The timeouts, read from the callers' memory: an hour's sleep, a wait without one.
+    assert_eq!(sleep["syscall"]["timeout"], "timeout 3600 s", "{sleep:#}");
+    assert_eq!(futex["syscall"]["timeout"], "no timeout", "{futex:#}");
     assert!(
         kernel_stack(sleep).contains(&"hrtimer_nanosleep"),
         "{sleep:#}"
@@ -83,7 +86,10 @@ fn five_hundred_idle_threads_are_a_few_grouped_lines() {
     let output = run_probe(&["dump", "-p", &idle.pid.to_string()]);
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
-        text.contains("250 threads sleeping in clock_nanosleep, wait channel hrtimer_nanosleep"),
+        text.contains(
+            "250 threads sleeping in clock_nanosleep (timeout 3600 s), wait channel \
+             hrtimer_nanosleep"
+        ),
         "{text}"
     );
     assert!(

@@ -10,6 +10,7 @@ pub mod peers;
 pub mod python;
 pub mod read;
 pub mod render;
+pub mod timeout;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -99,6 +100,8 @@ pub struct BlockedSyscall {
     pub pc: String,
     /// Who is at the other end, for a wait on a pipe or unix socket (see `peers`).
     pub peer: Option<String>,
+    /// What its timeout argument says (`timeout 5 s`, `wakes in 4.2 s`, `no timeout`).
+    pub timeout: Option<String>,
 }
 
 /// What `--wait` saw of a group's threads.
@@ -133,6 +136,7 @@ pub fn blocked_syscall(pid: u32, line: &SyscallLine) -> Option<BlockedSyscall> {
         return None;
     };
     let name = syscall_names::name(*nr);
+    let timeout = timeout::describe(pid, &name, args);
     let arg = match syscall_names::key_arg(*nr) {
         _ if matches!(name.as_ref(), "msgsnd" | "msgrcv") => {
             let msqid = args[0] as u32 as i32;
@@ -157,6 +161,7 @@ pub fn blocked_syscall(pid: u32, line: &SyscallLine) -> Option<BlockedSyscall> {
         sp: format!("{sp:#x}"),
         pc: format!("{pc:#x}"),
         peer: None,
+        timeout,
     })
 }
 
@@ -235,30 +240,42 @@ pub fn entry(
 /// argument are the same for all).
 pub fn group(mut entries: Vec<ThreadEntry>, all: bool) -> Vec<ThreadGroup> {
     entries.sort_by_key(|e| e.id.tid);
-    let mut groups: Vec<(GroupKey, Vec<ThreadId>, BTreeSet<Option<String>>)> = Vec::new();
+    type Seen = BTreeSet<Option<String>>;
+    let mut groups: Vec<(GroupKey, Vec<ThreadId>, Seen, Seen)> = Vec::new();
     for entry in entries {
         let arg = entry.key.syscall.as_ref().and_then(|s| s.arg.clone());
+        let timeout = entry.key.syscall.as_ref().and_then(|s| s.timeout.clone());
         match groups
             .iter_mut()
             .find(|(key, ..)| !all && key.same_as(&entry.key))
         {
-            Some((_, threads, args)) => {
+            Some((_, threads, args, timeouts)) => {
                 threads.push(entry.id);
                 args.insert(arg);
+                timeouts.insert(timeout);
             }
-            None => groups.push((entry.key, vec![entry.id], BTreeSet::from([arg]))),
+            None => groups.push((
+                entry.key,
+                vec![entry.id],
+                BTreeSet::from([arg]),
+                BTreeSet::from([timeout]),
+            )),
         }
     }
-    groups.sort_by(|(_, a, _), (_, b, _)| b.len().cmp(&a.len()).then(a[0].tid.cmp(&b[0].tid)));
+    groups.sort_by(|(_, a, ..), (_, b, ..)| b.len().cmp(&a.len()).then(a[0].tid.cmp(&b[0].tid)));
     groups
         .into_iter()
-        .map(|(key, threads, args)| ThreadGroup {
+        .map(|(key, threads, args, timeouts)| ThreadGroup {
             state: key.state,
             wchan: key.wchan,
-            // Futex words that differ between the threads: how many, not the first's.
+            // Futex words that differ between the threads: how many, not the first's; and
+            // timeouts only where all agree.
             syscall: key.syscall.map(|mut syscall| {
                 if args.len() > 1 {
                     syscall.arg = Some(format!("{} different futex words", args.len()));
+                }
+                if timeouts.len() > 1 {
+                    syscall.timeout = Some("timeouts differ".to_owned());
                 }
                 syscall
             }),

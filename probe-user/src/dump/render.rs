@@ -147,8 +147,17 @@ fn group_text(out: &mut String, group: &ThreadGroup) {
     let mut line = format!("  {who} {}", group.state.describe());
     if let Some(syscall) = &group.syscall {
         let _ = write!(line, " in {}", Escaped(&syscall.name));
-        if let Some(arg) = &syscall.arg {
-            let _ = write!(line, " ({})", Escaped(arg));
+        match (&syscall.arg, &syscall.timeout) {
+            (Some(arg), Some(timeout)) => {
+                let _ = write!(line, " ({}, {timeout})", Escaped(arg));
+            }
+            (Some(arg), None) => {
+                let _ = write!(line, " ({})", Escaped(arg));
+            }
+            (None, Some(timeout)) => {
+                let _ = write!(line, " ({timeout})");
+            }
+            (None, None) => {}
         }
     }
     if let Some(wchan) = &group.wchan {

@@ -150,7 +150,7 @@ fn text_names_the_wait_and_escapes_hostile_names() {
     let text = render::render_text(&dump);
     assert!(text.contains("process 5 (app): 1 thread\n"), "{text}");
     assert!(
-        text.contains("1 thread sleeping in futex (futex 0x1005), wait channel futex_wait_queue: blocked ≥ 2.0 s"),
+        text.contains("1 thread sleeping in futex (futex 0x1005, no timeout), wait channel futex_wait_queue: blocked ≥ 2.0 s"),
         "{text}"
     );
     assert!(text.contains("evil\\x1b[2J (5)"), "{text}");
