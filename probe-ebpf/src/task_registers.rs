@@ -220,7 +220,10 @@ unsafe extern "C" fn next_thread(_index: u64, ctx: *mut c_void) -> i64 {
             s.record.read |= 1 << i;
         }
     }
-    if TASK_REGISTERS.insert(&tid, &s.record, 0).is_ok() {
+    // By reference: the record is a map value, and a copy would not fit the BPF stack.
+    #[allow(clippy::needless_borrows_for_generic_args)]
+    let stored = TASK_REGISTERS.insert(tid, &s.record, 0);
+    if stored.is_ok() {
         s.walk.stored += 1;
     }
     s.node = next;
