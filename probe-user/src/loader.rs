@@ -972,12 +972,20 @@ impl Probe {
         name: &str,
         open: impl FnOnce(&'a aya::maps::Map) -> Result<M, E>,
     ) -> Result<M, LoadError> {
-        let map = self
-            .ebpf
-            .map(name)
-            .ok_or_else(|| LoadError::Other(format!("find map `{name}` in the object")))?;
-        open(map).map_err(|err| LoadError::Other(format!("open map `{name}`: {err}")))
+        open_map(&self.ebpf, name, open)
     }
+}
+
+/// Map `name` of `ebpf`, opened as `open` types it.
+fn open_map<'a, M, E: std::fmt::Display>(
+    ebpf: &'a Ebpf,
+    name: &str,
+    open: impl FnOnce(&'a aya::maps::Map) -> Result<M, E>,
+) -> Result<M, LoadError> {
+    let map = ebpf
+        .map(name)
+        .ok_or_else(|| LoadError::Other(format!("find map `{name}` in the object")))?;
+    open(map).map_err(|err| LoadError::Other(format!("open map `{name}`: {err}")))
 }
 
 /// The text of one `KERNEL_NAMES` slot; `None` for address 0 (never named, so the slot

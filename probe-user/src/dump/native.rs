@@ -18,13 +18,11 @@ use serde::Serialize;
 use super::read::{SyscallLine, ThreadRead};
 use crate::collect::unwind::{compile_mapped, mapping_bias};
 use crate::elf::LoadSegment;
-use crate::model::{
-    FrameKind, PyRawFrame, RawStack, Recording, SampleKind, StackStats, ThreadRecord,
-};
+use crate::model::{FrameKind, PyRawFrame, RawStack, Recording, SampleKind};
 use crate::procmaps::{Backing, FileId, MappedFile, ProcessMaps};
 use crate::python::code::CodeInfo;
 use crate::python::memory::{LiveMemory, ProcessMemory};
-use crate::symbolize::{symbolize_with, KernelNames};
+use crate::symbolize::{symbolize_stacks, KernelNames};
 use crate::unwind::walk::{self, Registers, Rule, Walked};
 use crate::unwind::{lookup, page_index, UnwindRow};
 
@@ -287,42 +285,13 @@ fn symbolize(
     if stacks.is_empty() {
         return HashMap::new();
     }
-    let threads = stacks
+    // No kernel frames: dump reads those from /proc.
+    let names = KernelNames::look_up(&Recording::default(), |_| Ok::<_, String>(Vec::new()));
+    symbolize_stacks(pid, stacks, maps, code.clone(), names)
         .into_iter()
-        .map(|(tid, stack)| {
-            let record = ThreadRecord {
-                tid,
-                pid,
-                stacks: HashMap::from([(
-                    stack,
-                    StackStats {
-                        count: 1,
-                        ..StackStats::default()
-                    },
-                )]),
-                ..ThreadRecord::default()
-            };
-            (tid, record)
-        })
-        .collect();
-    let mut recording = Recording {
-        frequency_hz: 1,
-        threads,
-        python_code: code.clone(),
-        ..Recording::default()
-    };
-    recording.resources.process_maps.insert((pid, 0), maps);
-    let names = KernelNames::look_up(&recording, |_| {
-        Ok::<_, String>(Vec::new()) // no kernel frames: dump reads those from /proc
-    });
-    let profile = symbolize_with(recording, names);
-    profile
-        .threads
-        .iter()
-        .filter_map(|thread| {
-            let samples = thread.samples.first()?;
-            let frames = profile
-                .stack_frames(samples.stack)
+        .map(|(tid, (frames, truncated))| {
+            let frames = frames
+                .into_iter()
                 .filter(|frame| frame.kind != FrameKind::Kernel)
                 .map(|frame| UserFrame {
                     kind: if frame.kind == FrameKind::Python {
@@ -330,15 +299,14 @@ fn symbolize(
                     } else {
                         "native"
                     },
-                    function: frame.function.clone(),
-                    module: frame.module.clone(),
+                    function: frame.function,
+                    module: frame.module,
                     offset: frame.module_offset,
-                    file: frame.file.clone(),
+                    file: frame.file,
                     line: frame.line,
                 })
                 .collect();
-            let truncated = profile.stack_truncated(samples.stack);
-            Some((thread.tid, UserStack { frames, truncated }))
+            (tid, UserStack { frames, truncated })
         })
         .collect()
 }

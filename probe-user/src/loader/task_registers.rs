@@ -9,7 +9,9 @@ use aya::programs::{RawTracePoint, RawTracePointRunOptions, TestRun};
 use aya::{Ebpf, EbpfLoader};
 use probe_common::{names, task_walk_args as arg, TaskRegisters, TaskWalk};
 
-use super::{classify_object_error, program_error, raise_memlock_limit, LoadError, PROGRAMS};
+use super::{
+    classify_object_error, open_map, program_error, raise_memlock_limit, LoadError, PROGRAMS,
+};
 
 /// Maps the other programs use, created with one entry (or the smallest ring buffer).
 const UNUSED_MAPS: [&str; 13] = [
@@ -109,7 +111,7 @@ impl RegisterReader {
             .map_err(|source| program_error(name, source))?;
         let walk = {
             let summary: Array<&MapData, TaskWalk> =
-                self.open(names::TASK_WALK, Array::try_from)?;
+                open_map(&self.ebpf, names::TASK_WALK, Array::try_from)?;
             summary
                 .get(&0, 0)
                 .map_err(|err| LoadError::Other(format!("read `{}`: {err}", names::TASK_WALK)))?
@@ -132,17 +134,5 @@ impl RegisterReader {
             let _ = stored.remove(&tid);
         }
         Ok(ProcessRegisters { walk, threads })
-    }
-
-    fn open<'a, M, E: std::fmt::Display>(
-        &'a self,
-        name: &str,
-        open: impl FnOnce(&'a aya::maps::Map) -> Result<M, E>,
-    ) -> Result<M, LoadError> {
-        let map = self
-            .ebpf
-            .map(name)
-            .ok_or_else(|| LoadError::Other(format!("find map `{name}` in the object")))?;
-        open(map).map_err(|err| LoadError::Other(format!("open map `{name}`: {err}")))
     }
 }

@@ -188,22 +188,43 @@ pub fn symbolize_stack(
     maps: ProcessMaps,
     kernel_names: KernelNames,
 ) -> (Vec<Frame>, bool) {
-    let generation = stack.maps_generation;
-    let thread = ThreadRecord {
-        tid: pid,
-        pid,
-        stacks: HashMap::from([(
-            stack,
-            StackStats {
+    let stacks = BTreeMap::from([(pid, stack)]);
+    symbolize_stacks(pid, stacks, maps, HashMap::new(), kernel_names)
+        .remove(&pid)
+        .unwrap_or((Vec::new(), true))
+}
+
+/// [`symbolize_stack`] for several threads of process `pid` at once (tid -> its stack, all
+/// with the generation of `maps`), in one pass of the symbolizer; `python_code` names their
+/// Python frames. Each thread's frames, innermost first, and whether they are truncated.
+pub fn symbolize_stacks(
+    pid: u32,
+    stacks: BTreeMap<u32, RawStack>,
+    maps: ProcessMaps,
+    python_code: HashMap<(u32, u64), Option<Arc<crate::python::code::CodeInfo>>>,
+    kernel_names: KernelNames,
+) -> HashMap<u32, (Vec<Frame>, bool)> {
+    let generation = stacks.values().next().map_or(0, |s| s.maps_generation);
+    let threads = stacks
+        .into_iter()
+        .map(|(tid, stack)| {
+            let stats = StackStats {
                 count: 1,
                 ..StackStats::default()
-            },
-        )]),
-        ..ThreadRecord::default()
-    };
+            };
+            let record = ThreadRecord {
+                tid,
+                pid,
+                stacks: HashMap::from([(stack, stats)]),
+                ..ThreadRecord::default()
+            };
+            (tid, record)
+        })
+        .collect();
     let mut recording = Recording {
         frequency_hz: 1,
-        threads: BTreeMap::from([(pid, thread)]),
+        threads,
+        python_code,
         ..Recording::default()
     };
     recording
@@ -211,11 +232,15 @@ pub fn symbolize_stack(
         .process_maps
         .insert((pid, generation), maps);
     let profile = symbolize_with(recording, kernel_names);
-    let Some(samples) = profile.threads.first().and_then(|t| t.samples.first()) else {
-        return (Vec::new(), true);
-    };
-    let frames = profile.stack_frames(samples.stack).cloned().collect();
-    (frames, profile.stack_truncated(samples.stack))
+    profile
+        .threads
+        .iter()
+        .filter_map(|thread| {
+            let samples = thread.samples.first()?;
+            let frames = profile.stack_frames(samples.stack).cloned().collect();
+            Some((thread.tid, (frames, profile.stack_truncated(samples.stack))))
+        })
+        .collect()
 }
 
 /// The collector captures maps at a process's first sample; if that failed or was skipped,
